@@ -1,0 +1,206 @@
+//! Types shared by the eBPF programs (`marginal-ebpf`) and the daemon (`marginal-user`).
+//!
+//! Everything here is `#[repr(C)]` plain data: the kernel side writes it into BPF maps and the
+//! ring buffer, the user side reads the same bytes back. Keep field order and sizes in step on
+//! both sides; nothing here may allocate or depend on `std`.
+#![no_std]
+
+/// Name of the map of watched path devices (key: kernel `dev_t`, value: [`PathRecord`]).
+pub const WATCHED_MAP: &str = "WATCHED";
+/// Name of the ring buffer carrying [`PathEvent`]s to user space.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the one-entry array holding the [`TracepointLayout`] read from tracefs at load time.
+pub const LAYOUT_MAP: &str = "LAYOUT";
+/// Name of the map counting dm-mpath's own path transitions for every path (key: kernel `dev_t`).
+pub const DM_TRANSITIONS_MAP: &str = "DM_TRANSITIONS";
+
+/// Program names inside the eBPF object.
+pub const BLOCK_ERROR_PROGRAM: &str = "block_rq_failed";
+pub const DM_PATH_UEVENT_PROGRAM: &str = "dm_path_uevent";
+
+/// Most paths one daemon watches; sized for large SAN hosts (see BENCHMARKS.md).
+pub const MAX_WATCHED_PATHS: u32 = 16384;
+/// Ring buffer size in bytes (a power of two and a multiple of the page size).
+pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
+
+/// Bits of the minor number in the kernel's internal `dev_t` (`MINORBITS`), which is what block
+/// tracepoints and dm report. User space's `st_rdev` uses a different encoding.
+pub const KERNEL_MINOR_BITS: u32 = 20;
+
+/// The kernel-internal `dev_t` of `major:minor`.
+pub const fn kernel_dev(major: u32, minor: u32) -> u32 {
+    (major << KERNEL_MINOR_BITS) | (minor & ((1 << KERNEL_MINOR_BITS) - 1))
+}
+
+/// `(major, minor)` of a kernel-internal `dev_t`.
+pub const fn kernel_dev_split(dev: u32) -> (u32, u32) {
+    (dev >> KERNEL_MINOR_BITS, dev & ((1 << KERNEL_MINOR_BITS) - 1))
+}
+
+/// Where the fields the error program needs sit in the block tracepoint's record. Read from
+/// `/sys/kernel/tracing/events/block/<name>/format` at load time: the offsets moved between
+/// kernel versions, so they are never compiled in.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracepointLayout {
+    /// Offset of `dev_t dev`.
+    pub dev_offset: u32,
+    /// Offset of `int error`.
+    pub error_offset: u32,
+}
+
+/// Per-path settings written by user space when it starts watching a path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WatchSettings {
+    /// Two failures at most this far apart raise a [`EventKind::DoubleFailure`]
+    /// (`marginal_path_double_failed_time`).
+    pub window_ns: u64,
+    /// Block-layer errors closer together than this belong to one failure episode.
+    pub episode_gap_ns: u64,
+}
+
+/// A watched path: its settings and what the kernel counted for it. All times are
+/// `bpf_ktime_get_ns()`, i.e. `CLOCK_MONOTONIC` nanoseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathRecord {
+    pub settings: WatchSettings,
+    /// Failed block requests on the path device.
+    pub io_errors: u64,
+    /// Failure transitions: block-error episodes, plus dm-mpath's PATH_FAILED where that is seen.
+    pub failures: u64,
+    /// dm-mpath reinstatements of the path.
+    pub reinstates: u64,
+    /// Double failures reported to user space.
+    pub double_failures: u64,
+    /// Time of the last block-layer error (episode tracking); 0 before the first.
+    pub last_error_ns: u64,
+    /// Time of the last failure; 0 before the first.
+    pub last_failure_ns: u64,
+    /// Start of the current double-failure window (the time of its first failure); 0 if none.
+    pub window_start_ns: u64,
+}
+
+impl PathRecord {
+    /// A fresh record for a newly watched path.
+    pub const fn new(settings: WatchSettings) -> Self {
+        Self {
+            settings,
+            io_errors: 0,
+            failures: 0,
+            reinstates: 0,
+            double_failures: 0,
+            last_error_ns: 0,
+            last_failure_ns: 0,
+            window_start_ns: 0,
+        }
+    }
+}
+
+/// dm-mpath's own transitions for one path, counted for every path the kprobe sees.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DmTransitions {
+    pub failed: u64,
+    pub reinstated: u64,
+    /// The map's valid path count reported with the latest transition.
+    pub valid_paths: u32,
+    pub _pad: u32,
+}
+
+/// What a [`PathEvent`] reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A watched path failed for the second time within its window.
+    DoubleFailure = 1,
+    /// dm-mpath failed a path (any path, watched or not).
+    DmPathFailed = 2,
+    /// dm-mpath reinstated a path (any path, watched or not).
+    DmPathReinstated = 3,
+}
+
+impl EventKind {
+    pub const fn from_u32(value: u32) -> Option<Self> {
+        match value {
+            1 => Some(Self::DoubleFailure),
+            2 => Some(Self::DmPathFailed),
+            3 => Some(Self::DmPathReinstated),
+            _ => None,
+        }
+    }
+}
+
+/// Which kernel signal saw a failure.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureSource {
+    /// A block-layer error episode on the path device.
+    BlockError = 1,
+    /// dm-mpath's `dm_path_uevent` (PATH_FAILED).
+    DmPath = 2,
+}
+
+impl FailureSource {
+    pub const fn from_u32(value: u32) -> Option<Self> {
+        match value {
+            1 => Some(Self::BlockError),
+            2 => Some(Self::DmPath),
+            _ => None,
+        }
+    }
+}
+
+/// One ring-buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathEvent {
+    /// An [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// Kernel-internal `dev_t` of the path.
+    pub dev: u32,
+    /// When it happened (`CLOCK_MONOTONIC` ns).
+    pub time_ns: u64,
+    /// For a double failure: the first failure of the window.
+    pub window_start_ns: u64,
+    /// The path's failure count including this one (0 for unwatched dm events).
+    pub failures: u64,
+    /// For dm events: the map's valid paths after the transition.
+    pub valid_paths: u32,
+    /// A [`FailureSource`] as `u32` (the signal behind the latest failure).
+    pub source: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, made of integers, without padding holes
+    // that could leak uninitialised bytes (sizes are multiples of 8 and fields are aligned).
+    unsafe impl aya::Pod for super::TracepointLayout {}
+    unsafe impl aya::Pod for super::WatchSettings {}
+    unsafe impl aya::Pod for super::PathRecord {}
+    unsafe impl aya::Pod for super::DmTransitions {}
+    unsafe impl aya::Pod for super::PathEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_dev_round_trips() {
+        let dev = kernel_dev(7, 3);
+        assert_eq!(dev, (7 << 20) | 3);
+        assert_eq!(kernel_dev_split(dev), (7, 3));
+        assert_eq!(kernel_dev_split(kernel_dev(254, 1048575)), (254, 1048575));
+    }
+
+    #[test]
+    fn event_layout_is_stable() {
+        assert_eq!(core::mem::size_of::<PathEvent>(), 40);
+        assert_eq!(core::mem::size_of::<PathRecord>(), 72);
+        assert_eq!(EventKind::from_u32(1), Some(EventKind::DoubleFailure));
+        assert_eq!(EventKind::from_u32(9), None);
+        assert_eq!(FailureSource::from_u32(2), Some(FailureSource::DmPath));
+    }
+}

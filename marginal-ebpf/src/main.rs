@@ -1,0 +1,216 @@
+//! marginal's kernel side: counts path failures where they happen.
+//!
+//! * `block_rq_failed` runs on `block:block_rq_error` (or `block:block_rq_complete`, filtered on
+//!   `error != 0`, on kernels before 5.18). For a watched path device it counts the I/O error,
+//!   groups errors into failure episodes and, when a path fails twice within its window, sends a
+//!   `DoubleFailure` event through the ring buffer. Unwatched devices cost one map lookup.
+//! * `dm_path_uevent` is a kprobe on dm-mpath's `dm_path_uevent()`: every PATH_FAILED and
+//!   PATH_REINSTATED transition, counted per path and sent to user space; on watched paths a
+//!   PATH_FAILED is a failure in the same window logic (the best signal there is).
+//!
+//! Field offsets of the tracepoint record come from user space (`LAYOUT`), read from tracefs.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
+    macros::{kprobe, map, tracepoint},
+    maps::{Array, HashMap, LruHashMap, RingBuf},
+    programs::{ProbeContext, TracePointContext},
+};
+use marginal_common::{
+    DmTransitions, EVENTS_RING_BYTES, EventKind, FailureSource, MAX_WATCHED_PATHS, PathEvent,
+    PathRecord, TracepointLayout, kernel_dev,
+};
+
+#[map(name = "WATCHED")]
+static WATCHED: HashMap<u32, PathRecord> = HashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
+
+#[map(name = "EVENTS")]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+#[map(name = "LAYOUT")]
+static LAYOUT: Array<TracepointLayout> = Array::with_max_entries(1, 0);
+
+#[map(name = "DM_TRANSITIONS")]
+static DM_TRANSITIONS: LruHashMap<u32, DmTransitions> =
+    LruHashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
+
+/// Atomic add: the same path can fail on several CPUs at once. `fetch_add` does not exist on
+/// bpfel (no compare-and-swap); this intrinsic lowers to BPF's atomic add.
+#[inline(always)]
+fn count(counter: &mut u64) {
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            counter, 1,
+        )
+    };
+}
+
+#[tracepoint]
+pub fn block_rq_failed(ctx: TracePointContext) -> u32 {
+    let Some(layout) = LAYOUT.get(0) else {
+        return 0;
+    };
+    let Ok(dev) = (unsafe { ctx.read_at::<u32>(layout.dev_offset as usize) }) else {
+        return 0;
+    };
+    // The one lookup every failed (or, with block_rq_complete, every) request pays.
+    let Some(record) = WATCHED.get_ptr_mut(&dev) else {
+        return 0;
+    };
+    let Ok(error) = (unsafe { ctx.read_at::<i32>(layout.error_offset as usize) }) else {
+        return 0;
+    };
+    if error == 0 {
+        return 0;
+    }
+    let record = unsafe { &mut *record };
+    let now = unsafe { bpf_ktime_get_ns() };
+    count(&mut record.io_errors);
+    let last_error = record.last_error_ns;
+    record.last_error_ns = now;
+    if last_error != 0 && now.wrapping_sub(last_error) < record.settings.episode_gap_ns {
+        return 0; // same episode: one failure however many errors it holds
+    }
+    path_failed(dev, record, now, FailureSource::BlockError);
+    0
+}
+
+/// A failure transition of a watched path: count it and run the double-failure window.
+#[inline(always)]
+fn path_failed(dev: u32, record: &mut PathRecord, now: u64, source: FailureSource) {
+    count(&mut record.failures);
+    record.last_failure_ns = now;
+    let window_start = record.window_start_ns;
+    // The new failure always opens the next window, so a third failure soon after the second
+    // is judged against the second (the window restarts).
+    record.window_start_ns = now;
+    if window_start == 0 || now.wrapping_sub(window_start) > record.settings.window_ns {
+        return;
+    }
+    count(&mut record.double_failures);
+    send(PathEvent {
+        kind: EventKind::DoubleFailure as u32,
+        dev,
+        time_ns: now,
+        window_start_ns: window_start,
+        failures: record.failures,
+        valid_paths: 0,
+        source: source as u32,
+    });
+}
+
+#[inline(always)]
+fn send(event: PathEvent) {
+    if let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) {
+        entry.write(event);
+        entry.submit(0);
+    }
+}
+
+/// `dm_path_uevent(enum dm_uevent_type type, struct dm_target *ti, const char *path,
+/// unsigned int nr_valid_paths)`; type 0 is PATH_FAILED, 1 PATH_REINSTATED.
+#[kprobe]
+pub fn dm_path_uevent(ctx: ProbeContext) -> u32 {
+    let Some(kind) = ctx.arg::<u32>(0) else {
+        return 0;
+    };
+    let Some(path) = ctx.arg::<*const u8>(2) else {
+        return 0;
+    };
+    let valid_paths = ctx.arg::<u32>(3).unwrap_or(0);
+    let mut text = [0u8; 16];
+    let Ok(text) = (unsafe { bpf_probe_read_kernel_str_bytes(path, &mut text) }) else {
+        return 0;
+    };
+    let Some(dev) = parse_major_minor(text) else {
+        return 0;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    let failed = kind == 0;
+
+    let mut transitions = match unsafe { DM_TRANSITIONS.get(&dev) } {
+        Some(existing) => *existing,
+        None => DmTransitions::default(),
+    };
+    if failed {
+        transitions.failed += 1;
+    } else {
+        transitions.reinstated += 1;
+    }
+    transitions.valid_paths = valid_paths;
+    let _ = DM_TRANSITIONS.insert(&dev, &transitions, 0);
+
+    let mut failures = 0;
+    if let Some(record) = WATCHED.get_ptr_mut(&dev) {
+        let record = unsafe { &mut *record };
+        if failed {
+            path_failed(dev, record, now, FailureSource::DmPath);
+        } else {
+            count(&mut record.reinstates);
+        }
+        failures = record.failures;
+    }
+    send(PathEvent {
+        kind: if failed {
+            EventKind::DmPathFailed as u32
+        } else {
+            EventKind::DmPathReinstated as u32
+        },
+        dev,
+        time_ns: now,
+        window_start_ns: 0,
+        failures,
+        valid_paths,
+        source: FailureSource::DmPath as u32,
+    });
+    0
+}
+
+/// Parse dm's "major:minor" path name into a kernel `dev_t`.
+#[inline(always)]
+fn parse_major_minor(text: &[u8]) -> Option<u32> {
+    let mut major: u32 = 0;
+    let mut minor: u32 = 0;
+    let mut seen_colon = false;
+    let mut digits = 0;
+    let mut i = 0;
+    while i < 16 {
+        if i >= text.len() {
+            break;
+        }
+        let c = text[i];
+        if c == b':' && !seen_colon && digits > 0 {
+            seen_colon = true;
+            digits = 0;
+        } else if c.is_ascii_digit() {
+            let d = (c - b'0') as u32;
+            if seen_colon {
+                minor = minor.wrapping_mul(10).wrapping_add(d);
+            } else {
+                major = major.wrapping_mul(10).wrapping_add(d);
+            }
+            digits += 1;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if !seen_colon || digits == 0 {
+        return None;
+    }
+    Some(kernel_dev(major, minor))
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

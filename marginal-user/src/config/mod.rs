@@ -1,0 +1,2 @@
+//! multipath.conf compatibility (being written).
+pub mod cli;

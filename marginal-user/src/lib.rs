@@ -1,0 +1,25 @@
+//! marginal: finds shaky storage paths on dm-multipath hosts and keeps them out of service.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! kernel signal ──> detector ──> engine ──> actuator
+//! (eBPF maps,       (double-     (pure state  (multipathd socket,
+//!  ring buffer)      failure      machine,     dm messages, or
+//!                    events)      verdicts)    observe only)
+//!                                   │  ▲
+//!                                   ▼  │ reads/errors
+//!                                  sampler (io_uring O_DIRECT)
+//! ```
+//!
+//! * [`kernel`]: loads the eBPF programs, fills the watch map, turns ring-buffer records into
+//!   [`kernel::KernelEvent`]s and reads the kernel's counters.
+//! * [`engine`]: the marginal-path rules of the spec, pure and clock-injected.
+//! * [`sampler`]: the io_uring O_DIRECT reader that measures a path's error rate.
+//! * [`config`]: multipath.conf parsing and per-map resolution of the marginal_path_* settings.
+//! * [`device`]: block device names, numbers and sysfs facts.
+pub mod config;
+pub mod device;
+pub mod engine;
+pub mod kernel;
+pub mod sampler;
