@@ -1,23 +1,68 @@
-//! Project tasks: `cargo xtask <setup|demo|test|vm-test|bench>`.
+//! Project tasks, run as `cargo xtask <task>` (root needed for all but builds):
+//!
+//! * `setup`: install what the project needs on a bare Debian 12 machine, only where missing.
+//! * `demo`: the main job: marginal watching a real flaky block device (no multipath needed).
+//! * `test`: every test: formatting and lints are .ci/run's; this runs unit, kernel integration
+//!   and VM tests.
+//! * `vm-test`: the dm-multipath scenarios in QEMU VMs with stock Debian kernels.
+mod setup;
 mod vm;
 
+use std::process::Command;
+
+use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "xtask")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Task,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum Task {
+    /// Install apt packages, nightly rust-src and bpf-linker where missing; mount tracefs.
+    Setup,
+    /// Set up, then run every test: unit, kernel integration (root) and VM tests.
+    Test {
+        /// Skip the VM stage (dm-multipath scenarios under QEMU).
+        #[arg(long)]
+        no_vm: bool,
+    },
     /// Boot QEMU VMs with real dm-multipath and run the VM scenarios.
     VmTest(vm::VmTestArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::VmTest(args) => vm::run(args),
+        Task::Setup => setup::run(),
+        Task::Test { no_vm } => test(no_vm),
+        Task::VmTest(args) => vm::run(args),
     }
+}
+
+fn test(no_vm: bool) -> Result<()> {
+    let started = std::time::Instant::now();
+    setup::run()?;
+    println!("test: building the workspace");
+    cargo(&["build", "--workspace", "--all-targets"])?;
+    println!("test: unit and integration tests (integration tests use the real kernel: root)");
+    cargo(&["test", "--workspace", "--no-fail-fast"])?;
+    if !no_vm {
+        println!("test: VM scenarios");
+        cargo(&["xtask", "vm-test"])?;
+    }
+    println!("test: all passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .status()?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
 }

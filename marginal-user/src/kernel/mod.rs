@@ -1,1 +1,15 @@
-//! (being written)
+//! The kernel edge: marginal's eBPF programs, their maps and their events.
+//!
+//! * [`probes`] loads and attaches the programs and owns the maps: the watch map user space
+//!   fills with the path devices to count, and the per-path records the kernel keeps.
+//! * [`tracefs`] finds the block error tracepoint and reads its record layout at load time.
+//! * [`events`] reads the ring buffer with tokio and decodes [`KernelEvent`]s.
+//! * [`stats`] turns on the kernel's accounting of program cost.
+pub mod events;
+pub mod probes;
+pub mod stats;
+pub mod tracefs;
+
+pub use events::{EventStream, KernelEvent};
+pub use probes::{KernelProbes, LiveSignals, ProgramStats};
+pub use tracefs::BlockErrorTracepoint;

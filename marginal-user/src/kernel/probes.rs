@@ -1,0 +1,235 @@
+//! Loading and attaching the eBPF programs, and access to their maps.
+use std::{fmt, io::BufRead, path::Path, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, RingBuf},
+    programs::{KProbe, TracePoint},
+};
+use marginal_common::{
+    BLOCK_ERROR_PROGRAM, DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_MAP,
+    LAYOUT_MAP, PathRecord, WATCHED_MAP, WatchSettings,
+};
+
+use super::tracefs::{self, BlockErrorTracepoint};
+
+/// The eBPF object built from `marginal-ebpf` by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/marginal"));
+
+/// The dm-mpath function the kprobe watches (in module dm_mod).
+const DM_PATH_UEVENT_SYMBOL: &str = "dm_path_uevent";
+
+/// Which kernel signals are live, for start-up messages, status and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSignals {
+    /// The block tracepoint the error program is attached to.
+    pub block_tracepoint: BlockErrorTracepoint,
+    /// Whether the dm_path_uevent kprobe is attached, or why not.
+    pub dm_path_kprobe: Result<(), String>,
+    /// Kernel BTF is not required by marginal's programs; its absence is only reported.
+    pub kernel_btf: bool,
+}
+
+impl fmt::Display for LiveSignals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "block errors via block:{} (live)", self.block_tracepoint.name())?;
+        match &self.dm_path_kprobe {
+            Ok(()) => write!(f, "; dm-mpath path events via kprobe:{DM_PATH_UEVENT_SYMBOL} (live)"),
+            Err(why) => write!(f, "; dm-mpath kprobe not attached: {why}"),
+        }
+    }
+}
+
+/// The loaded programs and their maps. Dropping it detaches everything.
+pub struct KernelProbes {
+    ebpf: Ebpf,
+    watched: HashMap<MapData, u32, PathRecord>,
+    signals: LiveSignals,
+}
+
+impl KernelProbes {
+    /// Check the prerequisites, load the programs and attach what this kernel supports.
+    pub fn load() -> Result<Self> {
+        preflight()?;
+        let tracefs = tracefs::ensure_mounted()?;
+        let tracepoint = BlockErrorTracepoint::choose(&tracefs)?;
+        let layout = tracepoint.layout(&tracefs)?;
+
+        raise_memlock_limit();
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).context(
+            "loading marginal's eBPF programs failed (is BPF enabled in this kernel, \
+             and is marginal running as root?)",
+        )?;
+
+        let mut layout_map: Array<_, marginal_common::TracepointLayout> =
+            Array::try_from(ebpf.map_mut(LAYOUT_MAP).context("eBPF object has no LAYOUT map")?)?;
+        layout_map
+            .set(0, layout, 0)
+            .context("writing the tracepoint layout")?;
+
+        let program: &mut TracePoint = ebpf
+            .program_mut(BLOCK_ERROR_PROGRAM)
+            .context("eBPF object has no block error program")?
+            .try_into()?;
+        program
+            .load()
+            .context("the kernel's verifier rejected the block error program")?;
+        program
+            .attach("block", tracepoint.name())
+            .with_context(|| format!("attaching to tracepoint block:{}", tracepoint.name()))?;
+
+        let dm_path_kprobe = attach_dm_kprobe(&mut ebpf).map_err(|e| format!("{e:#}"));
+        let watched = HashMap::try_from(
+            ebpf.take_map(WATCHED_MAP)
+                .context("eBPF object has no WATCHED map")?,
+        )?;
+        let signals = LiveSignals {
+            block_tracepoint: tracepoint,
+            dm_path_kprobe,
+            kernel_btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        };
+        Ok(Self {
+            ebpf,
+            watched,
+            signals,
+        })
+    }
+
+    pub fn signals(&self) -> &LiveSignals {
+        &self.signals
+    }
+
+    /// Try the dm kprobe again (dm_mod may have been loaded after start-up).
+    pub fn retry_dm_kprobe(&mut self) -> &LiveSignals {
+        if self.signals.dm_path_kprobe.is_err() {
+            self.signals.dm_path_kprobe = attach_dm_kprobe(&mut self.ebpf).map_err(|e| format!("{e:#}"));
+        }
+        &self.signals
+    }
+
+    /// Start counting failures of the device `dev` (kernel `dev_t`). Re-watching a watched
+    /// device changes its settings and keeps its counters.
+    pub fn watch(&mut self, dev: u32, settings: WatchSettings) -> Result<()> {
+        let record = match self.watched.get(&dev, 0) {
+            Ok(mut existing) => {
+                existing.settings = settings;
+                existing
+            }
+            Err(_) => PathRecord::new(settings),
+        };
+        self.watched
+            .insert(dev, record, 0)
+            .with_context(|| format!("adding device {} to the watch map", dev_name(dev)))
+    }
+
+    /// Stop counting for `dev`; its counters are dropped.
+    pub fn unwatch(&mut self, dev: u32) -> Result<()> {
+        match self.watched.remove(&dev) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing device {} from the watch map", dev_name(dev))),
+        }
+    }
+
+    /// What the kernel counted for a watched device.
+    pub fn record(&self, dev: u32) -> Option<PathRecord> {
+        self.watched.get(&dev, 0).ok()
+    }
+
+    /// Every watched device and its record.
+    pub fn records(&self) -> Vec<(u32, PathRecord)> {
+        self.watched.iter().filter_map(Result::ok).collect()
+    }
+
+    /// dm-mpath's transitions seen for a path (any path, watched or not).
+    pub fn dm_transitions(&self, dev: u32) -> Option<DmTransitions> {
+        let map = self.ebpf.map(DM_TRANSITIONS_MAP)?;
+        let map: aya::maps::HashMap<_, u32, DmTransitions> = aya::maps::HashMap::try_from(map).ok()?;
+        map.get(&dev, 0).ok()
+    }
+
+    /// Take the ring buffer of events; only one reader may have it.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map(EVENTS_MAP)
+            .context("the event ring buffer was already taken")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Run count and total run time of each of marginal's programs (the kernel's bpf_stats;
+    /// zero unless statistics are enabled, see [`super::stats::RunStatsGuard`]).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.ebpf
+            .programs()
+            .filter_map(|(name, program)| {
+                let info = program.info().ok()?;
+                Some(ProgramStats {
+                    name: name.to_string(),
+                    run_count: info.run_count(),
+                    run_time: info.run_time(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One program's cost as the kernel accounts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time: Duration,
+}
+
+fn dev_name(dev: u32) -> String {
+    let (major, minor) = marginal_common::kernel_dev_split(dev);
+    format!("{major}:{minor}")
+}
+
+fn preflight() -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("marginal needs root to load eBPF programs and read tracefs (run it with sudo)");
+    }
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; raising it is harmless elsewhere.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer to a stack value.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        log::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
+    }
+}
+
+fn attach_dm_kprobe(ebpf: &mut Ebpf) -> Result<()> {
+    if !kernel_has_symbol(DM_PATH_UEVENT_SYMBOL)? {
+        bail!("{DM_PATH_UEVENT_SYMBOL} is not in this kernel (dm_mod not loaded, or no dm-mpath)");
+    }
+    let program: &mut KProbe = ebpf
+        .program_mut(DM_PATH_UEVENT_PROGRAM)
+        .context("eBPF object has no dm_path_uevent program")?
+        .try_into()?;
+    if program.fd().is_err() {
+        program.load().context("the verifier rejected the dm kprobe")?;
+    }
+    program
+        .attach(DM_PATH_UEVENT_SYMBOL, 0)
+        .context("this kernel refused the kprobe (no kprobe support?)")?;
+    Ok(())
+}
+
+fn kernel_has_symbol(symbol: &str) -> Result<bool> {
+    let file = std::fs::File::open("/proc/kallsyms").context("reading /proc/kallsyms")?;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        if line.split_whitespace().nth(2) == Some(symbol) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
