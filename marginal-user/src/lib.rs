@@ -18,8 +18,10 @@
 //! * [`sampler`]: the io_uring O_DIRECT reader that measures a path's error rate.
 //! * [`config`]: multipath.conf parsing and per-map resolution of the marginal_path_* settings.
 //! * [`device`]: block device names, numbers and sysfs facts.
+//! * [`status`]: the daemon's state as users see it (metrics, `/status`, `marginal status`).
 pub mod config;
 pub mod device;
 pub mod engine;
 pub mod kernel;
 pub mod sampler;
+pub mod status;

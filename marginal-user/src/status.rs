@@ -1,0 +1,88 @@
+//! The daemon's state as users see it: one [`Snapshot`] built by the daemon from the engine, the
+//! kernel maps and the sampler, then rendered by the exporter (`/metrics`), `/status` (JSON)
+//! and `marginal status`. Nothing here decides anything; it is read off the engine's state.
+use serde::{Deserialize, Serialize};
+
+/// Everything the daemon knows, at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Seconds since the daemon started.
+    pub uptime_seconds: f64,
+    /// Kernel signals and whether each is live, e.g. "block:block_rq_error".
+    pub signals: Vec<SignalStatus>,
+    /// How the daemon acts on paths: "multipathd", "dm-message" or "observe".
+    pub actuator: String,
+    pub maps: Vec<MapStatus>,
+    /// Cost of each eBPF program as the kernel accounts it.
+    pub programs: Vec<ProgramStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalStatus {
+    pub name: String,
+    pub live: bool,
+    /// Why it is not live, if it is not.
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MapStatus {
+    pub name: String,
+    /// Paths dm-mpath currently considers active.
+    pub active_paths: u32,
+    /// Whether marginal-path checking is on for this map, and why not if it is off.
+    pub checking: bool,
+    pub checking_detail: String,
+    /// The effective parameters (0 where unset).
+    pub double_failed_time_seconds: u64,
+    pub err_sample_time_seconds: u64,
+    pub err_rate_threshold_permille: u32,
+    pub err_recheck_gap_time_seconds: u64,
+    pub paths: Vec<PathStatus>,
+}
+
+/// Every state a path can be in, in the order the exporter lists them.
+pub const PATH_STATES: &[&str] = &["healthy", "suspect", "sampling", "marginal", "kept_last_path"];
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathStatus {
+    /// Kernel name, e.g. "sdb".
+    pub name: String,
+    /// "MAJ:MIN".
+    pub device: String,
+    /// One of [`PATH_STATES`].
+    pub state: String,
+    /// Whether dm-mpath has the path active.
+    pub active: bool,
+    /// Whether marginal took it out of service (and owes it a return).
+    pub failed_by_marginal: bool,
+    /// Counted in the kernel (eBPF).
+    pub kernel_failures: u64,
+    pub kernel_io_errors: u64,
+    pub kernel_double_failures: u64,
+    /// Sampling, over the daemon's life.
+    pub sampling_runs: u64,
+    pub sampling_reads: u64,
+    pub sampling_errors: u64,
+    pub sampling_timeouts: u64,
+    /// The run in progress, if any.
+    pub current_run_reads: u64,
+    pub current_run_errors: u64,
+    /// The last finished run's rate and verdict ("healthy" / "marginal" / "none").
+    pub last_rate_permille: Option<u32>,
+    pub last_verdict: String,
+    /// Seconds until the next recheck of a marginal path.
+    pub next_recheck_seconds: Option<f64>,
+    /// Paths failed and returned by marginal, over the daemon's life.
+    pub failed_by_daemon_total: u64,
+    pub returned_by_daemon_total: u64,
+    /// The reason behind the latest decision.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramStatus {
+    pub name: String,
+    pub run_count: u64,
+    pub run_time_ns: u64,
+}
