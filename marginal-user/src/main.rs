@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use marginal::{config, sampler};
 
 #[derive(Debug, Parser)]
-#[command(name = "marginal", version, about = "Find and isolate marginal dm-multipath paths")]
+#[command(
+    name = "marginal",
+    version,
+    about = "Find and isolate marginal dm-multipath paths"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

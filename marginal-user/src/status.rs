@@ -42,7 +42,13 @@ pub struct MapStatus {
 }
 
 /// Every state a path can be in, in the order the exporter lists them.
-pub const PATH_STATES: &[&str] = &["healthy", "suspect", "sampling", "marginal", "kept_last_path"];
+pub const PATH_STATES: &[&str] = &[
+    "healthy",
+    "suspect",
+    "sampling",
+    "marginal",
+    "kept_last_path",
+];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PathStatus {

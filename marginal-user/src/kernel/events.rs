@@ -93,7 +93,10 @@ impl EventStream {
             while let Some(item) = ring.next() {
                 match KernelEvent::decode(&item) {
                     Some(event) => events.push(event),
-                    None => log::warn!("ignoring an unknown ring-buffer record ({} bytes)", item.len()),
+                    None => log::warn!(
+                        "ignoring an unknown ring-buffer record ({} bytes)",
+                        item.len()
+                    ),
                 }
             }
             guard.clear_ready();

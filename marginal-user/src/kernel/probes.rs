@@ -33,9 +33,16 @@ pub struct LiveSignals {
 
 impl fmt::Display for LiveSignals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "block errors via block:{} (live)", self.block_tracepoint.name())?;
+        write!(
+            f,
+            "block errors via block:{} (live)",
+            self.block_tracepoint.name()
+        )?;
         match &self.dm_path_kprobe {
-            Ok(()) => write!(f, "; dm-mpath path events via kprobe:{DM_PATH_UEVENT_SYMBOL} (live)"),
+            Ok(()) => write!(
+                f,
+                "; dm-mpath path events via kprobe:{DM_PATH_UEVENT_SYMBOL} (live)"
+            ),
             Err(why) => write!(f, "; dm-mpath kprobe not attached: {why}"),
         }
     }
@@ -62,8 +69,10 @@ impl KernelProbes {
              and is marginal running as root?)",
         )?;
 
-        let mut layout_map: Array<_, marginal_common::TracepointLayout> =
-            Array::try_from(ebpf.map_mut(LAYOUT_MAP).context("eBPF object has no LAYOUT map")?)?;
+        let mut layout_map: Array<_, marginal_common::TracepointLayout> = Array::try_from(
+            ebpf.map_mut(LAYOUT_MAP)
+                .context("eBPF object has no LAYOUT map")?,
+        )?;
         layout_map
             .set(0, layout, 0)
             .context("writing the tracepoint layout")?;
@@ -103,7 +112,8 @@ impl KernelProbes {
     /// Try the dm kprobe again (dm_mod may have been loaded after start-up).
     pub fn retry_dm_kprobe(&mut self) -> &LiveSignals {
         if self.signals.dm_path_kprobe.is_err() {
-            self.signals.dm_path_kprobe = attach_dm_kprobe(&mut self.ebpf).map_err(|e| format!("{e:#}"));
+            self.signals.dm_path_kprobe =
+                attach_dm_kprobe(&mut self.ebpf).map_err(|e| format!("{e:#}"));
         }
         &self.signals
     }
@@ -127,7 +137,8 @@ impl KernelProbes {
     pub fn unwatch(&mut self, dev: u32) -> Result<()> {
         match self.watched.remove(&dev) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing device {} from the watch map", dev_name(dev))),
+            Err(e) => Err(e)
+                .with_context(|| format!("removing device {} from the watch map", dev_name(dev))),
         }
     }
 
@@ -144,7 +155,8 @@ impl KernelProbes {
     /// dm-mpath's transitions seen for a path (any path, watched or not).
     pub fn dm_transitions(&self, dev: u32) -> Option<DmTransitions> {
         let map = self.ebpf.map(DM_TRANSITIONS_MAP)?;
-        let map: aya::maps::HashMap<_, u32, DmTransitions> = aya::maps::HashMap::try_from(map).ok()?;
+        let map: aya::maps::HashMap<_, u32, DmTransitions> =
+            aya::maps::HashMap::try_from(map).ok()?;
         map.get(&dev, 0).ok()
     }
 
@@ -215,7 +227,9 @@ fn attach_dm_kprobe(ebpf: &mut Ebpf) -> Result<()> {
         .context("eBPF object has no dm_path_uevent program")?
         .try_into()?;
     if program.fd().is_err() {
-        program.load().context("the verifier rejected the dm kprobe")?;
+        program
+            .load()
+            .context("the verifier rejected the dm kprobe")?;
     }
     program
         .attach(DM_PATH_UEVENT_SYMBOL, 0)

@@ -158,7 +158,10 @@ format:
     #[test]
     fn matches_whole_field_names_only() {
         let layout = parse_layout(RQ_COMPLETE_OLD).unwrap();
-        assert_eq!(layout.error_offset, 32, "`errors` must not be taken for `error`");
+        assert_eq!(
+            layout.error_offset, 32,
+            "`errors` must not be taken for `error`"
+        );
     }
 
     #[test]
@@ -169,7 +172,8 @@ format:
 
     #[test]
     fn wrong_size_is_rejected() {
-        let text = "\tfield:dev_t dev;\toffset:8;\tsize:8;\n\tfield:int error;\toffset:28;\tsize:4;\n";
+        let text =
+            "\tfield:dev_t dev;\toffset:8;\tsize:8;\n\tfield:int error;\toffset:28;\tsize:4;\n";
         assert!(parse_layout(text).is_err());
     }
 }
