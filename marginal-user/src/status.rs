@@ -46,8 +46,8 @@ pub const PATH_STATES: &[&str] = &[
     "healthy",
     "suspect",
     "sampling",
+    "sampling_in_service",
     "marginal",
-    "kept_last_path",
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,252 @@
+//! `marginal run`: the daemon.
+//!
+//! Start-up loads the eBPF programs, reads multipath.conf, picks an actuator, finds the paths
+//! to watch (device-mapper's multipath maps, or `--watch` devices as one group), takes up
+//! any path a previous run failed, then loops:
+//!
+//! ```text
+//!   kernel ring buffer ──> Daemon::on_kernel_event ──┐
+//!   sampler reports   ──> Daemon::on_sample_report ─┼─> engine ─> decisions ─> actuator
+//!   engine deadline   ──> Daemon::on_timer ─────────┘                     └──> sampler
+//!   uevents (maps/paths changed) ──> re-discovery ──> Daemon::apply_topology
+//! ```
+//!
+//! [`core`] holds the wiring, [`topology`] what is watched, [`held_out`] the state file
+//! under /run, [`report`] the snapshot for /metrics and /status.
+pub mod core;
+pub mod held_out;
+pub mod report;
+pub mod topology;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+
+use self::{
+    core::{Daemon, DaemonSettings, monotonic_now},
+    held_out::HeldOutFile,
+    topology::Topology,
+};
+use crate::{
+    actuator::{Actuator, Observe, choose_actuator},
+    config::ConfigArgs,
+    dm::DmDiscovery,
+    kernel::{EventStream, KernelProbes, stats::RunStatsGuard},
+    sampler::{Sampler, SamplerOptions},
+    status::Snapshot,
+};
+
+/// Options of `marginal run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Watch these block devices as the paths of one group instead of device-mapper's
+    /// multipath maps (for hosts without dm-multipath, and demos); implies nothing is acted on
+    /// unless a map exists, so combine with --observe.
+    #[arg(long, value_name = "DEVICE")]
+    pub watch: Vec<String>,
+    /// Decide and report, but fail and reinstate nothing.
+    #[arg(long)]
+    pub observe: bool,
+    /// Address for /metrics and /status.
+    #[arg(long, default_value = "127.0.0.1:9750", value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// Block-layer errors closer together than this many milliseconds are one path failure.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub episode_gap_ms: u64,
+    /// Where the daemon keeps the paths it failed, so a restart takes them up again.
+    #[arg(long, default_value = "/run/marginal/held-out.json", value_name = "PATH")]
+    pub state_file: PathBuf,
+    /// On SIGTERM, leave the paths marginal failed out of service (the next start takes them
+    /// up); by default they are returned.
+    #[arg(long)]
+    pub keep_failed_on_exit: bool,
+    /// Stop after this many seconds (demos and tests).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Testing and demos only: sampling runs last this many seconds, below the 120 s floor.
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub sample_time_for_testing: Option<u64>,
+    /// Testing only: a sampling read pending this many seconds counts as an error (default 60).
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub read_timeout_for_testing: Option<u64>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let config = args
+        .config
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("refusing to start on a broken configuration")?;
+    config.log_warnings();
+
+    let mut probes = KernelProbes::load()?;
+    log::info!("signals: {}", probes.signals());
+    let stats_guard = RunStatsGuard::enable()
+        .inspect_err(|e| log::warn!("eBPF cost will read 0: {e:#}"))
+        .ok();
+    let mut events = EventStream::new(probes.take_events()?)?;
+
+    let mut options = SamplerOptions::default();
+    if let Some(secs) = args.read_timeout_for_testing {
+        options.read_timeout = Duration::from_secs(secs);
+    }
+    let (sampler, mut reports) = Sampler::spawn(options)?;
+
+    let dm = if args.watch.is_empty() {
+        Some(DmDiscovery::open().context(
+            "no device-mapper here; use --watch DEVICE... --observe to watch devices directly",
+        )?)
+    } else {
+        None
+    };
+    let topology = match &dm {
+        Some(dm) => Topology::discover(dm)?,
+        None => Topology::from_watch_list(&args.watch)?,
+    };
+    let (actuator, actuator_reason): (Arc<dyn Actuator>, String) = if dm.is_none() {
+        if !args.observe {
+            log::warn!("--watch devices are not dm paths: nothing will be failed (observe mode)");
+        }
+        (
+            Arc::new(Observe::new()),
+            "observe: --watch devices are watched, never acted on".into(),
+        )
+    } else {
+        let chosen = choose_actuator(args.observe)?;
+        (chosen.actuator, chosen.reason)
+    };
+    log::info!("actuator: {} ({actuator_reason})", actuator.name());
+
+    let held_out = HeldOutFile::open(&args.state_file)?;
+    let mut daemon = Daemon {
+        engine: crate::engine::Engine::new(),
+        probes,
+        sampler,
+        actuator,
+        actuator_reason,
+        topology: Topology {
+            maps: Vec::new(),
+            device_mapper: dm.is_some(),
+        },
+        config,
+        settings: DaemonSettings {
+            episode_gap: Duration::from_millis(args.episode_gap_ms),
+            sample_time_for_testing: args.sample_time_for_testing.map(Duration::from_secs),
+        },
+        held_out,
+        totals: Default::default(),
+    };
+    if daemon.settings.sample_time_for_testing.is_some() {
+        log::warn!("sampling runs shortened for testing; not for production");
+    }
+    daemon.apply_topology(topology, monotonic_now())?;
+    daemon.adopt_held_out(monotonic_now());
+    for map in &daemon.topology.maps {
+        let paths: Vec<_> = map.paths.iter().map(|p| p.device.to_string()).collect();
+        log::info!("watching map {}: {}", map.name, paths.join(", "));
+    }
+
+    let snapshot = Arc::new(Mutex::new(daemon.snapshot(0.0)));
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = crate::http::server::bind(args.listen).await?;
+    let source = {
+        let snapshot = Arc::clone(&snapshot);
+        move || -> Snapshot { snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone() }
+    };
+    let http = tokio::spawn(crate::http::server::serve_on(listener, source, async {
+        let _ = http_stopped.await;
+    }));
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    let deadline = args
+        .duration
+        .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+    loop {
+        let timer = next_engine_timer(&daemon);
+        tokio::select! {
+            batch = events.next_batch() => {
+                for event in batch? {
+                    daemon.on_kernel_event(event);
+                }
+            }
+            Some(report) = reports.recv() => daemon.on_sample_report(report),
+            _ = tokio::time::sleep_until(timer) => daemon.on_timer(),
+            _ = refresh.tick() => {}
+            _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
+            _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
+            _ = sleep_until_option(deadline) => { log::info!("--duration reached"); break; }
+        }
+        *snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+            daemon.snapshot(started.elapsed().as_secs_f64());
+    }
+    daemon.shutdown(args.keep_failed_on_exit);
+    print_summary(&daemon.snapshot(started.elapsed().as_secs_f64()));
+    let _ = stop_http.send(());
+    let _ = http.await;
+    drop(stats_guard);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn next_engine_timer(daemon: &Daemon) -> tokio::time::Instant {
+    let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+    match daemon.engine.next_deadline() {
+        None => far,
+        Some(at) => {
+            let wait = at.saturating_since(monotonic_now());
+            tokio::time::Instant::now() + wait
+        }
+    }
+}
+
+async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the kernel counted and what the daemon decided, printed on exit.
+fn print_summary(snapshot: &Snapshot) {
+    println!("marginal: final state after {:.0} s", snapshot.uptime_seconds);
+    for map in &snapshot.maps {
+        println!("map {} ({} active paths)", map.name, map.active_paths);
+        for path in &map.paths {
+            println!(
+                "  {} [{}]: state {}, kernel: {} I/O errors in {} failures ({} double), \
+                 sampling: {} reads {} errors, last rate {}, verdict {}",
+                path.name,
+                path.device,
+                path.state,
+                path.kernel_io_errors,
+                path.kernel_failures,
+                path.kernel_double_failures,
+                path.sampling_reads,
+                path.sampling_errors,
+                path.last_rate_permille
+                    .map_or("-".to_string(), |r| format!("{r} permille")),
+                path.last_verdict
+            );
+        }
+    }
+}

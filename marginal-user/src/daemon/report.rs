@@ -1,0 +1,119 @@
+//! Builds the user-facing [`Snapshot`] from the engine, the kernel maps and the daemon's totals.
+use super::core::{Daemon, monotonic_now};
+use crate::{
+    engine::Verdict,
+    status::{MapStatus, PathStatus, ProgramStatus, SignalStatus, Snapshot},
+};
+
+impl Daemon {
+    pub fn snapshot(&self, uptime_seconds: f64) -> Snapshot {
+        let now = monotonic_now();
+        let signals = self.probes.signals();
+        let mut signal_list = vec![SignalStatus {
+            name: format!("block:{}", signals.block_tracepoint.name()),
+            live: true,
+            detail: "block-layer errors grouped into failure episodes".into(),
+        }];
+        signal_list.push(SignalStatus {
+            name: "kprobe:dm_path_uevent".into(),
+            live: signals.dm_path_kprobe.is_ok(),
+            detail: signals.dm_path_kprobe.clone().err().unwrap_or_default(),
+        });
+
+        let engine_maps = self.engine.maps();
+        let maps = self
+            .topology
+            .maps
+            .iter()
+            .map(|map| {
+                let engine_map = engine_maps.iter().find(|m| m.map.as_str() == map.name);
+                let params = engine_map.and_then(|m| m.params);
+                let resolved = self.config.resolve(&map.identity);
+                MapStatus {
+                    name: map.name.clone(),
+                    active_paths: engine_map.map_or(0, |m| m.active_paths as u32),
+                    checking: params.is_some(),
+                    checking_detail: match &resolved.checking {
+                        Ok(_) => "on".into(),
+                        Err(why) => format!("off: {why}"),
+                    },
+                    double_failed_time_seconds: params
+                        .map_or(0, |p| p.double_failed_time.as_secs()),
+                    err_sample_time_seconds: params.map_or(0, |p| p.sample_time.as_secs()),
+                    err_rate_threshold_permille: params.map_or(0, |p| p.err_rate_threshold),
+                    err_recheck_gap_time_seconds: params
+                        .map_or(0, |p| p.recheck_gap_time.as_secs()),
+                    paths: map
+                        .paths
+                        .iter()
+                        .map(|path| {
+                            let record = self.probes.record(path.device.kernel_dev());
+                            let engine_path = self.engine.path(&path.key);
+                            let totals =
+                                self.totals.get(&path.key).cloned().unwrap_or_default();
+                            let measurement =
+                                engine_path.as_ref().and_then(|p| p.last_measurement);
+                            PathStatus {
+                                name: path.device.name.clone(),
+                                device: path.device.numbers(),
+                                state: engine_path
+                                    .as_ref()
+                                    .map_or("healthy", |p| p.state.as_str())
+                                    .to_string(),
+                                active: engine_path.as_ref().is_some_and(|p| p.dm_active),
+                                failed_by_marginal: engine_path
+                                    .as_ref()
+                                    .is_some_and(|p| p.held_out),
+                                kernel_failures: record.map_or(0, |r| r.failures),
+                                kernel_io_errors: record.map_or(0, |r| r.io_errors),
+                                kernel_double_failures: record.map_or(0, |r| r.double_failures),
+                                sampling_runs: engine_path.as_ref().map_or(0, |p| p.sampling_runs),
+                                sampling_reads: totals.sampling_reads,
+                                sampling_errors: totals.sampling_errors,
+                                sampling_timeouts: totals.sampling_timeouts,
+                                current_run_reads: 0,
+                                current_run_errors: 0,
+                                last_rate_permille: measurement.map(|m| m.rate_permille),
+                                last_verdict: match measurement.map(|m| m.verdict) {
+                                    None => "none",
+                                    Some(Verdict::Passed) => "healthy",
+                                    Some(Verdict::Marginal | Verdict::MarginalButLastPath) => {
+                                        "marginal"
+                                    }
+                                }
+                                .into(),
+                                next_recheck_seconds: engine_path
+                                    .as_ref()
+                                    .and_then(|p| p.next_recheck_at)
+                                    .map(|at| at.saturating_since(now).as_secs_f64()),
+                                failed_by_daemon_total: totals.failed_by_daemon,
+                                returned_by_daemon_total: totals.returned_by_daemon,
+                                reason: engine_path
+                                    .and_then(|p| p.last_reason)
+                                    .map(|r| r.to_string())
+                                    .unwrap_or_default(),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+
+        Snapshot {
+            uptime_seconds,
+            signals: signal_list,
+            actuator: self.actuator.name().to_string(),
+            maps,
+            programs: self
+                .probes
+                .program_stats()
+                .into_iter()
+                .map(|p| ProgramStatus {
+                    name: p.name,
+                    run_count: p.run_count,
+                    run_time_ns: p.run_time.as_nanos() as u64,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! What the daemon watches: maps and their paths, from `--watch` devices (one group, on hosts
+//! without device-mapper) or from device-mapper's multipath maps.
+use anyhow::Result;
+
+use crate::{
+    config::MapIdentity,
+    device::BlockDevice,
+    dm::{MapSource, MultipathMap},
+    engine::PathKey,
+};
+
+/// The map name given to the `--watch` group.
+pub const WATCH_GROUP: &str = "watch";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    pub maps: Vec<WatchedMap>,
+    /// The maps are device-mapper's; false for the `--watch` group, whose paths nothing
+    /// ever fails or reinstates.
+    pub device_mapper: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedMap {
+    pub name: String,
+    pub identity: MapIdentity,
+    pub paths: Vec<WatchedPath>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchedPath {
+    pub key: PathKey,
+    pub device: BlockDevice,
+    /// dm-mpath has the path active (always true for `--watch` devices).
+    pub active: bool,
+}
+
+impl Topology {
+    /// The `--watch` devices as the paths of one group.
+    pub fn from_watch_list(devices: &[String]) -> Result<Self> {
+        let mut paths = Vec::new();
+        for spec in devices {
+            let device = BlockDevice::resolve(spec)?;
+            if paths.iter().any(|p: &WatchedPath| p.device == device) {
+                continue;
+            }
+            paths.push(WatchedPath {
+                key: PathKey::new(device.name.clone()),
+                device,
+                active: true,
+            });
+        }
+        Ok(Self {
+            maps: vec![WatchedMap {
+                name: WATCH_GROUP.into(),
+                identity: MapIdentity {
+                    alias: Some(WATCH_GROUP.into()),
+                    ..Default::default()
+                },
+                paths,
+            }],
+            device_mapper: false,
+        })
+    }
+
+    /// Every multipath map device-mapper knows.
+    pub fn discover(source: &dyn MapSource) -> Result<Self> {
+        Ok(Self {
+            maps: source.discover()?.iter().map(WatchedMap::from_dm).collect(),
+            device_mapper: true,
+        })
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = (&WatchedMap, &WatchedPath)> {
+        self.maps
+            .iter()
+            .flat_map(|map| map.paths.iter().map(move |path| (map, path)))
+    }
+
+    pub fn path(&self, key: &PathKey) -> Option<(&WatchedMap, &WatchedPath)> {
+        self.paths().find(|(_, path)| &path.key == key)
+    }
+
+    pub fn path_by_kernel_dev(&self, dev: u32) -> Option<(&WatchedMap, &WatchedPath)> {
+        self.paths().find(|(_, path)| path.device.kernel_dev() == dev)
+    }
+}
+
+impl WatchedMap {
+    fn from_dm(map: &MultipathMap) -> Self {
+        let (vendor, product) = map
+            .vendor_product()
+            .map(|(v, p)| (Some(v.to_string()), Some(p.to_string())))
+            .unwrap_or_default();
+        Self {
+            name: map.name.clone(),
+            identity: MapIdentity {
+                wwid: map.wwid.clone().unwrap_or_default(),
+                alias: Some(map.name.clone()),
+                vendor,
+                product,
+                revision: None,
+            },
+            paths: map
+                .paths()
+                .map(|path| WatchedPath {
+                    key: PathKey::new(path.name.clone()),
+                    device: BlockDevice {
+                        name: path.name.clone(),
+                        major: path.dev.0,
+                        minor: path.dev.1,
+                    },
+                    active: path.active,
+                })
+                .collect(),
+        }
+    }
+}
