@@ -1,0 +1,544 @@
+//! The sampler thread: one io_uring serving every run.
+//!
+//! Only this thread touches the ring, the runs and the buffers, so nothing is locked while
+//! waiting for I/O. It sleeps in `io_uring_enter` until a completion, a command (an eventfd
+//! the handle writes, polled on the ring) or the next timer of any run (refill, read deadline,
+//! presence check, end); it never opens devices (a sick device can block `open`: helper threads
+//! do that, see `mod.rs`).
+//!
+//! Buffer ownership: a read's buffer stays in its run's slot until the read's completion
+//! arrives. When a run ends while the kernel still holds reads (timed out, or not
+//! cancellable), their buffers, and the device file, move to the orphan list, freed one by
+//! one as the late completions arrive, and leaked if the thread must exit before that.
+use std::{
+    collections::HashMap,
+    io,
+    os::fd::AsRawFd,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, TryRecvError},
+    },
+    time::{Duration, Instant},
+};
+
+use io_uring::{IoUring, opcode, squeue, types};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::{
+    SampleOutcome, SampleReport, SamplerOptions,
+    buffer::AlignedBuf,
+    command::{Command, Waker},
+    run::{Completion, End, Run, RunConfig},
+    target::Target,
+};
+
+/// user_data tags (top two bits); the rest is a read id.
+const TAG_SHIFT: u32 = 62;
+const TAG_READ: u64 = 0;
+const TAG_CANCEL: u64 = 1;
+const TAG_WAKE: u64 = 2;
+const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
+
+/// How long a shutting-down thread waits for late completions before leaking their buffers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Longest sleep when nothing is scheduled (commands and completions wake it anyway).
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+enum Entry {
+    Opening {
+        key: String,
+        node: PathBuf,
+        sample_time: Duration,
+        stop: bool,
+    },
+    Active {
+        key: String,
+        target: Arc<Target>,
+        run: Box<Run>,
+    },
+}
+
+/// A read the kernel still holds after its run ended.
+struct Orphan {
+    buf: AlignedBuf,
+    _target: Arc<Target>,
+}
+
+pub(crate) struct Ring {
+    uring: IoUring,
+    options: SamplerOptions,
+    commands: Receiver<Command>,
+    waker: Waker,
+    reports: UnboundedSender<SampleReport>,
+    /// Shared with handles: key -> run id of runs not yet reported.
+    active: Arc<Mutex<HashMap<String, u64>>>,
+    entries: HashMap<u64, Entry>,
+    /// read id -> (run id, slot)
+    in_flight: HashMap<u64, (u64, usize)>,
+    orphans: HashMap<u64, Orphan>,
+    next_read_id: u64,
+    /// Completions taken from the ring, not yet processed.
+    backlog: Vec<(u64, i32)>,
+    shutdown_since: Option<Instant>,
+}
+
+impl Ring {
+    pub(crate) fn new(
+        uring: IoUring,
+        options: SamplerOptions,
+        commands: Receiver<Command>,
+        waker: Waker,
+        reports: UnboundedSender<SampleReport>,
+        active: Arc<Mutex<HashMap<String, u64>>>,
+    ) -> Self {
+        Self {
+            uring,
+            options,
+            commands,
+            waker,
+            reports,
+            active,
+            entries: HashMap::new(),
+            in_flight: HashMap::new(),
+            orphans: HashMap::new(),
+            next_read_id: 1,
+            backlog: Vec::new(),
+            shutdown_since: None,
+        }
+    }
+
+    /// The thread's body.
+    pub(crate) fn serve(mut self) {
+        if let Err(err) = self.serve_until_shutdown() {
+            log::error!("sampler: io_uring failed: {err}; ending every run");
+            let keys: Vec<u64> = self.entries.keys().copied().collect();
+            for id in keys {
+                self.finish(
+                    id,
+                    SampleOutcome::Failed(format!("sampler io_uring failed: {err}")),
+                    Instant::now(),
+                );
+            }
+        }
+        // Whatever the kernel still holds may be written to later: never free it.
+        let leaked = self.orphans.len();
+        for (_, orphan) in self.orphans.drain() {
+            orphan.buf.leak();
+        }
+        if leaked > 0 {
+            log::warn!(
+                "sampler: exiting with {leaked} reads still in the kernel; their buffers are leaked, not freed"
+            );
+        }
+    }
+
+    fn serve_until_shutdown(&mut self) -> io::Result<()> {
+        self.arm_wake()?;
+        loop {
+            self.take_commands()?;
+            let now = Instant::now();
+            self.service_runs(now)?;
+            if let Some(since) = self.shutdown_since
+                && self.entries.is_empty()
+                && (self.orphans.is_empty() || now >= since + SHUTDOWN_GRACE)
+            {
+                return Ok(());
+            }
+            let wait = self.next_wake(now);
+            self.submit_and_wait(wait)?;
+            self.reap()?;
+        }
+    }
+
+    fn take_commands(&mut self) -> io::Result<()> {
+        loop {
+            match self.commands.try_recv() {
+                Ok(command) => self.command(command)?,
+                Err(TryRecvError::Empty) => return Ok(()),
+                // Every sender gone without a Shutdown: treat as one.
+                Err(TryRecvError::Disconnected) => return self.command(Command::Shutdown),
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command) -> io::Result<()> {
+        let now = Instant::now();
+        match command {
+            Command::Begin {
+                id,
+                key,
+                node,
+                sample_time,
+            } => {
+                self.entries.insert(
+                    id,
+                    Entry::Opening {
+                        key,
+                        node,
+                        sample_time,
+                        stop: false,
+                    },
+                );
+            }
+            Command::Opened { id, result } => self.opened(id, result, now),
+            Command::Stop { id } => self.stop(id, now)?,
+            Command::Shutdown => {
+                if self.shutdown_since.is_none() {
+                    self.shutdown_since = Some(now);
+                    let ids: Vec<u64> = self.entries.keys().copied().collect();
+                    for id in ids {
+                        self.stop(id, now)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn opened(&mut self, id: u64, result: Result<Target, String>, now: Instant) {
+        let Some(Entry::Opening {
+            key,
+            node,
+            sample_time,
+            stop,
+        }) = self.entries.remove(&id)
+        else {
+            return; // reported already (shutdown); dropping the target closes it
+        };
+        let target = match result {
+            Err(why) => {
+                self.entries.insert(
+                    id,
+                    Entry::Opening {
+                        key,
+                        node,
+                        sample_time,
+                        stop,
+                    },
+                );
+                return self.finish(id, SampleOutcome::Failed(why), now);
+            }
+            Ok(target) => Arc::new(target),
+        };
+        let config = RunConfig {
+            slots: self.options.slots_per_path,
+            refill_interval: self.options.refill_interval,
+            read_timeout: self.options.read_timeout,
+            sample_time,
+        };
+        // Different offsets every run (so a recheck does not replay the same blocks).
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let seed = id.rotate_left(32) ^ clock.as_nanos() as u64;
+        let run = Box::new(Run::new(
+            config,
+            target.block_size,
+            target.blocks,
+            seed,
+            now,
+        ));
+        log::info!(
+            "sampler: {key}: sampling {} for {sample_time:?} ({}-byte reads, {} blocks)",
+            target.describe(),
+            target.block_size,
+            target.blocks
+        );
+        self.entries.insert(id, Entry::Active { key, target, run });
+        if stop {
+            self.finish(id, SampleOutcome::Stopped, now);
+        }
+    }
+
+    fn stop(&mut self, id: u64, now: Instant) -> io::Result<()> {
+        match self.entries.get_mut(&id) {
+            None => Ok(()), // already over
+            Some(Entry::Opening { stop, .. }) => {
+                if self.shutdown_since.is_some() {
+                    // Do not wait for a blocked open at shutdown.
+                    self.finish(id, SampleOutcome::Stopped, now);
+                } else {
+                    *stop = true;
+                }
+                Ok(())
+            }
+            Some(Entry::Active { run, .. }) => {
+                let cancel = run.stop();
+                self.cancel_reads(&cancel)
+            }
+        }
+    }
+
+    /// Refill, expire, check presence and end runs, for every run.
+    fn service_runs(&mut self, now: Instant) -> io::Result<()> {
+        let ids: Vec<u64> = self.entries.keys().copied().collect();
+        for id in ids {
+            let Some(Entry::Active { target, run, .. }) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            let mut cancel = run.expire(now);
+            if run.presence_check_due(now) {
+                run.presence_checked(now);
+                if let Err(why) = target.check_present() {
+                    log::warn!("sampler: {why}");
+                    cancel.extend(run.fail(why));
+                }
+            }
+            let next_read_id = &mut self.next_read_id;
+            let reads = run.refill(now, &mut || {
+                let read_id = *next_read_id;
+                *next_read_id = (*next_read_id + 1) & ID_MASK;
+                read_id
+            });
+            let fd = types::Fd(target.file.as_raw_fd());
+            let finished = run.finished(now);
+            for read in &reads {
+                self.in_flight.insert(read.read_id, (id, read.slot));
+            }
+            for read in reads {
+                let sqe = opcode::Read::new(fd, read.buf, read.len)
+                    .offset(read.offset)
+                    .build()
+                    .user_data(read_user_data(read.read_id));
+                // SAFETY: the buffer belongs to the run's slot (or, later, the orphan list) until
+                // this read's completion is reaped; the file stays open as long (Arc in both).
+                self.push(&sqe)?;
+            }
+            self.cancel_reads(&cancel)?;
+            if let Some(end) = finished {
+                let outcome = match end {
+                    End::Completed => SampleOutcome::Completed,
+                    End::Stopped => SampleOutcome::Stopped,
+                    End::Failed(why) => SampleOutcome::Failed(why),
+                };
+                self.finish(id, outcome, now);
+            }
+        }
+        Ok(())
+    }
+
+    fn cancel_reads(&mut self, read_ids: &[u64]) -> io::Result<()> {
+        for &read_id in read_ids {
+            let sqe = opcode::AsyncCancel::new(read_user_data(read_id))
+                .build()
+                .user_data((TAG_CANCEL << TAG_SHIFT) | read_id);
+            // SAFETY: a cancel request references no memory of ours.
+            self.push(&sqe)?;
+        }
+        Ok(())
+    }
+
+    /// Report run `id` and forget it; reads still in the kernel become orphans.
+    fn finish(&mut self, id: u64, outcome: SampleOutcome, now: Instant) {
+        let Some(entry) = self.entries.remove(&id) else {
+            return;
+        };
+        let report = match entry {
+            Entry::Opening { key, node, .. } => SampleReport {
+                path_key: key,
+                device: node,
+                block_size: 0,
+                reads: 0,
+                errors: 0,
+                timeouts: 0,
+                rate_permille: 0,
+                elapsed: Duration::ZERO,
+                outcome,
+            },
+            Entry::Active { key, target, run } => {
+                let tally = run.tally();
+                let elapsed = run.elapsed(now);
+                for (read_id, buf) in run.into_orphans() {
+                    self.in_flight.remove(&read_id);
+                    self.orphans.insert(
+                        read_id,
+                        Orphan {
+                            buf,
+                            _target: Arc::clone(&target),
+                        },
+                    );
+                }
+                SampleReport {
+                    path_key: key,
+                    device: target.node.clone(),
+                    block_size: target.block_size,
+                    reads: tally.reads,
+                    errors: tally.errors,
+                    timeouts: tally.timeouts,
+                    rate_permille: tally.rate_permille(),
+                    elapsed,
+                    outcome,
+                }
+            }
+        };
+        log::info!(
+            "sampler: {}: {} reads, {} errors ({} timed out), {} permille, {:?}",
+            report.path_key,
+            report.reads,
+            report.errors,
+            report.timeouts,
+            report.rate_permille,
+            report.outcome
+        );
+        {
+            let mut active = self
+                .active
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if active.get(&report.path_key) == Some(&id) {
+                active.remove(&report.path_key);
+            }
+        }
+        // Nobody listening any more is not our problem.
+        let _ = self.reports.send(report);
+    }
+
+    fn next_wake(&self, now: Instant) -> Duration {
+        let next = self
+            .entries
+            .values()
+            .filter_map(|entry| match entry {
+                Entry::Active { run, .. } => run.next_wake(now),
+                Entry::Opening { .. } => None,
+            })
+            .min();
+        let mut wait = next
+            .map_or(IDLE_WAIT, |at| at.saturating_duration_since(now))
+            .min(IDLE_WAIT);
+        if let Some(since) = self.shutdown_since {
+            wait = wait.min((since + SHUTDOWN_GRACE).saturating_duration_since(now));
+        }
+        // Never spin: timers are honoured to the millisecond.
+        wait.max(Duration::from_millis(1))
+    }
+
+    fn submit_and_wait(&mut self, wait: Duration) -> io::Result<()> {
+        let ts = types::Timespec::from(wait);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.uring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Move completions out of the ring (cheap, no processing: `push` calls it too).
+    fn collect_completions(&mut self) {
+        self.backlog.extend(
+            self.uring
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result())),
+        );
+    }
+
+    fn reap(&mut self) -> io::Result<()> {
+        self.collect_completions();
+        while !self.backlog.is_empty() {
+            for (user_data, res) in std::mem::take(&mut self.backlog) {
+                self.completion(user_data, res)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn completion(&mut self, user_data: u64, res: i32) -> io::Result<()> {
+        let read_id = user_data & ID_MASK;
+        match user_data >> TAG_SHIFT {
+            TAG_WAKE => {
+                self.waker.drain();
+                self.arm_wake()?;
+            }
+            TAG_CANCEL => {
+                if let Some(&(id, slot)) = self.in_flight.get(&read_id)
+                    && let Some(Entry::Active { run, .. }) = self.entries.get_mut(&id)
+                {
+                    run.cancel_answered(slot, read_id, res);
+                }
+            }
+            _ => self.read_done(read_id, res)?,
+        }
+        Ok(())
+    }
+
+    fn read_done(&mut self, read_id: u64, res: i32) -> io::Result<()> {
+        if self.orphans.remove(&read_id).is_some() {
+            // The kernel is done with it at last: now the buffer may go.
+            log::debug!("sampler: late completion of read {read_id} ({res}); buffer freed");
+            return Ok(());
+        }
+        let Some((id, slot)) = self.in_flight.remove(&read_id) else {
+            return Ok(());
+        };
+        let Some(Entry::Active { target, run, .. }) = self.entries.get_mut(&id) else {
+            return Ok(());
+        };
+        let why = match run.complete(slot, read_id, res) {
+            Completion::Counted | Completion::Ignored => return Ok(()),
+            Completion::DeviceGone(errno) => {
+                format!(
+                    "device {} vanished: read failed with {}",
+                    target.describe(),
+                    io::Error::from_raw_os_error(errno)
+                )
+            }
+            Completion::Refused(errno) => {
+                format!(
+                    "device {}: the kernel refused the read: {}",
+                    target.describe(),
+                    io::Error::from_raw_os_error(errno)
+                )
+            }
+        };
+        if !run.is_ending() {
+            log::warn!("sampler: {why}");
+        }
+        let cancel = run.fail(why);
+        self.cancel_reads(&cancel)?;
+        // The run ends in a later service pass, once its reads are settled.
+        Ok(())
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let sqe = opcode::PollAdd::new(types::Fd(self.waker.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(TAG_WAKE << TAG_SHIFT);
+        // SAFETY: poll references only the eventfd, which lives as long as the ring thread.
+        self.push(&sqe)
+    }
+
+    /// Queue one SQE, submitting first if the queue is full.
+    fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: callers guarantee what the entry points at outlives the operation.
+            if unsafe { self.uring.submission().push(sqe) }.is_ok() {
+                return Ok(());
+            }
+            match self.uring.submit() {
+                Ok(_) => {}
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::EBUSY | libc::EAGAIN | libc::EINTR)
+                    ) =>
+                {
+                    // Completion queue backed up (only with hundreds of paths): make room by
+                    // moving completions aside; they are processed by `reap` as usual.
+                    self.collect_completions();
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+fn read_user_data(read_id: u64) -> u64 {
+    (TAG_READ << TAG_SHIFT) | read_id
+}
