@@ -18,10 +18,16 @@
 //! * [`sampler`]: the io_uring O_DIRECT reader that measures a path's error rate.
 //! * [`config`]: multipath.conf parsing and per-map resolution of the marginal_path_* settings.
 //! * [`device`]: block device names, numbers and sysfs facts.
+//! * [`dm`]: multipath maps and their paths from device-mapper and sysfs.
+//! * [`uevent`]: PATH_FAILED / PATH_REINSTATED and device add/remove uevents (netlink).
+//! * [`actuator`]: failing and reinstating paths (multipathd socket, dm messages, observe).
 //! * [`status`]: the daemon's state as users see it (metrics, `/status`, `marginal status`).
+pub mod actuator;
 pub mod config;
 pub mod device;
+pub mod dm;
 pub mod engine;
 pub mod kernel;
 pub mod sampler;
 pub mod status;
+pub mod uevent;

@@ -1,0 +1,214 @@
+//! Actuators: how the daemon takes a path out of service and brings it back.
+//!
+//! The engine decides (`FailPath`, `ReinstatePath`, `RecoverPath`); an [`Actuator`] carries it
+//! out. Which one, [`choose_actuator`] decides once at start-up:
+//!
+//! 1. [`Observe`] in observe mode: log, change nothing.
+//! 2. [`MultipathdSocket`] when multipathd answers `show daemon` on its socket: `fail path sdX`
+//!    there also stops multipathd's checker from reinstating the path behind our back.
+//! 3. [`DmMessage`] otherwise: `fail_path MAJ:MIN` / `reinstate_path MAJ:MIN` target messages,
+//!    refusing to fail a map's last active path.
+//!
+//! Actuators block (socket I/O bounded by a timeout, or an ioctl); from async code call them
+//! through `tokio::task::spawn_blocking`. Their errors name the map and the path.
+pub mod dm_message;
+pub mod multipathd;
+pub mod observe;
+
+use std::{fmt, sync::Arc};
+
+use anyhow::{Result, anyhow};
+
+pub use dm_message::{DmMessage, MapControl};
+pub use multipathd::{MultipathdSocket, SocketAddress};
+pub use observe::{Observe, ObservedAction};
+
+use crate::dm::{DevNum, MapPath};
+
+/// A path as actuators name it: multipathd by kernel name, device-mapper by number.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PathRef {
+    /// Kernel name, `sdb` (or `MAJ:MIN` when sysfs had no name; multipathd accepts both).
+    pub name: String,
+    pub dev: DevNum,
+}
+
+impl PathRef {
+    pub fn new(name: impl Into<String>, dev: DevNum) -> Self {
+        Self {
+            name: name.into(),
+            dev,
+        }
+    }
+
+    /// `MAJ:MIN`.
+    pub fn numbers(&self) -> String {
+        format!("{}:{}", self.dev.0, self.dev.1)
+    }
+}
+
+impl From<&MapPath> for PathRef {
+    fn from(path: &MapPath) -> Self {
+        Self::new(path.name.clone(), path.dev)
+    }
+}
+
+impl fmt::Display for PathRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.numbers())
+    }
+}
+
+/// Takes paths out of service and brings them back.
+pub trait Actuator: Send + Sync {
+    /// Short name for logs and status: `multipathd`, `device-mapper messages`, `observe`.
+    fn name(&self) -> &str;
+    /// Takes `path` of `map` out of service.
+    fn fail_path(&self, map: &str, path: &PathRef) -> Result<()>;
+    /// Puts `path` of `map` back into service.
+    fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()>;
+}
+
+/// The actuator picked at start-up and why, for the log and the status output.
+pub struct ChosenActuator {
+    pub actuator: Arc<dyn Actuator>,
+    pub reason: String,
+}
+
+impl fmt::Debug for ChosenActuator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChosenActuator")
+            .field("actuator", &self.actuator.name())
+            .field("reason", &self.reason)
+            .finish()
+    }
+}
+
+/// Observe mode, else multipathd if its socket answers, else device-mapper messages; an error
+/// if neither multipathd nor device-mapper is there.
+pub fn choose_actuator(observe: bool) -> Result<ChosenActuator> {
+    choose_from(observe, MultipathdSocket::new(), || {
+        Ok(Arc::new(DmMessage::open()?) as Arc<dyn Actuator>)
+    })
+}
+
+/// [`choose_actuator`] with the multipathd client and the device-mapper opener given.
+pub fn choose_from(
+    observe: bool,
+    multipathd: MultipathdSocket,
+    open_dm: impl FnOnce() -> Result<Arc<dyn Actuator>>,
+) -> Result<ChosenActuator> {
+    if observe {
+        return Ok(ChosenActuator {
+            actuator: Arc::new(Observe::new()),
+            reason: "observe mode: decisions are logged, no path is failed or reinstated".into(),
+        });
+    }
+    let not_answering = match multipathd.probe() {
+        Ok(reply) => {
+            return Ok(ChosenActuator {
+                actuator: Arc::new(multipathd),
+                reason: format!(
+                    "multipathd answers ({reply}): paths are failed and reinstated through it, \
+                     so its path checker does not undo our actions"
+                ),
+            });
+        }
+        Err(e) => e,
+    };
+    match open_dm() {
+        Ok(actuator) => Ok(ChosenActuator {
+            actuator,
+            reason: format!(
+                "{not_answering:#}: paths are failed and reinstated with device-mapper target \
+                 messages"
+            ),
+        }),
+        Err(dm_error) => Err(anyhow!(
+            "no way to act on paths: {not_answering:#}; and {dm_error:#} (observe mode needs \
+             neither)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::Write,
+        os::unix::net::UnixListener,
+        time::{Duration, Instant},
+    };
+
+    use super::{multipathd::*, *};
+
+    fn nobody() -> MultipathdSocket {
+        let missing =
+            std::env::temp_dir().join(format!("marginal-choose-none-{}", std::process::id()));
+        MultipathdSocket::with_addresses(
+            vec![SocketAddress::Path(missing)],
+            Duration::from_millis(300),
+        )
+    }
+
+    fn unused_dm() -> Result<Arc<dyn Actuator>> {
+        panic!("device-mapper must not be opened")
+    }
+
+    #[test]
+    fn observe_mode_wins() {
+        let chosen = choose_from(true, nobody(), unused_dm).unwrap();
+        assert_eq!(chosen.actuator.name(), "observe");
+        assert!(chosen.reason.contains("observe mode"));
+    }
+
+    #[test]
+    fn multipathd_when_it_answers() {
+        let path =
+            std::env::temp_dir().join(format!("marginal-choose-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_message(&mut stream, Instant::now() + Duration::from_secs(5)).unwrap();
+            stream.write_all(&encode_message("pid 99 idle\n")).unwrap();
+        });
+        let mpd = MultipathdSocket::with_addresses(
+            vec![SocketAddress::Path(path.clone())],
+            Duration::from_secs(2),
+        );
+        let chosen = choose_from(false, mpd, unused_dm).unwrap();
+        server.join().unwrap();
+        assert_eq!(chosen.actuator.name(), "multipathd");
+        assert!(chosen.reason.contains("pid 99 idle"), "{}", chosen.reason);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn device_mapper_otherwise_and_says_why() {
+        let chosen = choose_from(false, nobody(), || Ok(Arc::new(Observe::new()) as _)).unwrap();
+        assert!(
+            chosen.reason.contains("multipathd does not answer"),
+            "{}",
+            chosen.reason
+        );
+        assert!(chosen.reason.contains("device-mapper target messages"));
+    }
+
+    #[test]
+    fn neither_is_an_error_naming_both() {
+        let err = choose_from(false, nobody(), || {
+            Err(anyhow!("cannot open /dev/mapper/control"))
+        })
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("multipathd does not answer"), "{text}");
+        assert!(text.contains("/dev/mapper/control"), "{text}");
+    }
+
+    #[test]
+    fn path_refs() {
+        let p = PathRef::new("sdb", (8, 16));
+        assert_eq!(p.numbers(), "8:16");
+        assert_eq!(p.to_string(), "sdb (8:16)");
+    }
+}

@@ -1,0 +1,263 @@
+//! The eBPF programs on the real kernel: failures injected into real flaky loop devices are
+//! counted exactly, grouped into episodes, and a double failure reaches user space through the
+//! ring buffer. Needs root (eBPF, loop devices, FUSE).
+use std::time::Duration;
+
+use marginal::kernel::{EventStream, KernelEvent, KernelProbes};
+use marginal_common::{FailureSource, PathRecord, WatchSettings};
+use marginal_tests::{FlakyDevice, FlakyOptions, Schedule, read_direct, require_root};
+
+const SECOND: u64 = 1_000_000_000;
+
+fn setup() -> (KernelProbes, FlakyDevice) {
+    require_root().expect("kernel counting tests need root");
+    let probes = KernelProbes::load().expect("loading marginal's eBPF programs");
+    let device = FlakyDevice::create(FlakyOptions::default()).expect("creating a flaky device");
+    (probes, device)
+}
+
+fn record(probes: &KernelProbes, device: &FlakyDevice) -> PathRecord {
+    probes
+        .record(device.kernel_dev())
+        .expect("the watched device has a record")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Events for `dev` arriving within `wait`. `rt` must be the runtime the stream was made in.
+fn events_for(
+    rt: &tokio::runtime::Runtime,
+    events: &mut EventStream,
+    dev: u32,
+    wait: Duration,
+) -> Vec<KernelEvent> {
+    rt.block_on(async {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(batch) = tokio::time::timeout_at(deadline, events.next_batch()).await {
+            seen.extend(batch.unwrap().into_iter().filter(|e| e.dev() == dev));
+        }
+        seen
+    })
+}
+
+#[test]
+fn every_injected_error_is_counted_exactly() {
+    let (mut probes, device) = setup();
+    // No episode gap: every error is its own failure.
+    let settings = WatchSettings {
+        window_ns: 0,
+        episode_gap_ns: 0,
+    };
+    probes.watch(device.kernel_dev(), settings).unwrap();
+    device.set_schedule(Schedule::EveryNth(5));
+    let (ok, failed) = read_direct(&device, 100);
+    assert_eq!(
+        (ok, failed),
+        (80, 20),
+        "the fixture failed a different number of reads"
+    );
+    let record = record(&probes, &device);
+    assert_eq!(record.io_errors, 20);
+    assert_eq!(record.failures, 20);
+    assert_eq!(record.settings, settings);
+    assert!(record.last_error_ns > 0);
+}
+
+#[test]
+fn errors_close_together_are_one_failure_episode() {
+    let (mut probes, device) = setup();
+    probes
+        .watch(
+            device.kernel_dev(),
+            WatchSettings {
+                window_ns: 0,
+                episode_gap_ns: SECOND / 2,
+            },
+        )
+        .unwrap();
+    device.set_schedule(Schedule::FailAll);
+    assert_eq!(read_direct(&device, 7), (0, 7));
+    let first = record(&probes, &device);
+    assert_eq!(
+        (first.io_errors, first.failures),
+        (7, 1),
+        "a burst is one failure"
+    );
+
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(read_direct(&device, 3), (0, 3));
+    let second = record(&probes, &device);
+    assert_eq!(
+        (second.io_errors, second.failures),
+        (10, 2),
+        "a gap starts a new episode"
+    );
+    assert_eq!(second.double_failures, 0, "window 0 never pairs failures");
+}
+
+#[test]
+fn two_failures_within_the_window_raise_one_event() {
+    let (mut probes, device) = setup();
+    let rt = runtime();
+    let mut events =
+        rt.block_on(async { EventStream::new(probes.take_events().unwrap()).unwrap() });
+    probes
+        .watch(
+            device.kernel_dev(),
+            WatchSettings {
+                window_ns: 10 * SECOND,
+                episode_gap_ns: SECOND / 5,
+            },
+        )
+        .unwrap();
+    device.set_schedule(Schedule::FailAll);
+    read_direct(&device, 4); // episode 1
+    std::thread::sleep(Duration::from_millis(400));
+    read_direct(&device, 4); // episode 2: the double failure
+
+    let seen = events_for(
+        &rt,
+        &mut events,
+        device.kernel_dev(),
+        Duration::from_secs(1),
+    );
+    assert_eq!(seen.len(), 1, "exactly one event: {seen:?}");
+    let KernelEvent::DoubleFailure {
+        first_ns,
+        second_ns,
+        failures,
+        source,
+        ..
+    } = seen[0]
+    else {
+        panic!("expected a double failure, got {:?}", seen[0]);
+    };
+    assert_eq!(failures, 2);
+    assert_eq!(source, FailureSource::BlockError);
+    let apart = second_ns - first_ns;
+    assert!(
+        (300_000_000..2 * SECOND).contains(&apart),
+        "the two failures were ~400 ms apart, event says {apart} ns"
+    );
+    let record = record(&probes, &device);
+    assert_eq!(record.double_failures, 1);
+    assert_eq!(
+        record.window_start_ns, second_ns,
+        "the second failure opens the next window"
+    );
+}
+
+#[test]
+fn failures_outside_the_window_raise_nothing_and_restart_it() {
+    let (mut probes, device) = setup();
+    let rt = runtime();
+    let mut events =
+        rt.block_on(async { EventStream::new(probes.take_events().unwrap()).unwrap() });
+    probes
+        .watch(
+            device.kernel_dev(),
+            WatchSettings {
+                window_ns: SECOND / 2,
+                episode_gap_ns: SECOND / 10,
+            },
+        )
+        .unwrap();
+    device.set_schedule(Schedule::FailAll);
+    read_direct(&device, 1); // t0
+    std::thread::sleep(Duration::from_millis(800));
+    read_direct(&device, 1); // outside the window: restarts it
+    let quiet = events_for(
+        &rt,
+        &mut events,
+        device.kernel_dev(),
+        Duration::from_millis(300),
+    );
+    assert!(
+        quiet.is_empty(),
+        "no double failure outside the window: {quiet:?}"
+    );
+    assert_eq!(record(&probes, &device).failures, 2);
+
+    // ~300 ms after the restarted window's start (and ~1.1 s after the first failure).
+    read_direct(&device, 1);
+    let seen = events_for(
+        &rt,
+        &mut events,
+        device.kernel_dev(),
+        Duration::from_secs(1),
+    );
+    assert_eq!(
+        seen.len(),
+        1,
+        "the restarted window pairs failures 2 and 3: {seen:?}"
+    );
+    let record = record(&probes, &device);
+    assert_eq!((record.failures, record.double_failures), (3, 1));
+}
+
+#[test]
+fn unwatched_devices_are_not_counted() {
+    let (mut probes, watched) = setup();
+    let unwatched = FlakyDevice::create(FlakyOptions::default()).unwrap();
+    probes
+        .watch(
+            watched.kernel_dev(),
+            WatchSettings {
+                window_ns: SECOND,
+                episode_gap_ns: 0,
+            },
+        )
+        .unwrap();
+    unwatched.set_schedule(Schedule::FailAll);
+    assert_eq!(read_direct(&unwatched, 10), (0, 10));
+    assert!(
+        probes.record(unwatched.kernel_dev()).is_none(),
+        "an unwatched device must get no record"
+    );
+    assert_eq!(record(&probes, &watched).io_errors, 0);
+
+    // Unwatching drops the counters and stops counting.
+    probes.unwatch(watched.kernel_dev()).unwrap();
+    watched.set_schedule(Schedule::FailAll);
+    read_direct(&watched, 3);
+    assert!(probes.record(watched.kernel_dev()).is_none());
+}
+
+#[test]
+fn rewatching_changes_settings_and_keeps_counts() {
+    let (mut probes, device) = setup();
+    let first = WatchSettings {
+        window_ns: SECOND,
+        episode_gap_ns: 0,
+    };
+    probes.watch(device.kernel_dev(), first).unwrap();
+    device.set_schedule(Schedule::FailAll);
+    read_direct(&device, 2);
+    let second = WatchSettings {
+        window_ns: 5 * SECOND,
+        episode_gap_ns: SECOND,
+    };
+    probes.watch(device.kernel_dev(), second).unwrap();
+    let record = record(&probes, &device);
+    assert_eq!(record.settings, second);
+    assert_eq!(record.io_errors, 2);
+}
+
+#[test]
+fn signals_report_the_live_tracepoint() {
+    let (probes, _device) = setup();
+    let signals = probes.signals();
+    assert_eq!(signals.block_tracepoint.name(), "block_rq_error");
+    // This host has no device-mapper: the kprobe must say why it is not attached.
+    let has_dm = std::fs::read_to_string("/proc/kallsyms")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("dm_path_uevent"));
+    assert_eq!(signals.dm_path_kprobe.is_ok(), has_dm, "{signals}");
+}
