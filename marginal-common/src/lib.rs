@@ -34,7 +34,10 @@ pub const fn kernel_dev(major: u32, minor: u32) -> u32 {
 
 /// `(major, minor)` of a kernel-internal `dev_t`.
 pub const fn kernel_dev_split(dev: u32) -> (u32, u32) {
-    (dev >> KERNEL_MINOR_BITS, dev & ((1 << KERNEL_MINOR_BITS) - 1))
+    (
+        dev >> KERNEL_MINOR_BITS,
+        dev & ((1 << KERNEL_MINOR_BITS) - 1),
+    )
 }
 
 /// Where the fields the error program needs sit in the block tracepoint's record. Read from

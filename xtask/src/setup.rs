@@ -9,14 +9,24 @@ use anyhow::{Context, Result, bail};
 
 /// Debian packages the build, the tests, the demo and the VM stage use.
 const APT_PACKAGES: &[(&str, &str)] = &[
-    ("llvm-22-dev", "bpf-linker links eBPF objects with LLVM 22, rustc nightly's LLVM"),
-    ("libpolly-22-dev", "needed to link bpf-linker against LLVM 22"),
+    (
+        "llvm-22-dev",
+        "bpf-linker links eBPF objects with LLVM 22, rustc nightly's LLVM",
+    ),
+    (
+        "libpolly-22-dev",
+        "needed to link bpf-linker against LLVM 22",
+    ),
     ("zlib1g-dev", "needed to link bpf-linker"),
     ("libzstd-dev", "needed to link bpf-linker"),
     ("pkg-config", "finds system libraries for -sys crates"),
     ("fuse3", "fusermount3 for the flaky test device"),
     ("libfuse3-dev", "FUSE library for the flaky test device"),
     ("util-linux", "losetup for loop devices"),
+    ("libdevmapper-dev", "the devicemapper crate links libdevmapper"),
+    ("libclang-dev", "bindgen (devicemapper-sys) reads dm-ioctl.h with libclang"),
+    ("prometheus", "a real Prometheus server and promtool for the exporter tests"),
+    ("curl", "the demo reads /status and /metrics"),
 ];
 
 /// Run every set-up step.
@@ -87,7 +97,9 @@ fn install_rust_src() -> Result<()> {
         println!("setup: nightly rust-src present");
         return Ok(());
     }
-    println!("setup: adding rust-src to the nightly toolchain (the eBPF target builds core from source)");
+    println!(
+        "setup: adding rust-src to the nightly toolchain (the eBPF target builds core from source)"
+    );
     run_quiet(
         Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
         "rustup component add rust-src",

@@ -91,10 +91,12 @@ impl Daemon {
             let name = MapName::new(map.name.clone());
             decisions.extend(self.engine.upsert_map(name.clone(), params, now));
             for path in &map.paths {
-                decisions.extend(
-                    self.engine
-                        .add_path(&name, path.key.clone(), path.active, now)?,
-                );
+                decisions.extend(self.engine.add_path(
+                    &name,
+                    path.key.clone(),
+                    path.active,
+                    now,
+                )?);
                 // Unchecked maps are still counted: the counters are worth exporting.
                 let window = params.map_or(Duration::ZERO, |p| p.double_failed_time);
                 self.probes.watch(
@@ -111,13 +113,10 @@ impl Daemon {
                 .filter(|p| p.active)
                 .map(|p| p.key.clone())
                 .collect();
-            decisions.extend(self.engine.handle(
-                now,
-                Event::MapActivePaths {
-                    map: name,
-                    active,
-                },
-            ));
+            decisions.extend(
+                self.engine
+                    .handle(now, Event::MapActivePaths { map: name, active }),
+            );
         }
         self.topology = topology;
         self.apply(decisions);
@@ -260,7 +259,10 @@ impl Daemon {
                     },
                 )?;
                 self.actuator.fail_path(map.as_str(), &path_ref)?;
-                self.totals.entry(path.clone()).or_default().failed_by_daemon += 1;
+                self.totals
+                    .entry(path.clone())
+                    .or_default()
+                    .failed_by_daemon += 1;
             }
             Decision::ReinstatePath { path, map, reason }
             | Decision::RecoverPath { path, map, reason } => {
@@ -268,7 +270,10 @@ impl Daemon {
                 let path_ref = self.path_ref(path)?;
                 self.actuator.reinstate_path(map.as_str(), &path_ref)?;
                 self.held_out.remove(path.as_str())?;
-                self.totals.entry(path.clone()).or_default().returned_by_daemon += 1;
+                self.totals
+                    .entry(path.clone())
+                    .or_default()
+                    .returned_by_daemon += 1;
             }
             Decision::StartSampling {
                 path,

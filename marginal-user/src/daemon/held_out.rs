@@ -102,7 +102,9 @@ mod tests {
     fn corrupt_state_is_an_error_naming_the_file() {
         let file = std::env::temp_dir().join(format!("marginal-bad-{}.json", std::process::id()));
         std::fs::write(&file, "{not json").unwrap();
-        let err = HeldOutFile::open(&file).err().expect("corrupt file must fail");
+        let err = HeldOutFile::open(&file)
+            .err()
+            .expect("corrupt file must fail");
         assert!(format!("{err:#}").contains(&file.display().to_string()));
         std::fs::remove_file(file).unwrap();
     }

@@ -61,7 +61,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     pub episode_gap_ms: u64,
     /// Where the daemon keeps the paths it failed, so a restart takes them up again.
-    #[arg(long, default_value = "/run/marginal/held-out.json", value_name = "PATH")]
+    #[arg(
+        long,
+        default_value = "/run/marginal/held-out.json",
+        value_name = "PATH"
+    )]
     pub state_file: PathBuf,
     /// On SIGTERM, leave the paths marginal failed out of service (the next start takes them
     /// up); by default they are returned.
@@ -228,7 +232,10 @@ async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
 
 /// What the kernel counted and what the daemon decided, printed on exit.
 fn print_summary(snapshot: &Snapshot) {
-    println!("marginal: final state after {:.0} s", snapshot.uptime_seconds);
+    println!(
+        "marginal: final state after {:.0} s",
+        snapshot.uptime_seconds
+    );
     for map in &snapshot.maps {
         println!("map {} ({} active paths)", map.name, map.active_paths);
         for path in &map.paths {

@@ -49,10 +49,8 @@ impl Daemon {
                         .map(|path| {
                             let record = self.probes.record(path.device.kernel_dev());
                             let engine_path = self.engine.path(&path.key);
-                            let totals =
-                                self.totals.get(&path.key).cloned().unwrap_or_default();
-                            let measurement =
-                                engine_path.as_ref().and_then(|p| p.last_measurement);
+                            let totals = self.totals.get(&path.key).cloned().unwrap_or_default();
+                            let measurement = engine_path.as_ref().and_then(|p| p.last_measurement);
                             PathStatus {
                                 name: path.device.name.clone(),
                                 device: path.device.numbers(),

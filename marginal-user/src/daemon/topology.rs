@@ -82,7 +82,8 @@ impl Topology {
     }
 
     pub fn path_by_kernel_dev(&self, dev: u32) -> Option<(&WatchedMap, &WatchedPath)> {
-        self.paths().find(|(_, path)| path.device.kernel_dev() == dev)
+        self.paths()
+            .find(|(_, path)| path.device.kernel_dev() == dev)
     }
 }
 
