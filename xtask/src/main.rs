@@ -5,6 +5,7 @@
 //! * `test`: every test: formatting and lints are .ci/run's; this runs unit, kernel integration
 //!   and VM tests.
 //! * `vm-test`: the dm-multipath scenarios in QEMU VMs with stock Debian kernels.
+mod demo;
 mod setup;
 mod vm;
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Task {
     /// Install apt packages, nightly rust-src and bpf-linker where missing; mount tracefs.
     Setup,
+    /// The main job: marginal detecting a real flaky block device (no multipath map needed).
+    Demo,
     /// Set up, then run every test: unit, kernel integration (root) and VM tests.
     Test {
         /// Skip the VM stage (dm-multipath scenarios under QEMU).
@@ -37,6 +40,7 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::run(),
+        Task::Demo => demo::run(),
         Task::Test { no_vm } => test(no_vm),
         Task::VmTest(args) => vm::run(args),
     }

@@ -300,7 +300,7 @@ impl Daemon {
                 self.held_out.remove(path.as_str())?;
             }
             Decision::Measured { path, measurement } => {
-                log::info!("{path}: {measurement:?}");
+                log::debug!("{path}: {measurement:?}");
             }
             Decision::StateChanged { path, from, to } => {
                 log::info!("{path}: {} -> {}", from.as_str(), to.as_str());
