@@ -72,11 +72,21 @@ pub fn block_rq_failed(ctx: TracePointContext) -> u32 {
     count(&mut record.io_errors);
     let last_error = record.last_error_ns;
     record.last_error_ns = now;
-    if last_error != 0 && now.wrapping_sub(last_error) < record.settings.episode_gap_ns {
+    let gap = record.settings.episode_gap_ns;
+    if within(last_error, now, gap) {
         return 0; // same episode: one failure however many errors it holds
+    }
+    if within(record.last_failure_ns, now, gap) {
+        return 0; // dm-mpath already reported this failure (the kprobe can fire first)
     }
     path_failed(dev, record, now, FailureSource::BlockError);
     0
+}
+
+/// Whether `then` (0 = never) is less than `gap` before `now`.
+#[inline(always)]
+fn within(then: u64, now: u64, gap: u64) -> bool {
+    then != 0 && now.wrapping_sub(then) < gap
 }
 
 /// A failure transition of a watched path: count it and run the double-failure window.
@@ -148,7 +158,10 @@ pub fn dm_path_uevent(ctx: ProbeContext) -> u32 {
     if let Some(record) = WATCHED.get_ptr_mut(&dev) {
         let record = unsafe { &mut *record };
         if failed {
-            path_failed(dev, record, now, FailureSource::DmPath);
+            // The block errors that made dm-mpath fail the path were this same failure.
+            if !within(record.last_error_ns, now, record.settings.episode_gap_ns) {
+                path_failed(dev, record, now, FailureSource::DmPath);
+            }
         } else {
             count(&mut record.reinstates);
         }
