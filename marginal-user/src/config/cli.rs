@@ -1,13 +1,257 @@
-//! `marginal config ...` (being written).
-use std::process::ExitCode;
+//! `marginal config show` and `marginal config check`: what the admin sees of the configuration.
+//!
+//! `show` prints, for each map, every value marginal uses with the file, line and section it
+//! came from, and whether checking is on (with the engine's parameters) or why not. Without live
+//! device-mapper maps to ask about, the maps are the `multipaths` entries, or a device described
+//! on the command line. `check` lists every diagnostic and exits 1 if there is an error.
+use std::{fmt::Write as _, process::ExitCode};
+
+use anyhow::{Context, bail};
+
+use super::{ConfigArgs, ConfigError, Key, MapIdentity, Resolved, model::Config};
 
 /// `marginal config` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
-    /// Show the effective marginal_path_* settings.
-    Show,
+    /// Show the effective marginal_path_* settings of each map and where each came from.
+    Show(ShowArgs),
+    /// Validate the configuration files; exit status 1 if they have errors.
+    Check(CheckArgs),
 }
 
-pub fn run(_command: ConfigCommand) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("marginal config: not implemented yet")
+/// Options of `marginal config show`.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Only this map of the multipaths section, by alias or wwid
+    #[arg(long, value_name = "NAME", conflicts_with = "wwid")]
+    pub map: Option<String>,
+    /// Describe a map instead: its wwid
+    #[arg(long, value_name = "WWID")]
+    pub wwid: Option<String>,
+    /// The SCSI vendor of the map's paths (matched against devices entries)
+    #[arg(long, value_name = "VENDOR")]
+    pub vendor: Option<String>,
+    /// The SCSI product of the map's paths
+    #[arg(long, value_name = "PRODUCT")]
+    pub product: Option<String>,
+    /// The SCSI revision of the map's paths
+    #[arg(long, value_name = "REVISION")]
+    pub revision: Option<String>,
+}
+
+/// Options of `marginal config check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Show(args) => show(&args),
+        ConfigCommand::Check(args) => check(&args),
+    }
+}
+
+fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config.load().context("loading the configuration")?;
+    for warning in config.warnings() {
+        eprintln!("{warning}");
+    }
+    let describe = |mut map: MapIdentity| {
+        map.vendor = args.vendor.clone().or(map.vendor);
+        map.product = args.product.clone().or(map.product);
+        map.revision = args.revision.clone().or(map.revision);
+        map
+    };
+    let described = args.wwid.is_some()
+        || args.vendor.is_some()
+        || args.product.is_some()
+        || args.revision.is_some();
+    let maps = if let Some(name) = &args.map {
+        match config.find_map(name) {
+            Some(map) => vec![describe(map)],
+            None => bail!("no map with alias or wwid \"{name}\" in the multipaths section"),
+        }
+    } else if described {
+        vec![describe(MapIdentity {
+            wwid: args.wwid.clone().unwrap_or_default(),
+            ..Default::default()
+        })]
+    } else {
+        config.maps()
+    };
+
+    let mut out = header(&config);
+    if maps.is_empty() {
+        out.push_str(
+            "\nNo multipaths entries: the values below apply to any map that no devices entry matches\n\
+             (describe a device with --wwid/--vendor/--product to see more).\n",
+        );
+        write_resolved(&mut out, &config.resolve(&MapIdentity::default()));
+    }
+    for map in &maps {
+        write_resolved(&mut out, &config.resolve(map));
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn header(config: &Config) -> String {
+    let mut out = String::new();
+    if config.files().is_empty() {
+        out.push_str("Configuration: no files found (no settings from multipath.conf)\n");
+    } else {
+        let files: Vec<_> = config
+            .files()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let _ = writeln!(out, "Configuration: {}", files.join(", "));
+    }
+    let overrides: Vec<_> = Key::MARGINAL
+        .iter()
+        .filter_map(|&k| {
+            config
+                .overrides()
+                .get(k)
+                .map(|(value, option)| format!("{option} {value}"))
+        })
+        .collect();
+    if !overrides.is_empty() {
+        let _ = writeln!(out, "Command-line overrides: {}", overrides.join(" "));
+    }
+    out
+}
+
+fn write_resolved(out: &mut String, resolved: &Resolved) {
+    let map = &resolved.map;
+    let _ = write!(out, "\nmap {}", map.name());
+    if !map.wwid.is_empty() && map.name() != map.wwid {
+        let _ = write!(out, " (wwid {})", map.wwid);
+    }
+    out.push('\n');
+    let attributes: Vec<_> = [
+        ("vendor", &map.vendor),
+        ("product", &map.product),
+        ("revision", &map.revision),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} \"{v}\"")))
+    .collect();
+    if attributes.is_empty() {
+        out.push_str("  device: vendor and product unknown, devices entries not consulted\n");
+    } else {
+        let _ = writeln!(out, "  device: {}", attributes.join(", "));
+        if resolved.matching_devices.is_empty() {
+            out.push_str("  matching devices entries: none\n");
+        }
+        for (i, origin) in resolved.matching_devices.iter().enumerate() {
+            let label = if i == 0 {
+                "matching devices entries:"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  {label:<25} {origin}");
+        }
+    }
+    for origin in &resolved.multipath_entries {
+        let _ = writeln!(out, "  multipaths entry:         {origin}");
+    }
+
+    let width = Key::ALL
+        .iter()
+        .map(|k| k.keyword().len())
+        .max()
+        .unwrap_or(0);
+    for key in Key::ALL {
+        let (value, origin) = match resolved.get(key) {
+            Some(s) => (s.value.to_string(), s.origin.to_string()),
+            None => ("unset".to_string(), String::new()),
+        };
+        let mut line = format!("  {:<width$}  {value:<6} {origin}", key.keyword());
+        if Key::SAN_PATH.contains(&key)
+            && resolved.get(key).is_some()
+            && resolved.san_path_displaced()
+        {
+            line.push_str(" [ignored: displaced by marginal_path checking]");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let (value, origin) = match &resolved.marginal_pathgroups {
+        Some(s) => (s.value.to_string(), s.origin.to_string()),
+        None => ("unset".to_string(), String::new()),
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        format!("  {:<width$}  {value:<6} {origin}", "marginal_pathgroups").trim_end()
+    );
+
+    match &resolved.checking {
+        Ok(p) => {
+            let _ = writeln!(
+                out,
+                "  checking: on (double_failed_time {} s, sample_time {} s, err_rate_threshold {} permille, recheck_gap_time {} s)",
+                p.double_failed_time.as_secs(),
+                p.sample_time.as_secs(),
+                p.err_rate_threshold,
+                p.recheck_gap_time.as_secs()
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(out, "  checking: off: {why}");
+        }
+    }
+    for warning in &resolved.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = match args.config.load() {
+        Ok(config) => config,
+        Err(error @ ConfigError::Invalid { .. }) => {
+            for diagnostic in error.diagnostics() {
+                println!("{diagnostic}");
+            }
+            let count = error.errors().count();
+            println!(
+                "{count} error{}: the configuration is refused",
+                if count == 1 { "" } else { "s" }
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(error) => {
+            println!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for warning in config.warnings() {
+        println!("{warning}");
+    }
+    let mut maps = config.maps();
+    if maps.is_empty() {
+        maps.push(MapIdentity::default());
+    }
+    let mut on = 0;
+    for map in &maps {
+        let resolved = config.resolve(map);
+        on += usize::from(resolved.checking.is_ok());
+        for warning in &resolved.warnings {
+            println!("map {}: warning: {warning}", map.name());
+        }
+    }
+    println!(
+        "OK: {} file{} read, {} devices entries, {} multipaths entries; checking on for {on} of {} map{} described",
+        config.files().len(),
+        if config.files().len() == 1 { "" } else { "s" },
+        config.devices().len(),
+        config.multipaths().len(),
+        maps.len(),
+        if maps.len() == 1 { "" } else { "s" },
+    );
+    Ok(ExitCode::SUCCESS)
 }
