@@ -38,10 +38,12 @@ use crate::{
     actuator::{Actuator, Observe, choose_actuator},
     config::ConfigArgs,
     dm::DmDiscovery,
-    kernel::{EventStream, KernelProbes, stats::RunStatsGuard},
+    kernel::{EventStream, KernelEvent, KernelProbes, stats::RunStatsGuard},
     sampler::{Sampler, SamplerOptions},
     status::Snapshot,
+    uevent::{MultipathEvent, UeventListener},
 };
+use marginal_common::kernel_dev;
 
 /// Options of `marginal run`.
 #[derive(Debug, clap::Args)]
@@ -169,6 +171,23 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         log::info!("watching map {}: {}", map.name, paths.join(", "));
     }
 
+    let uevents = match &dm {
+        Some(_) => Some(UeventListener::open().context("listening to uevents")?),
+        None => None,
+    };
+    let use_uevent_path_events =
+        uevents.is_some() && daemon.probes.signals().dm_path_kprobe.is_err();
+    if dm.is_some() {
+        log::info!(
+            "path failures from: {}",
+            if use_uevent_path_events {
+                "PATH_FAILED/PATH_REINSTATED uevents and block-layer errors"
+            } else {
+                "the dm_path_uevent kprobe and block-layer errors"
+            }
+        );
+    }
+
     let snapshot = Arc::new(Mutex::new(daemon.snapshot(0.0)));
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let listener = crate::http::server::bind(args.listen).await?;
@@ -183,6 +202,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
+    // dm-mpath's own view (paths its checker reinstated, maps that came and went) is read
+    // again this often even without a uevent, in case one was missed.
+    let mut resync = tokio::time::interval(RESYNC_INTERVAL);
     let deadline = args
         .duration
         .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
@@ -197,6 +219,35 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             Some(report) = reports.recv() => daemon.on_sample_report(report),
             _ = tokio::time::sleep_until(timer) => daemon.on_timer(),
             _ = refresh.tick() => {}
+            _ = resync.tick(), if dm.is_some() => {
+                if let Some(dm) = &dm {
+                    rediscover(&mut daemon, dm);
+                }
+            }
+            event = next_uevent(uevents.as_ref()) => match event {
+                Ok(MultipathEvent::DevicesChanged(change)) => {
+                    log::debug!("devices changed ({change:?}): re-discovering maps");
+                    if let Some(dm) = &dm {
+                        rediscover(&mut daemon, dm);
+                    }
+                }
+                Ok(MultipathEvent::PathFailed(path)) if use_uevent_path_events => {
+                    daemon.on_kernel_event(KernelEvent::DmPathFailed {
+                        dev: kernel_dev(path.path.0, path.path.1),
+                        at_ns: monotonic_now().as_nanos(),
+                        valid_paths: path.valid_paths,
+                    });
+                }
+                Ok(MultipathEvent::PathReinstated(path)) if use_uevent_path_events => {
+                    daemon.on_kernel_event(KernelEvent::DmPathReinstated {
+                        dev: kernel_dev(path.path.0, path.path.1),
+                        at_ns: monotonic_now().as_nanos(),
+                        valid_paths: path.valid_paths,
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => log::warn!("uevent listener: {e:#}"),
+            },
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = sleep_until_option(deadline) => { log::info!("--duration reached"); break; }
@@ -210,6 +261,23 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let _ = http.await;
     drop(stats_guard);
     Ok(ExitCode::SUCCESS)
+}
+
+const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Read device-mapper's maps again and bring the engine and the watch map in line.
+fn rediscover(daemon: &mut Daemon, dm: &DmDiscovery) {
+    let result = Topology::discover(dm).and_then(|t| daemon.apply_topology(t, monotonic_now()));
+    if let Err(e) = result {
+        log::warn!("re-discovering multipath maps: {e:#}");
+    }
+}
+
+async fn next_uevent(listener: Option<&UeventListener>) -> Result<MultipathEvent> {
+    match listener {
+        Some(listener) => listener.next_event().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn next_engine_timer(daemon: &Daemon) -> tokio::time::Instant {
