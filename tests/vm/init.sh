@@ -1,0 +1,129 @@
+#!/bin/sh
+# /init of the VM test bed's initramfs (put there by `cargo xtask vm-test`; busybox sh).
+# Mounts the kernel file systems, loads the dm and loop modules, runs each scenario listed in
+# /etc/marginal-vm/scenarios between marker lines on the console (xtask/src/vm/report.rs parses
+# them), cleans up after each, and powers off. It must never exit: pid 1 exiting panics the kernel.
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root
+# No udevd in the guest: dmsetup makes the /dev/mapper nodes itself.
+export DM_DISABLE_UDEV=1
+export VM_LIB=/usr/share/marginal-vm/lib.sh
+SCENARIOS=/usr/share/marginal-vm/scenarios
+
+marker() { echo "=== MARGINAL-VM-$* ==="; }
+
+# Uptime in centiseconds ("12.34" -> 1234; the 1$f-100 keeps "08" from reading as octal).
+uptime_cs() {
+	read -r up _ </proc/uptime
+	f=${up#*.}
+	echo $((${up%.*} * 100 + 1$f - 100))
+}
+
+halt_guest() {
+	sync
+	poweroff -f
+	# Not reached unless poweroff failed; the host's timeout ends the boot then.
+	while :; do sleep 1000; done
+}
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm /dev/mapper /scratch
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+hostname marginal-vm
+ip link set lo up 2>/dev/null
+
+keep_going=0
+case " $(cat /proc/cmdline) " in *" marginal.keep_going=1 "*) keep_going=1 ;; esac
+
+setup_ok=1
+while read -r module; do
+	[ -n "$module" ] || continue
+	if ! out=$(insmod "$module" 2>&1); then
+		echo "insmod $module failed: $out"
+		setup_ok=0
+	fi
+done </etc/marginal-vm/modules
+if [ "$setup_ok" != 1 ]; then
+	dmesg | tail -n 30
+	marker SETUP-FAILED
+	halt_guest
+fi
+marker READY "$(uname -r)"
+# From here only emergencies and oopses reach the console; a scenario's kernel messages are shown
+# with its output when it fails.
+echo 2 >/proc/sys/kernel/printk
+
+# Leaves nothing of one scenario behind for the next: processes, kprobes, dm and loop devices,
+# mounts under /scratch.
+cleanup() {
+	kill -9 -1 2>/dev/null
+	sleep 0.2
+	echo 0 >/sys/kernel/tracing/events/enable 2>/dev/null
+	echo >/sys/kernel/tracing/kprobe_events 2>/dev/null
+	echo >/sys/kernel/tracing/trace 2>/dev/null
+	rm -rf /sys/fs/bpf/* 2>/dev/null
+	grep ' /scratch' /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m"; done
+	dmsetup remove_all --force >/dev/null 2>&1
+	for l in /dev/loop[0-9]*; do losetup -d "$l" 2>/dev/null; done
+	umount /scratch 2>/dev/null
+}
+
+run_scenario() {
+	name=$1
+	limit=$2
+	mount -t tmpfs -o size=512m scratch /scratch
+	dmesg -c >/dev/null
+	marker BEGIN "$name"
+	t0=$(uptime_cs)
+	# Own session (setsid) so the scenario's `kill 0` stays within it; stdin from /dev/null, not
+	# from the scenario list this loop reads.
+	SCRATCH=/scratch SCENARIO=$name KERNEL_RELEASE=$(uname -r) \
+		timeout -s KILL "$limit" setsid sh "$SCENARIOS/$name.sh" </dev/null 2>&1
+	rc=$?
+	t=$(($(uptime_cs) - t0))
+	secs="$((t / 100)).$(printf %02d $((t % 100)))s"
+	# A kernel warning or oops during a scenario is a failure even if the script did not notice.
+	splat=$(dmesg | grep -E 'Call Trace|BUG:|Oops|WARNING:|general protection' | head -n 3)
+	msgs=$(dmesg | tail -n 60)
+	if { [ "$rc" != 0 ] || [ -n "$splat" ]; } && [ -n "$msgs" ]; then
+		echo "--- kernel messages during $name ---"
+		echo "$msgs"
+	fi
+	marker END "$name"
+	if [ "$rc" = 137 ] && [ "$t" -ge $((limit * 100)) ]; then
+		marker RESULT "$name" TIMEOUT "$secs" "limit=${limit}s"
+		failed=1
+	elif [ "$rc" != 0 ]; then
+		marker RESULT "$name" FAIL "$secs" "rc=$rc"
+		failed=1
+	elif [ -n "$splat" ]; then
+		marker RESULT "$name" FAIL "$secs" kernel-warning
+		failed=1
+	else
+		marker RESULT "$name" PASS "$secs"
+	fi
+	cleanup
+}
+
+failed=0
+while read -r name limit; do
+	[ -n "$name" ] || continue
+	# Without keep-going the host reports the rest as not run.
+	if [ "$failed" = 1 ] && [ "$keep_going" = 0 ]; then
+		break
+	fi
+	run_scenario "$name" "$limit"
+done </etc/marginal-vm/scenarios
+
+marker DONE
+halt_guest

@@ -1,0 +1,169 @@
+//! The kernel of an unpacked Debian `linux-image-*` package and the modules the guest loads.
+//!
+//! The packages ship no `modules.dep` (depmod runs at install time) and the guest has no modprobe
+//! setup, so dependencies are read from each module's `.modinfo` section (`depends=`) and the guest
+//! `insmod`s them in the order written to `/etc/marginal-vm/modules`. 6.12's modules are `.ko.xz`;
+//! busybox's insmod cannot unpack them, so they are unpacked here.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use object::{Object, ObjectSection};
+
+use super::initramfs::Tree;
+
+/// Where the guest finds the module load order (one module path a line).
+pub const LOAD_ORDER_FILE: &str = "etc/marginal-vm/modules";
+
+pub struct KernelImage {
+    /// `uname -r` of the kernel.
+    pub release: String,
+    pub vmlinuz: PathBuf,
+    modules_dir: PathBuf,
+}
+
+/// Module names use `_` and `-` interchangeably (file `dm-mod.ko` is module `dm_mod`).
+fn module_name(s: &str) -> String {
+    s.replace('-', "_")
+}
+
+impl KernelImage {
+    pub fn from_unpacked(root: &Path) -> Result<Self> {
+        let boot = root.join("boot");
+        let vmlinuz = std::fs::read_dir(&boot)
+            .with_context(|| format!("reading {}", boot.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+            })
+            .with_context(|| format!("no vmlinuz-* in {}", boot.display()))?;
+        let release = vmlinuz.file_name().unwrap_or_default().to_string_lossy()["vmlinuz-".len()..]
+            .to_string();
+        let modules_dir = ["lib/modules", "usr/lib/modules"]
+            .iter()
+            .map(|d| root.join(d).join(&release))
+            .find(|d| d.is_dir())
+            .with_context(|| format!("no modules for {release} in {}", root.display()))?;
+        Ok(Self {
+            release,
+            vmlinuz,
+            modules_dir,
+        })
+    }
+
+    /// Every module file of the package by module name.
+    fn index(&self) -> Result<BTreeMap<String, PathBuf>> {
+        let mut found = BTreeMap::new();
+        let mut stack = vec![self.modules_dir.join("kernel")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let file = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                if let Some(stem) = file
+                    .strip_suffix(".ko")
+                    .or_else(|| file.strip_suffix(".ko.xz"))
+                {
+                    found.insert(module_name(stem), path);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Modules compiled into the kernel (nothing to load for them).
+    fn builtin(&self) -> BTreeSet<String> {
+        std::fs::read_to_string(self.modules_dir.join("modules.builtin"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.rsplit('/').next()?.strip_suffix(".ko"))
+            .map(module_name)
+            .collect()
+    }
+
+    /// Adds `wanted` and their dependencies to the tree and writes the load order; returns the
+    /// module names in that order.
+    pub fn add_modules(&self, tree: &mut Tree, wanted: &[&str]) -> Result<Vec<String>> {
+        let index = self.index()?;
+        let builtin = self.builtin();
+        let mut order: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut visiting = BTreeSet::new();
+        for w in wanted {
+            visit(&module_name(w), &index, &builtin, &mut visiting, &mut order)?;
+        }
+        let mut list = String::new();
+        for (name, image) in &order {
+            let guest = format!("lib/modules/{}/{name}.ko", self.release);
+            list.push_str(&format!("/{guest}\n"));
+            tree.add_data(&guest, image.clone(), 0o644);
+        }
+        tree.add_data(LOAD_ORDER_FILE, list.into_bytes(), 0o644);
+        Ok(order.into_iter().map(|(n, _)| n).collect())
+    }
+}
+
+/// Depth-first: a module goes into `order` after everything it depends on.
+fn visit(
+    name: &str,
+    index: &BTreeMap<String, PathBuf>,
+    builtin: &BTreeSet<String>,
+    visiting: &mut BTreeSet<String>,
+    order: &mut Vec<(String, Vec<u8>)>,
+) -> Result<()> {
+    if builtin.contains(name) || order.iter().any(|(n, _)| n == name) {
+        return Ok(());
+    }
+    if !visiting.insert(name.to_string()) {
+        bail!("module dependency cycle through {name}");
+    }
+    let path = index
+        .get(name)
+        .with_context(|| format!("kernel package has no module {name}"))?;
+    let image = read_module(path)?;
+    for dep in depends(&image).with_context(|| format!("reading .modinfo of {}", path.display()))? {
+        visit(&module_name(&dep), index, builtin, visiting, order)?;
+    }
+    order.push((name.to_string(), image));
+    Ok(())
+}
+
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "xz") {
+        let mut out = Vec::new();
+        lzma_rs::xz_decompress(&mut raw.as_slice(), &mut out)
+            .map_err(|e| anyhow::anyhow!("unpacking {}: {e:?}", path.display()))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// The `depends=` list of a module's `.modinfo` section (NUL-separated `key=value` strings).
+fn depends(image: &[u8]) -> Result<Vec<String>> {
+    let elf = object::File::parse(image)?;
+    let section = elf
+        .section_by_name(".modinfo")
+        .context("no .modinfo section")?;
+    let data = section.data()?;
+    for entry in data.split(|b| *b == 0) {
+        if let Some(list) = entry.strip_prefix(b"depends=") {
+            let list = String::from_utf8_lossy(list);
+            return Ok(list
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect());
+        }
+    }
+    Ok(Vec::new())
+}
