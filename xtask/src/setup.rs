@@ -20,12 +20,19 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("zlib1g-dev", "needed to link bpf-linker"),
     ("libzstd-dev", "needed to link bpf-linker"),
     ("pkg-config", "finds system libraries for -sys crates"),
-    ("fuse3", "fusermount3 for the flaky test device"),
-    ("libfuse3-dev", "FUSE library for the flaky test device"),
     ("util-linux", "losetup for loop devices"),
-    ("libdevmapper-dev", "the devicemapper crate links libdevmapper"),
-    ("libclang-dev", "bindgen (devicemapper-sys) reads dm-ioctl.h with libclang"),
-    ("prometheus", "a real Prometheus server and promtool for the exporter tests"),
+    (
+        "libdevmapper-dev",
+        "the devicemapper crate links libdevmapper",
+    ),
+    (
+        "libclang-dev",
+        "bindgen (devicemapper-sys) reads dm-ioctl.h with libclang",
+    ),
+    (
+        "prometheus",
+        "a real Prometheus server and promtool for the exporter tests",
+    ),
     ("curl", "the demo reads /status and /metrics"),
 ];
 
