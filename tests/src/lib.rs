@@ -24,7 +24,10 @@
 //! Needs root (loop devices and mount(2)), `/dev/fuse`, `/dev/loop-control` and `losetup`
 //! from util-linux; no libfuse. The `flaky-device` binary offers the same from a shell.
 
+pub mod binary;
 pub mod flaky;
+
+pub use binary::{RunningDaemon, free_local_addr, marginal_binary};
 
 pub use flaky::device::{FlakyDevice, FlakyOptions, NAME_PREFIX, cleanup_stale, require_root};
 pub use flaky::fs::{IMAGE_NAME, fill_pattern};

@@ -1,55 +1,20 @@
 //! `marginal config show` and `marginal config check` as an admin runs them, on the large
 //! realistic fixture (tests/fixtures/multipath/) and on broken copies of it.
 //!
-//! The binary belongs to another package, so cargo does not build it for these tests: the first
-//! test to need it runs `cargo build -p marginal-user --bin marginal` into the same target
-//! directory (and profile) as this test executable.
+//! The binary is built once per run by [`marginal_tests::marginal_binary`].
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Output},
-    sync::OnceLock,
 };
+
+use marginal_tests::marginal_binary;
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/multipath")
 }
 
-/// target/<profile>/marginal, built once per test run.
-fn marginal() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This executable is target/<profile>/deps/config_show-<hash>.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "marginal-user",
-                "--bin",
-                "marginal",
-                "--manifest-path",
-            ])
-            .arg(workspace.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target_dir);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build");
-        assert!(
-            status.success(),
-            "cargo build of the marginal binary failed"
-        );
-        profile_dir.join("marginal")
-    })
-}
-
 fn run(args: &[&str]) -> Output {
-    Command::new(marginal())
+    Command::new(marginal_binary())
         .args(args)
         .env("RUST_LOG", "off")
         .output()
