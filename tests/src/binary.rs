@@ -112,13 +112,17 @@ impl RunningDaemon {
         text
     }
 
+    /// Send `signal` to the daemon.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        let child = self.child.as_ref().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)?;
+        Ok(())
+    }
+
     /// SIGTERM, and wait (up to 30 s) for a clean exit; returns the log.
     pub fn stop(mut self) -> Result<String> {
+        self.signal(nix::sys::signal::Signal::SIGTERM)?;
         let mut child = self.child.take().expect("running");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait()? {

@@ -194,3 +194,70 @@ fn a_broken_configuration_stops_the_start_with_file_and_line() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn sighup_reloads_the_configuration_and_keeps_it_when_broken() {
+    require_root().expect("this test needs root");
+    let device = FlakyDevice::create(FlakyOptions::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("marginal-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("multipath.conf");
+    let write = |threshold: &str| {
+        std::fs::write(
+            &conf,
+            format!(
+                "defaults {{\n    marginal_path_double_failed_time 60\n    \
+                 marginal_path_err_sample_time 120\n    \
+                 marginal_path_err_rate_threshold {threshold}\n    \
+                 marginal_path_err_recheck_gap_time 300\n}}\n"
+            ),
+        )
+        .unwrap()
+    };
+    let threshold = |daemon: &RunningDaemon| status(daemon).maps[0].err_rate_threshold_permille;
+    write("50");
+    let args: Vec<String> = [
+        "--observe",
+        "--watch",
+        &device.loop_path().display().to_string(),
+        "--config",
+        &conf.display().to_string(),
+        "--config-dir",
+        &dir.display().to_string(),
+        "--state-file",
+        &dir.join("held.json").display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let daemon = RunningDaemon::start(&args).unwrap();
+    assert_eq!(threshold(&daemon), 50);
+    let hangup = || daemon.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+
+    write("ten");
+    hangup();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        threshold(&daemon),
+        50,
+        "a broken file keeps the old settings"
+    );
+    assert!(
+        daemon
+            .log_text()
+            .contains("keeping the running configuration")
+    );
+
+    write("70");
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threshold(&daemon) != 70 {
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.stop().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}

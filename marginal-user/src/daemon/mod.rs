@@ -201,6 +201,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
 
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut refresh = tokio::time::interval(Duration::from_secs(1));
     // dm-mpath's own view (paths its checker reinstated, maps that came and went) is read
     // again this often even without a uevent, in case one was missed.
@@ -248,6 +249,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 Ok(_) => {}
                 Err(e) => log::warn!("uevent listener: {e:#}"),
             },
+            _ = sighup.recv() => reload(&mut daemon, &args.config),
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = sleep_until_option(deadline) => { log::info!("--duration reached"); break; }
@@ -261,6 +263,22 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let _ = http.await;
     drop(stats_guard);
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP: read multipath.conf again. A broken file leaves the running settings as they were.
+fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
+    match config.load() {
+        Ok(new) => {
+            new.log_warnings();
+            daemon.config = new;
+            let topology = daemon.topology.clone();
+            match daemon.apply_topology(topology, monotonic_now()) {
+                Ok(()) => log::info!("SIGHUP: configuration reloaded"),
+                Err(e) => log::error!("SIGHUP: applying the reloaded configuration: {e:#}"),
+            }
+        }
+        Err(e) => log::error!("SIGHUP: keeping the running configuration: {e}"),
+    }
 }
 
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
