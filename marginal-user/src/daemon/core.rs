@@ -50,6 +50,8 @@ pub struct Daemon {
     pub config: Config,
     pub settings: DaemonSettings,
     pub held_out: HeldOutFile,
+    /// Observe mode: nothing is really failed, so nothing is recorded as held out.
+    pub observe: bool,
     pub totals: HashMap<PathKey, PathTotals>,
 }
 
@@ -251,13 +253,15 @@ impl Daemon {
                 let path_ref = self.path_ref(path)?;
                 // Record first: if we die between the two, the restart re-checks the path
                 // rather than forgetting it.
-                self.held_out.insert(
-                    path.as_str(),
-                    HeldOutPath {
-                        map: map.to_string(),
-                        device: path_ref.numbers(),
-                    },
-                )?;
+                if !self.observe {
+                    self.held_out.insert(
+                        path.as_str(),
+                        HeldOutPath {
+                            map: map.to_string(),
+                            device: path_ref.numbers(),
+                        },
+                    )?;
+                }
                 self.actuator.fail_path(map.as_str(), &path_ref)?;
                 self.totals
                     .entry(path.clone())

@@ -159,6 +159,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             sample_time_for_testing: args.sample_time_for_testing.map(Duration::from_secs),
         },
         held_out,
+        observe: args.observe || dm.is_none(),
         totals: Default::default(),
     };
     if daemon.settings.sample_time_for_testing.is_some() {
