@@ -16,18 +16,28 @@
 //!   [`kernel::KernelEvent`]s and reads the kernel's counters.
 //! * [`engine`]: the marginal-path rules of the spec, pure and clock-injected.
 //! * [`sampler`]: the io_uring O_DIRECT reader that measures a path's error rate.
+//! * [`daemon`]: `marginal run`, wiring kernel events, engine, sampler and actuator.
 //! * [`config`]: multipath.conf parsing and per-map resolution of the marginal_path_* settings.
 //! * [`device`]: block device names, numbers and sysfs facts.
 //! * [`dm`]: multipath maps and their paths from device-mapper and sysfs.
 //! * [`uevent`]: PATH_FAILED / PATH_REINSTATED and device add/remove uevents (netlink).
 //! * [`actuator`]: failing and reinstating paths (multipathd socket, dm messages, observe).
 //! * [`status`]: the daemon's state as users see it (metrics, `/status`, `marginal status`).
+//! * [`metrics`]: the status snapshot as Prometheus metrics (OpenMetrics text).
+//! * [`http`]: the `/metrics` and `/status` endpoint, and the client `marginal status` uses.
+//! * [`status_cli`]: `marginal status`, the daemon's maps and paths in a terminal.
+//! * [`logging`]: env_logger set-up that writes syslog priorities when stderr is journald.
 pub mod actuator;
 pub mod config;
+pub mod daemon;
 pub mod device;
 pub mod dm;
 pub mod engine;
+pub mod http;
 pub mod kernel;
+pub mod logging;
+pub mod metrics;
 pub mod sampler;
 pub mod status;
+pub mod status_cli;
 pub mod uevent;

@@ -1,0 +1,358 @@
+//! Every metric family the exporter can emit, defined once.
+//!
+//! The collector encodes families from these definitions, and the tests check dashboards and
+//! alert rules against [`sample_names`], so a renamed metric breaks a test instead of silently
+//! blanking a Grafana panel.
+//!
+//! Conventions (<https://prometheus.io/docs/practices/naming/>): every name starts with
+//! `marginal_`, counters end in `_total`, durations are in seconds. Error rates stay in
+//! permille, the unit multipath.conf uses for `marginal_path_err_rate_threshold`, so a rate can be
+//! compared with its map's threshold without a conversion in every query.
+
+/// How a family is typed in the exposition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic; its sample is named `<family>_total`.
+    Counter,
+    Gauge,
+    /// Constant 1 with descriptive labels; its sample is named `<family>_info`.
+    Info,
+}
+
+/// Which labels a family's series carry (all bounded: maps and paths exist on the host, the
+/// rest are fixed sets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Labels {
+    None,
+    /// `signal`: the kernel signal's name.
+    Signal,
+    /// `actuator`.
+    Actuator,
+    /// `version`.
+    Build,
+    /// `map`.
+    Map,
+    /// `map`, `path` (kernel name), `device` (major:minor).
+    Path,
+    /// Path labels plus `state`, one of [`crate::status::PATH_STATES`].
+    PathState,
+    /// Path labels plus `verdict`, one of [`VERDICTS`].
+    PathVerdict,
+    /// `program`: the eBPF program's name.
+    Program,
+}
+
+impl Labels {
+    /// The label names, in the order they are written.
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Labels::None => &[],
+            Labels::Signal => &["signal"],
+            Labels::Actuator => &["actuator"],
+            Labels::Build => &["version"],
+            Labels::Map => &["map"],
+            Labels::Path => &["map", "path", "device"],
+            Labels::PathState => &["map", "path", "device", "state"],
+            Labels::PathVerdict => &["map", "path", "device", "verdict"],
+            Labels::Program => &["program"],
+        }
+    }
+}
+
+/// Verdicts of a path's last finished sampling run, as `marginal_path_last_verdict` lists them.
+pub const VERDICTS: &[&str] = &["none", "healthy", "marginal"];
+
+/// One metric family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricDef {
+    /// The family name as written in `# TYPE` (for counters and infos without the suffix).
+    pub family: &'static str,
+    pub kind: Kind,
+    /// OpenMetrics unit; the family name ends with it.
+    pub unit: Option<&'static str>,
+    pub labels: Labels,
+    pub help: &'static str,
+}
+
+impl MetricDef {
+    /// The name of this family's samples, as PromQL queries it.
+    pub fn sample_name(&self) -> String {
+        match self.kind {
+            Kind::Counter => format!("{}_total", self.family),
+            Kind::Gauge => self.family.to_string(),
+            Kind::Info => format!("{}_info", self.family),
+        }
+    }
+}
+
+const fn def(
+    family: &'static str,
+    kind: Kind,
+    unit: Option<&'static str>,
+    labels: Labels,
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        family,
+        kind,
+        unit,
+        labels,
+        help,
+    }
+}
+
+const SECONDS: Option<&str> = Some("seconds");
+const PERMILLE: Option<&str> = Some("permille");
+
+pub const BUILD: MetricDef = def(
+    "marginal_build",
+    Kind::Info,
+    None,
+    Labels::Build,
+    "Version of the running marginal daemon.",
+);
+pub const UPTIME: MetricDef = def(
+    "marginal_uptime_seconds",
+    Kind::Gauge,
+    SECONDS,
+    Labels::None,
+    "Seconds since the daemon started.",
+);
+pub const SIGNAL_LIVE: MetricDef = def(
+    "marginal_signal_live",
+    Kind::Gauge,
+    None,
+    Labels::Signal,
+    "1 if the kernel signal is attached and counting, 0 if not (see /status for why).",
+);
+pub const ACTUATOR: MetricDef = def(
+    "marginal_actuator",
+    Kind::Info,
+    None,
+    Labels::Actuator,
+    "How the daemon acts on paths: multipathd, dm-message or observe.",
+);
+
+pub const MAP_PATHS: MetricDef = def(
+    "marginal_map_paths",
+    Kind::Gauge,
+    None,
+    Labels::Map,
+    "Paths of the map that marginal watches.",
+);
+pub const MAP_ACTIVE_PATHS: MetricDef = def(
+    "marginal_map_active_paths",
+    Kind::Gauge,
+    None,
+    Labels::Map,
+    "Paths dm-mpath currently has active in the map.",
+);
+pub const MAP_CHECKING: MetricDef = def(
+    "marginal_map_checking",
+    Kind::Gauge,
+    None,
+    Labels::Map,
+    "1 if marginal-path checking is on for the map (all marginal_path_* settings set), else 0.",
+);
+pub const MAP_DOUBLE_FAILED_TIME: MetricDef = def(
+    "marginal_map_double_failed_time_seconds",
+    Kind::Gauge,
+    SECONDS,
+    Labels::Map,
+    "Effective marginal_path_double_failed_time of the map (0 if unset).",
+);
+pub const MAP_ERR_SAMPLE_TIME: MetricDef = def(
+    "marginal_map_err_sample_time_seconds",
+    Kind::Gauge,
+    SECONDS,
+    Labels::Map,
+    "Effective marginal_path_err_sample_time of the map (0 if unset).",
+);
+pub const MAP_ERR_RATE_THRESHOLD: MetricDef = def(
+    "marginal_map_err_rate_threshold_permille",
+    Kind::Gauge,
+    PERMILLE,
+    Labels::Map,
+    "Effective marginal_path_err_rate_threshold of the map; a sampled rate above it is marginal.",
+);
+pub const MAP_ERR_RECHECK_GAP_TIME: MetricDef = def(
+    "marginal_map_err_recheck_gap_time_seconds",
+    Kind::Gauge,
+    SECONDS,
+    Labels::Map,
+    "Effective marginal_path_err_recheck_gap_time of the map (0 if unset).",
+);
+
+pub const PATH_STATE: MetricDef = def(
+    "marginal_path_state",
+    Kind::Gauge,
+    None,
+    Labels::PathState,
+    "1 for the state the path is in, 0 for the others.",
+);
+pub const PATH_ACTIVE: MetricDef = def(
+    "marginal_path_active",
+    Kind::Gauge,
+    None,
+    Labels::Path,
+    "1 if dm-mpath has the path active, else 0.",
+);
+pub const PATH_FAILED_BY_MARGINAL: MetricDef = def(
+    "marginal_path_failed_by_marginal",
+    Kind::Gauge,
+    None,
+    Labels::Path,
+    "1 while marginal holds the path out of service (and owes it a return), else 0.",
+);
+pub const PATH_FAILURES: MetricDef = def(
+    "marginal_path_failures",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Path failures (transitions to failed) counted in the kernel.",
+);
+pub const PATH_IO_ERRORS: MetricDef = def(
+    "marginal_path_io_errors",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Failed I/O requests on the path device counted in the kernel.",
+);
+pub const PATH_DOUBLE_FAILURES: MetricDef = def(
+    "marginal_path_double_failures",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Second failures within marginal_path_double_failed_time counted in the kernel.",
+);
+pub const PATH_SAMPLING_RUNS: MetricDef = def(
+    "marginal_path_sampling_runs",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Finished sampling runs (error-rate measurements) of the path.",
+);
+pub const PATH_SAMPLING_READS: MetricDef = def(
+    "marginal_path_sampling_reads",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Direct reads issued by sampling runs of the path.",
+);
+pub const PATH_SAMPLING_ERRORS: MetricDef = def(
+    "marginal_path_sampling_errors",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Sampling reads of the path that failed (timeouts included).",
+);
+pub const PATH_SAMPLING_TIMEOUTS: MetricDef = def(
+    "marginal_path_sampling_timeouts",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Sampling reads of the path that timed out (each counted once as an error).",
+);
+pub const PATH_SAMPLING_RUN_READS: MetricDef = def(
+    "marginal_path_sampling_run_reads",
+    Kind::Gauge,
+    None,
+    Labels::Path,
+    "Reads so far in the sampling run in progress (0 when none is).",
+);
+pub const PATH_SAMPLING_RUN_ERRORS: MetricDef = def(
+    "marginal_path_sampling_run_errors",
+    Kind::Gauge,
+    None,
+    Labels::Path,
+    "Errors so far in the sampling run in progress (0 when none is).",
+);
+pub const PATH_ERROR_RATE: MetricDef = def(
+    "marginal_path_error_rate_permille",
+    Kind::Gauge,
+    PERMILLE,
+    Labels::Path,
+    "Error rate of the last finished sampling run, errors * 1000 / reads (absent before the first).",
+);
+pub const PATH_LAST_VERDICT: MetricDef = def(
+    "marginal_path_last_verdict",
+    Kind::Gauge,
+    None,
+    Labels::PathVerdict,
+    "1 for the verdict of the last finished sampling run (none before the first), 0 for the others.",
+);
+pub const PATH_NEXT_RECHECK: MetricDef = def(
+    "marginal_path_next_recheck_seconds",
+    Kind::Gauge,
+    SECONDS,
+    Labels::Path,
+    "Seconds until a marginal path is sampled again (absent if none is due).",
+);
+pub const PATH_FAILED_BY_DAEMON: MetricDef = def(
+    "marginal_path_failed_by_daemon",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Times marginal took the path out of service.",
+);
+pub const PATH_RETURNED_BY_DAEMON: MetricDef = def(
+    "marginal_path_returned_by_daemon",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Times marginal returned the path to service.",
+);
+
+pub const EBPF_PROGRAM_RUNS: MetricDef = def(
+    "marginal_ebpf_program_runs",
+    Kind::Counter,
+    None,
+    Labels::Program,
+    "Runs of the eBPF program as the kernel counts them (bpf_stats).",
+);
+pub const EBPF_PROGRAM_RUN_TIME: MetricDef = def(
+    "marginal_ebpf_program_run_seconds",
+    Kind::Counter,
+    SECONDS,
+    Labels::Program,
+    "CPU time the eBPF program ran as the kernel counts it (bpf_stats).",
+);
+
+/// All families, in the order the exporter writes them.
+pub const METRICS: &[MetricDef] = &[
+    BUILD,
+    UPTIME,
+    SIGNAL_LIVE,
+    ACTUATOR,
+    MAP_PATHS,
+    MAP_ACTIVE_PATHS,
+    MAP_CHECKING,
+    MAP_DOUBLE_FAILED_TIME,
+    MAP_ERR_SAMPLE_TIME,
+    MAP_ERR_RATE_THRESHOLD,
+    MAP_ERR_RECHECK_GAP_TIME,
+    PATH_STATE,
+    PATH_ACTIVE,
+    PATH_FAILED_BY_MARGINAL,
+    PATH_FAILURES,
+    PATH_IO_ERRORS,
+    PATH_DOUBLE_FAILURES,
+    PATH_SAMPLING_RUNS,
+    PATH_SAMPLING_READS,
+    PATH_SAMPLING_ERRORS,
+    PATH_SAMPLING_TIMEOUTS,
+    PATH_SAMPLING_RUN_READS,
+    PATH_SAMPLING_RUN_ERRORS,
+    PATH_ERROR_RATE,
+    PATH_LAST_VERDICT,
+    PATH_NEXT_RECHECK,
+    PATH_FAILED_BY_DAEMON,
+    PATH_RETURNED_BY_DAEMON,
+    EBPF_PROGRAM_RUNS,
+    EBPF_PROGRAM_RUN_TIME,
+];
+
+/// Every sample name the exporter can emit, as dashboards and rules query them.
+pub fn sample_names() -> Vec<String> {
+    METRICS.iter().map(MetricDef::sample_name).collect()
+}

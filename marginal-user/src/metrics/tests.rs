@@ -1,0 +1,85 @@
+//! Spot checks of the encoding; tests/tests/metrics_exposition.rs parses the whole output.
+use super::*;
+use crate::status::{MapStatus, PathStatus, ProgramStatus, SignalStatus};
+
+fn snapshot() -> Snapshot {
+    Snapshot {
+        uptime_seconds: 12.5,
+        signals: vec![SignalStatus {
+            name: "block:block_rq_error".into(),
+            live: true,
+            detail: String::new(),
+        }],
+        actuator: "observe".into(),
+        maps: vec![MapStatus {
+            name: "mpath\"a".into(),
+            active_paths: 1,
+            checking: true,
+            err_rate_threshold_permille: 5,
+            paths: vec![PathStatus {
+                name: "sdb".into(),
+                device: "8:16".into(),
+                state: "marginal".into(),
+                kernel_failures: 3,
+                last_rate_permille: Some(250),
+                last_verdict: "marginal".into(),
+                next_recheck_seconds: Some(-1.0),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        programs: vec![ProgramStatus {
+            name: "rq_error".into(),
+            run_count: 7,
+            run_time_ns: 1_500_000_000,
+        }],
+    }
+}
+
+#[test]
+fn counters_gauges_infos_and_units_are_encoded() {
+    let out = render(&snapshot());
+    for line in [
+        "# TYPE marginal_build info",
+        &format!("marginal_build_info{{version=\"{VERSION}\"}} 1"),
+        "# TYPE marginal_uptime_seconds gauge",
+        "# UNIT marginal_uptime_seconds seconds",
+        "marginal_uptime_seconds 12.5",
+        "# TYPE marginal_path_failures counter",
+        r#"marginal_path_failures_total{map="mpath\"a",path="sdb",device="8:16"} 3"#,
+        r#"marginal_path_state{map="mpath\"a",path="sdb",device="8:16",state="marginal"} 1"#,
+        r#"marginal_path_state{map="mpath\"a",path="sdb",device="8:16",state="healthy"} 0"#,
+        r#"marginal_path_error_rate_permille{map="mpath\"a",path="sdb",device="8:16"} 250"#,
+        "# UNIT marginal_path_error_rate_permille permille",
+        r#"marginal_path_next_recheck_seconds{map="mpath\"a",path="sdb",device="8:16"} 0.0"#,
+        r#"marginal_ebpf_program_run_seconds_total{program="rq_error"} 1.5"#,
+        r#"marginal_actuator_info{actuator="observe"} 1"#,
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    }
+    assert!(out.ends_with("# EOF\n"));
+}
+
+#[test]
+fn families_without_series_are_left_out() {
+    let out = render(&Snapshot::default());
+    assert!(out.contains("marginal_build_info"));
+    assert!(!out.contains("marginal_path_"), "{out}");
+    assert!(!out.contains("marginal_actuator"), "{out}");
+}
+
+#[test]
+fn every_family_name_follows_the_conventions() {
+    for def in METRICS {
+        assert!(def.family.starts_with("marginal_"), "{}", def.family);
+        assert!(
+            !def.family.ends_with("_total"),
+            "{}: the encoder adds _total",
+            def.family
+        );
+        if let Some(unit) = def.unit {
+            assert!(def.family.ends_with(&format!("_{unit}")), "{}", def.family);
+        }
+        assert!(def.help.ends_with('.'), "{}", def.family);
+    }
+}

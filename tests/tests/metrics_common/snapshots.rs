@@ -1,0 +1,107 @@
+//! Hand-built snapshots: one in which every field the exporter reads is set, with values
+//! distinct enough that a series read from the wrong field shows.
+use marginal::status::{MapStatus, PATH_STATES, PathStatus, ProgramStatus, SignalStatus, Snapshot};
+
+/// A path whose every counter derives from `seed`, so tests can predict each value.
+pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
+    PathStatus {
+        name: name.into(),
+        device: device.into(),
+        state: state.into(),
+        active: state != "sampling" && state != "marginal",
+        failed_by_marginal: state == "sampling" || state == "marginal",
+        kernel_failures: seed + 1,
+        kernel_io_errors: seed + 2,
+        kernel_double_failures: seed + 3,
+        sampling_runs: seed + 4,
+        sampling_reads: seed + 5,
+        sampling_errors: seed + 6,
+        sampling_timeouts: seed + 7,
+        current_run_reads: seed + 8,
+        current_run_errors: seed + 9,
+        last_rate_permille: Some(seed as u32 + 10),
+        last_verdict: if state == "marginal" {
+            "marginal"
+        } else {
+            "healthy"
+        }
+        .into(),
+        next_recheck_seconds: (state == "marginal").then_some(seed as f64 + 11.5),
+        failed_by_daemon_total: seed + 12,
+        returned_by_daemon_total: seed + 13,
+        reason: format!("reason of {name}"),
+    }
+}
+
+/// Two maps, a path in every state (so every `state` series is 1 somewhere), two signals
+/// (one not live), two eBPF programs.
+pub fn full() -> Snapshot {
+    let states = PATH_STATES;
+    assert_eq!(
+        states.len(),
+        5,
+        "extend this fixture when PATH_STATES changes"
+    );
+    Snapshot {
+        uptime_seconds: 4321.25,
+        signals: vec![
+            SignalStatus {
+                name: "block:block_rq_error".into(),
+                live: true,
+                detail: String::new(),
+            },
+            SignalStatus {
+                name: "dm_mod:dm_path_uevent".into(),
+                live: false,
+                detail: "kprobes are not available".into(),
+            },
+        ],
+        actuator: "dm-message".into(),
+        maps: vec![
+            MapStatus {
+                name: "mpatha".into(),
+                active_paths: 2,
+                checking: true,
+                checking_detail: String::new(),
+                double_failed_time_seconds: 60,
+                err_sample_time_seconds: 120,
+                err_rate_threshold_permille: 5,
+                err_recheck_gap_time_seconds: 300,
+                paths: vec![
+                    path("sdb", "8:16", "healthy", 100),
+                    path("sdc", "8:32", "suspect", 200),
+                    path("sdd", "8:48", "sampling", 300),
+                    path("sde", "8:64", "marginal", 400),
+                ],
+            },
+            MapStatus {
+                name: "mpathb".into(),
+                active_paths: 1,
+                checking: false,
+                checking_detail: "marginal_path_err_sample_time is not set".into(),
+                double_failed_time_seconds: 30,
+                err_sample_time_seconds: 0,
+                err_rate_threshold_permille: 10,
+                err_recheck_gap_time_seconds: 600,
+                paths: vec![PathStatus {
+                    // A marginal verdict, but the map's last active path: kept in service
+                    // and sampled in service again.
+                    last_verdict: "marginal".into(),
+                    ..path("sdf", "8:80", "sampling_in_service", 500)
+                }],
+            },
+        ],
+        programs: vec![
+            ProgramStatus {
+                name: "block_rq_error".into(),
+                run_count: 1234,
+                run_time_ns: 5_000_000,
+            },
+            ProgramStatus {
+                name: "block_rq_complete".into(),
+                run_count: 98765,
+                run_time_ns: 250_000_000,
+            },
+        ],
+    }
+}
