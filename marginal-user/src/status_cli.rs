@@ -90,10 +90,11 @@ pub fn render(s: &Snapshot) -> String {
     if !s.programs.is_empty() {
         let runs: u64 = s.programs.iter().map(|p| p.run_count).sum();
         let ns: u64 = s.programs.iter().map(|p| p.run_time_ns).sum();
+        let n = s.programs.len();
+        let programs = if n == 1 { "program" } else { "programs" };
         let _ = writeln!(
             out,
-            "eBPF:     {} programs, {runs} runs, {:.3} ms",
-            s.programs.len(),
+            "eBPF:     {n} {programs}, {runs} runs, {:.3} ms",
             ns as f64 / 1e6
         );
     }
