@@ -2,7 +2,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use marginal::{config, sampler};
+use marginal::{config, daemon, sampler, status_cli};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,6 +17,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: count path failures in the kernel, sample suspects, fail marginal paths.
+    Run(Box<daemon::RunArgs>),
+    /// Show the running daemon's maps and paths.
+    Status(status_cli::StatusArgs),
     /// Sample one block device now and print its error rate and verdict.
     Sample(sampler::cli::SampleArgs),
     /// Inspect the multipath.conf settings marginal uses.
@@ -25,9 +29,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    marginal::logging::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => daemon::run(*args),
+        Command::Status(args) => status_cli::run(args),
         Command::Sample(args) => sampler::cli::run(args),
         Command::Config(command) => config::cli::run(command),
     };
