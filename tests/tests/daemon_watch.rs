@@ -99,6 +99,12 @@ fn double_failure_leads_to_sampling_and_a_marginal_verdict() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(read_direct(&flaky, 10), (9, 1));
 
+    let running = wait_for(&daemon, flaky.loop_name(), Duration::from_secs(10), |p| {
+        p.current_run_reads > 0 || p.last_verdict != "none"
+    });
+    assert_eq!(running.state, "sampling", "progress is visible while the run lasts");
+    assert!(running.current_run_errors <= running.current_run_reads);
+
     let verdict = wait_for(&daemon, flaky.loop_name(), Duration::from_secs(30), |p| {
         p.last_verdict != "none"
     });

@@ -50,6 +50,7 @@ impl Daemon {
                             let record = self.probes.record(path.device.kernel_dev());
                             let engine_path = self.engine.path(&path.key);
                             let totals = self.totals.get(&path.key).cloned().unwrap_or_default();
+                            let progress = self.sampler.progress(path.key.as_str());
                             let measurement = engine_path.as_ref().and_then(|p| p.last_measurement);
                             PathStatus {
                                 name: path.device.name.clone(),
@@ -69,8 +70,8 @@ impl Daemon {
                                 sampling_reads: totals.sampling_reads,
                                 sampling_errors: totals.sampling_errors,
                                 sampling_timeouts: totals.sampling_timeouts,
-                                current_run_reads: 0,
-                                current_run_errors: 0,
+                                current_run_reads: progress.map_or(0, |(reads, _)| reads),
+                                current_run_errors: progress.map_or(0, |(_, errors)| errors),
                                 last_rate_permille: measurement.map(|m| m.rate_permille),
                                 last_verdict: match measurement.map(|m| m.verdict) {
                                     None => "none",

@@ -121,6 +121,24 @@ impl SampleReport {
     }
 }
 
+/// A run not yet reported, as the handles see it: its id and its progress so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ActiveRun {
+    pub(crate) id: u64,
+    pub(crate) reads: u64,
+    pub(crate) errors: u64,
+}
+
+impl ActiveRun {
+    fn new(id: u64) -> Self {
+        Self {
+            id,
+            reads: 0,
+            errors: 0,
+        }
+    }
+}
+
 /// Starts the sampler thread.
 pub struct Sampler;
 
@@ -180,7 +198,7 @@ struct Shared {
     commands: mpsc::Sender<Command>,
     waker: Waker,
     /// key -> id of runs not yet reported (the ring removes them as it reports).
-    active: Arc<Mutex<HashMap<String, u64>>>,
+    active: Arc<Mutex<HashMap<String, ActiveRun>>>,
     next_id: AtomicU64,
 }
 
@@ -210,7 +228,7 @@ impl SamplerHandle {
             if active.contains_key(&key) {
                 bail!("{key}: already being sampled");
             }
-            active.insert(key.clone(), id);
+            active.insert(key.clone(), ActiveRun::new(id));
         }
         let begin = Command::Begin {
             id,
@@ -252,7 +270,7 @@ impl SamplerHandle {
     /// left to complete on their own; their buffers are kept until they do). Returns whether a
     /// run was found.
     pub fn stop(&self, path_key: &str) -> Result<bool> {
-        let Some(id) = self.lock_active().get(path_key).copied() else {
+        let Some(id) = self.lock_active().get(path_key).map(|run| run.id) else {
             return Ok(false);
         };
         self.shared
@@ -268,7 +286,14 @@ impl SamplerHandle {
         self.lock_active().contains_key(path_key)
     }
 
-    fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    /// Reads and errors so far of `path_key`'s run in progress (updated as reads complete).
+    pub fn progress(&self, path_key: &str) -> Option<(u64, u64)> {
+        self.lock_active()
+            .get(path_key)
+            .map(|run| (run.reads, run.errors))
+    }
+
+    fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveRun>> {
         // Held for a map lookup only, never across I/O; a poisoned map is still consistent.
         self.shared
             .active

@@ -26,7 +26,7 @@ use io_uring::{IoUring, opcode, squeue, types};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
-    SampleOutcome, SampleReport, SamplerOptions,
+    ActiveRun, SampleOutcome, SampleReport, SamplerOptions,
     buffer::AlignedBuf,
     command::{Command, Waker},
     run::{Completion, End, Run, RunConfig},
@@ -71,8 +71,8 @@ pub(crate) struct Ring {
     commands: Receiver<Command>,
     waker: Waker,
     reports: UnboundedSender<SampleReport>,
-    /// Shared with handles: key -> run id of runs not yet reported.
-    active: Arc<Mutex<HashMap<String, u64>>>,
+    /// Shared with handles: key -> id and progress of runs not yet reported.
+    active: Arc<Mutex<HashMap<String, ActiveRun>>>,
     entries: HashMap<u64, Entry>,
     /// read id -> (run id, slot)
     in_flight: HashMap<u64, (u64, usize)>,
@@ -90,7 +90,7 @@ impl Ring {
         commands: Receiver<Command>,
         waker: Waker,
         reports: UnboundedSender<SampleReport>,
-        active: Arc<Mutex<HashMap<String, u64>>>,
+        active: Arc<Mutex<HashMap<String, ActiveRun>>>,
     ) -> Self {
         Self {
             uring,
@@ -148,6 +148,25 @@ impl Ring {
             let wait = self.next_wake(now);
             self.submit_and_wait(wait)?;
             self.reap()?;
+            self.publish_progress();
+        }
+    }
+
+    /// Let handles see each run's counts so far (for "sampling progress" in metrics).
+    fn publish_progress(&self) {
+        let mut active = self
+            .active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (id, entry) in &self.entries {
+            if let Entry::Active { key, run, .. } = entry
+                && let Some(shared) = active.get_mut(key)
+                && shared.id == *id
+            {
+                let tally = run.tally();
+                shared.reads = tally.reads;
+                shared.errors = tally.errors;
+            }
         }
     }
 
@@ -386,7 +405,7 @@ impl Ring {
                 .active
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if active.get(&report.path_key) == Some(&id) {
+            if active.get(&report.path_key).map(|run| run.id) == Some(id) {
                 active.remove(&report.path_key);
             }
         }
