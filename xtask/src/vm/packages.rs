@@ -12,13 +12,18 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-/// Programs the host needs, and the Debian package that has each.
-const HOST_TOOLS: &[(&str, &str)] = &[
-    ("qemu-system-x86_64", "qemu-system-x86"),
-    ("dpkg-deb", "dpkg"),
-    ("apt-get", "apt"),
-    ("apt-cache", "apt"),
-    ("ldd", "libc-bin"),
+/// Debian packages the host needs to boot the VMs, and why.
+const HOST_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-system-x86", "QEMU runs the VMs (TCG)"),
+    (
+        "dpkg",
+        "dpkg-deb unpacks the guest's kernel and tool packages",
+    ),
+    ("apt", "apt-get download fetches the guest's packages"),
+    (
+        "libc-bin",
+        "ldd finds the libraries of the guest's binaries",
+    ),
 ];
 
 fn is_root() -> bool {
@@ -34,48 +39,9 @@ pub fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs the host packages whose programs are missing; does nothing (and says so) otherwise.
+/// Installs the host packages that are missing (the same way as `cargo xtask setup`).
 pub fn ensure_host_tools() -> Result<()> {
-    let mut missing: Vec<&str> = Vec::new();
-    for (program, package) in HOST_TOOLS {
-        if !on_path(program) && !missing.contains(package) {
-            println!("vm-test: {program} is missing; it comes with the Debian package {package}");
-            missing.push(package);
-        }
-    }
-    if missing.is_empty() {
-        println!("vm-test: host tools present (qemu-system-x86_64, dpkg-deb, apt-get, ldd)");
-        return Ok(());
-    }
-    if !is_root() {
-        bail!(
-            "vm-test needs these packages installed (as root): apt-get install {}",
-            missing.join(" ")
-        );
-    }
-    // --no-install-recommends: the GUI, OVMF and qemu-utils are not needed for a serial-console VM.
-    let install = |quiet: bool| {
-        println!(
-            "vm-test: apt-get install -y --no-install-recommends {}",
-            missing.join(" ")
-        );
-        let mut cmd = Command::new("apt-get");
-        cmd.env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing);
-        if quiet {
-            cmd.stdout(Stdio::null());
-        }
-        cmd.status().map(|s| s.success()).unwrap_or(false)
-    };
-    if !install(true) {
-        // A bare machine may have no package lists yet.
-        apt_get_update()?;
-        if !install(false) {
-            bail!("apt-get install {} failed", missing.join(" "));
-        }
-    }
-    Ok(())
+    crate::setup::install_apt_packages(HOST_PACKAGES)
 }
 
 fn apt_get_update() -> Result<()> {
