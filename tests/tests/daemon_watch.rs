@@ -102,7 +102,10 @@ fn double_failure_leads_to_sampling_and_a_marginal_verdict() {
     let running = wait_for(&daemon, flaky.loop_name(), Duration::from_secs(10), |p| {
         p.current_run_reads > 0 || p.last_verdict != "none"
     });
-    assert_eq!(running.state, "sampling", "progress is visible while the run lasts");
+    assert_eq!(
+        running.state, "sampling",
+        "progress is visible while the run lasts"
+    );
     assert!(running.current_run_errors <= running.current_run_reads);
 
     let verdict = wait_for(&daemon, flaky.loop_name(), Duration::from_secs(30), |p| {
