@@ -120,3 +120,189 @@ vm_md5() {
 		head -c "$2" "$1" | md5sum | cut -d' ' -f1
 	fi
 }
+
+# ---- Paths that misbehave, and I/O that makes dm-mpath notice -------------------------------
+
+# vm_now: seconds since boot (whole seconds), for deadlines.
+vm_now() { cut -d. -f1 /proc/uptime; }
+
+# vm_flaky_path NAME UP_SECS DOWN_SECS: the dm path NAME (made by vm_linear) turns flaky: dm-flakey
+# over the same device, every I/O failing for DOWN_SECS after every UP_SECS. vm_heal_path makes it
+# whole again; vm_break_path breaks it for good.
+vm_flaky_path() {
+	_dev=$(awk '{ print $4; exit }' "$SCRATCH/.table.$1")
+	dmsetup suspend --noflush "$1"
+	dmsetup load "$1" --table "0 $(blockdev --getsz "/dev/mapper/$1") flakey $_dev 0 $2 $3"
+	dmsetup resume "$1"
+}
+
+# vm_fail_by_io MAP MAJ:MIN SECONDS: direct reads through MAP until dm-mpath has failed the path
+# MAJ:MIN (it does when an I/O on the path errors; the read itself is retried on another path).
+# Fails if the path is still active after SECONDS.
+vm_fail_by_io() {
+	_end=$(($(vm_now) + $3))
+	while [ "$(vm_path_state "$1" "$2")" != F ]; do
+		[ "$(vm_now)" -lt "$_end" ] || return 1
+		vm_read "/dev/mapper/$1" 4 || true
+	done
+}
+
+# vm_kname MAJ:MIN: the kernel's name of a block device (dm-1, loop2): how the daemon names paths.
+vm_kname() {
+	basename "$(readlink "/sys/dev/block/$1")"
+}
+
+# vm_reinstate MAP MAJ:MIN: what multipathd's checker does when it finds a path up again.
+vm_reinstate() {
+	dmsetup message "$1" 0 reinstate_path "$2"
+}
+
+# vm_active_count MAP: how many paths dm-mpath has active in MAP.
+vm_active_count() {
+	dmsetup status "$1" | awk '{ for (i = 1; i < NF; i++) if ($i ~ /^[0-9]+:[0-9]+$/ && $(i + 1) == "A") n++ } END { print n + 0 }'
+}
+
+# ---- The daemon in the guest ---------------------------------------------------------------
+# One daemon a scenario: its multipath.conf is $SCRATCH/multipath.conf, its log $VM_MARGINAL_LOG,
+# its state file $SCRATCH/held.json, its /status at $VM_MARGINAL_ADDR.
+VM_MARGINAL_LOG=${SCRATCH:-/tmp}/marginal.log
+VM_MARGINAL_ADDR=127.0.0.1:9750
+
+# vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME: writes
+# $SCRATCH/multipath.conf with marginal-path checking on for every map (sample time 120 s, the
+# floor; the daemon's testing flag shortens runs).
+vm_marginal_conf() {
+	cat >"$SCRATCH/multipath.conf" <<-CONF
+		defaults {
+			marginal_path_double_failed_time   $1
+			marginal_path_err_sample_time      120
+			marginal_path_err_rate_threshold   $2
+			marginal_path_err_recheck_gap_time $3
+		}
+	CONF
+}
+
+# vm_marginal_start [ARGS...]: starts `marginal run` in the background with the scenario's
+# config, state file and address, sampling runs of 3 s (reads time out after 1 s), and waits until
+# it serves /status (it has loaded its eBPF programs, discovered the maps and taken up held-out
+# paths by then). A restart appends to the same log. Its pid is in $VM_MARGINAL_PID.
+vm_marginal_start() {
+	echo "---- marginal run $* (at $(cut -d' ' -f1 /proc/uptime)) ----" >>"$VM_MARGINAL_LOG"
+	_from=$(wc -l <"$VM_MARGINAL_LOG")
+	marginal run --config "$SCRATCH/multipath.conf" --listen "$VM_MARGINAL_ADDR" \
+		--state-file "$SCRATCH/held.json" --sample-time-for-testing 3 --read-timeout-for-testing 1 \
+		"$@" >>"$VM_MARGINAL_LOG" 2>&1 &
+	VM_MARGINAL_PID=$!
+	_end=$(($(vm_now) + 60))
+	until tail -n +"$_from" "$VM_MARGINAL_LOG" | grep -q 'serving http'; do
+		if ! kill -0 "$VM_MARGINAL_PID" 2>/dev/null; then
+			tail -n 30 "$VM_MARGINAL_LOG"
+			fail "marginal run exited at start-up"
+		fi
+		[ "$(vm_now)" -lt "$_end" ] || fail "marginal run did not serve /status within 60 s"
+		sleep 0.2
+	done
+	log "marginal run is up (pid $VM_MARGINAL_PID)"
+}
+
+# vm_marginal_logged TEXT: whether the daemon's log has a line containing TEXT (fixed string).
+vm_marginal_logged() {
+	grep -qF -- "$1" "$VM_MARGINAL_LOG"
+}
+
+# vm_marginal_logged_count TEXT: how many lines of the daemon's log contain TEXT.
+vm_marginal_logged_count() {
+	grep -cF -- "$1" "$VM_MARGINAL_LOG" || true
+}
+
+# vm_marginal_logged_times COUNT TEXT: whether at least COUNT lines of the daemon's log contain TEXT.
+vm_marginal_logged_times() {
+	[ "$(vm_marginal_logged_count "$2")" -ge "$1" ]
+}
+
+# vm_marginal_no_errors: whether the daemon's log has no ERROR line (an actuator that failed, a
+# map it could not read, ...).
+vm_marginal_no_errors() {
+	! grep -F ' ERROR ' "$VM_MARGINAL_LOG"
+}
+
+# vm_path_field PATH FIELD: one field of path PATH (its kernel name, e.g. dm-1) in the daemon's
+# /status, as printed there without quotes (state, active, failed_by_marginal, last_verdict,
+# sampling_runs, ...). Empty if the daemon does not answer or has no such path.
+vm_path_field() {
+	marginal status --address "$VM_MARGINAL_ADDR" --json 2>/dev/null |
+		awk -v p="\"name\": \"$1\"," -v f="\"$2\":" '
+			index($0, p) { found = 1 }
+			found && index($0, f) {
+				sub(/^[^:]*: */, ""); sub(/,$/, ""); gsub(/"/, ""); print; exit
+			}'
+}
+
+# vm_path_is PATH FIELD VALUE: whether the daemon's /status shows VALUE for FIELD of PATH.
+vm_path_is() {
+	[ "$(vm_path_field "$1" "$2")" = "$3" ]
+}
+
+# vm_show_daemon: what to look at when a daemon scenario fails: the daemon's log, the maps'
+# status, the daemon's own status.
+vm_show_daemon() {
+	echo "--- marginal log (last 60 lines) ---"
+	tail -n 60 "$VM_MARGINAL_LOG" 2>/dev/null || true
+	echo "--- dmsetup status ---"
+	dmsetup status 2>&1 || true
+	echo "--- marginal status ---"
+	marginal status --address "$VM_MARGINAL_ADDR" 2>&1 || true
+}
+
+# vm_show_daemon_on_failure: shows vm_show_daemon's diagnostics if the scenario exits non-zero.
+vm_show_daemon_on_failure() {
+	trap '_rc=$?; if [ "$_rc" != 0 ]; then vm_show_daemon; fi; exit "$_rc"' EXIT
+}
+
+# ---- System daemons (udevd, multipathd) ----------------------------------------------------
+
+# vm_private_system "$0" "$@": for scenarios that start udevd or multipathd, before anything else:
+# runs the scenario again in its own mount namespace, with private copies of /etc and /run. What
+# it writes there (/etc/multipath.conf, udev rules, udev's database, pid files) then goes away with
+# it: the guest's cleanup removes processes, dm and loop devices, not files, and the next
+# scenario's `marginal run` would read an /etc/multipath.conf left behind.
+vm_private_system() {
+	if [ "${VM_PRIVATE_SYSTEM:-}" != 1 ]; then
+		VM_PRIVATE_SYSTEM=1 exec unshare -m sh "$@"
+	fi
+	mount --make-rprivate /
+	mkdir -p "$SCRATCH/etc"
+	cp -a /etc/. "$SCRATCH/etc/"
+	mount --bind "$SCRATCH/etc" /etc
+	mount -t tmpfs tmpfs /run
+}
+
+# vm_udevd: starts systemd-udevd (from the udev package) and replays the devices' add events.
+vm_udevd() {
+	mkdir -p /run/udev /etc/udev/rules.d
+	/lib/systemd/systemd-udevd --daemon
+	udevadm trigger --action=add
+	udevadm settle -t 30
+}
+
+# vm_loop_over DEVICE: a loop device over the block device DEVICE (a dm path, so the loop device
+# fails when the dm device breaks); prints its path. Loop devices are request-based block devices
+# that multipathd accepts as paths (given a WWID, see vm_udev_wwid).
+vm_loop_over() {
+	_dev=$(losetup -f)
+	losetup "$_dev" "$1"
+	echo "$_dev"
+}
+
+# vm_udev_wwid WWID NAME...: udev gives the block devices NAME... (kernel names) ID_SERIAL and
+# ID_WWN WWID, so multipathd sees them as paths to one LUN; applies it to them at once.
+vm_udev_wwid() {
+	_wwid=$1
+	shift
+	_names=$(echo "$@" | tr ' ' '|')
+	echo "SUBSYSTEM==\"block\", KERNEL==\"$_names\", ENV{ID_SERIAL}=\"$_wwid\", ENV{ID_WWN}=\"$_wwid\"" \
+		>/etc/udev/rules.d/61-marginal-vm-wwid.rules
+	udevadm control --reload
+	for _n in "$@"; do udevadm trigger --action=change --sysname-match="$_n"; done
+	udevadm settle -t 30
+}

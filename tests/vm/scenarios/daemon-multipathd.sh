@@ -1,0 +1,132 @@
+#!/bin/sh
+# With Debian's multipathd (multipath-tools 0.9.4, with systemd-udevd) managing a real map, the
+# daemon acts through multipathd's socket and multipathd's path checker does not undo it.
+# The paths are two loop devices over dm devices of one LUN: multipathd takes loop devices as
+# paths once udev gives them a WWID and the blacklist excepts them, and they are request-based, as
+# the maps multipathd makes need (the guest has no SCSI). multipathd's directio checker runs every
+# second. First, as a control, a path failed with a plain dm message is reinstated by
+# the checker within seconds (that is a path's first failure); then the path breaks and dm-mpath
+# fails it again: the daemon fails it with `fail path` through multipathd, samples it (marginal),
+# and although the path is healed the checker leaves it failed until the daemon's recheck passes
+# and the daemon returns it with `reinstate path`.
+# vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
+# vm-timeout: 90
+. "$VM_LIB"
+vm_private_system "$0" "$@"
+
+MPD_LOG=$SCRATCH/multipathd.log
+show_all() {
+	vm_show_daemon
+	echo "--- multipathd log (last 40 lines) ---"
+	tail -n 40 "$MPD_LOG" 2>/dev/null || true
+	echo "--- multipathd show paths ---"
+	multipathd show paths 2>&1 || true
+}
+trap '_rc=$?; if [ "$_rc" != 0 ]; then show_all; fi; exit "$_rc"' EXIT
+
+vm_udevd
+lun=$(vm_loop 64)
+# Known data on the LUN, written before the paths exist: each loop device reads its dm device
+# through that device's page cache, and two page caches over one LUN are coherent only for data
+# that was on it before either cached anything (the scenario writes nothing later).
+seq 1 60000 | head -c 262144 >"$SCRATCH/data"
+dd if="$SCRATCH/data" of="$lun" bs=65536 oflag=direct conv=fsync 2>/dev/null
+want=$(vm_md5 "$SCRATCH/data" 262144)
+da=$(vm_linear pdev_a "$lun")
+db=$(vm_linear pdev_b "$lun")
+la=$(vm_loop_over "$da")
+lb=$(vm_loop_over "$db")
+na=${la#/dev/}
+nb=${lb#/dev/}
+a=$(vm_majmin "$la")
+b=$(vm_majmin "$lb")
+vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
+log "paths: $na ($a) over pdev_a, $nb ($b) over pdev_b, both over $lun"
+
+cat >/etc/multipath.conf <<'CONF'
+defaults {
+	user_friendly_names   no
+	find_multipaths       no
+	polling_interval      1
+	max_polling_interval  2
+	path_checker          directio
+	path_grouping_policy  multibus
+	path_selector         "round-robin 0"
+	rr_min_io_rq          1
+	no_path_retry         fail
+}
+blacklist_exceptions {
+	devnode  "^loop"
+	property "ID_WWN"
+}
+multipaths {
+	multipath {
+		wwid  marginal-vm-lun0
+		alias mpvm
+	}
+}
+CONF
+multipathd -d -s -v2 >"$MPD_LOG" 2>&1 &
+check "multipathd made map mpvm over both paths" \
+	vm_wait_for 30 sh -c "[ \"\$(dmsetup status mpvm 2>/dev/null | grep -o ' A ' | wc -l)\" -ge 2 ]"
+multipathd show maps
+multipathd show paths
+dmsetup table mpvm
+mp=/dev/mapper/mpvm
+check "data reads back through the map" [ "$(vm_md5 "$mp" 262144)" = "$want" ]
+
+# The daemon's own settings (multipathd's file leaves multipathd's marginal checking off).
+vm_marginal_conf 30 100 8
+vm_marginal_start
+check "daemon acts through multipathd" vm_marginal_logged "actuator: multipathd (multipathd answers"
+check "daemon watches mpvm" vm_marginal_logged "watching map mpvm"
+
+log "control: fail $nb with a plain dm message; multipathd's checker must reinstate it"
+t0=$(cut -d' ' -f1 /proc/uptime)
+dmsetup message mpvm 0 fail_path "$b"
+check "$nb failed" [ "$(vm_path_state mpvm "$b")" = F ]
+check "the checker reinstates it" vm_wait_for 15 sh -c "dmsetup status mpvm | grep -q ' $b A '"
+log "the checker reinstated $nb $(awk -v t0="$t0" '{ printf "%.1f", $1 - t0 }' /proc/uptime) s after a dm fail_path"
+check "daemon counted that failure" vm_wait_for 10 vm_path_is "$nb" state suspect
+
+log "pdev_b breaks (error target): I/O through the map fails $nb again"
+vm_break_path pdev_b
+# The loop device reads pdev_b through its page cache: drop what is cached so reads fail.
+blockdev --flushbufs "$db"
+check "second failure" vm_fail_by_io mpvm "$b" 20
+check "daemon fails $nb" vm_wait_for 10 vm_marginal_logged "failing $nb of mpvm: failed twice within"
+check "through multipathd's socket" vm_wait_for 5 grep -q "mpvm: fail path $b (operator)" "$MPD_LOG"
+check "multipathd said ok (no actuator error)" [ "$(vm_marginal_logged_count "through multipathd")" = 0 ]
+check "verdict: marginal" vm_wait_for 20 vm_path_is "$nb" state marginal
+log "$nb: $(vm_path_field "$nb" reason)"
+check "$nb failed in dm" [ "$(vm_path_state mpvm "$b")" = F ]
+
+reinstated=$(grep -c "$b: reinstated" "$MPD_LOG" || true)
+log "healing pdev_b: the checker would now find $nb up, but must leave it to the daemon"
+vm_heal_path pdev_b
+healed=$(vm_now)
+looks=0
+until vm_marginal_logged "sampling $nb for 3s: recheck gap elapsed"; do
+	[ "$(vm_now)" -lt $((healed + 20)) ] || fail "no recheck within 20 s"
+	[ "$(vm_path_state mpvm "$b")" = F ] || fail "$nb was reinstated behind the daemon's back"
+	looks=$((looks + 1))
+	sleep 0.25
+done
+log "ok: $nb stayed failed at each of $looks looks over $(($(vm_now) - healed)) s with the checker running"
+multipathd show paths
+check "multipathd's checker reinstated nothing meanwhile" [ "$(grep -c "$b: reinstated" "$MPD_LOG")" = "$reinstated" ]
+check "multipathd says its checker is disabled for $nb" grep -q "$nb - directio checker is disabled" "$MPD_LOG"
+
+check "the recheck passes and the daemon returns $nb" vm_wait_for 20 vm_path_is "$nb" state healthy
+check "daemon logged the return" vm_marginal_logged "returning $nb to mpvm: passed"
+check "through multipathd's socket" vm_wait_for 5 grep -q "mpvm: reinstate path $b (operator)" "$MPD_LOG"
+check "$nb active in dm" vm_wait_for 5 sh -c "dmsetup status mpvm | grep -q ' $b A '"
+check "state file no longer lists $nb" sh -c "! grep -q '\"$nb\"' $SCRATCH/held.json"
+check "reads through the map work" vm_read "$mp" 16
+check "data intact" [ "$(vm_md5 "$mp" 262144)" = "$want" ]
+sleep 3
+check "$nb stays active with multipathd's checker back on" [ "$(vm_path_state mpvm "$b")" = A ]
+multipathd show paths
+echo "multipathd's own account of $nb:"
+grep -E "\(operator\)|$b: reinstated|$nb: mark as failed" "$MPD_LOG"
+check "the daemon logged no error" vm_marginal_no_errors
