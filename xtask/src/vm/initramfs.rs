@@ -208,7 +208,16 @@ impl Tree {
         let lib_path: Vec<String> = self
             .package_roots
             .iter()
-            .flat_map(|r| ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"].map(|d| r.join(d)))
+            // multipath-tools keeps its own libraries (libmultipath, libmpath*) in /lib.
+            .flat_map(|r| {
+                [
+                    "lib/x86_64-linux-gnu",
+                    "usr/lib/x86_64-linux-gnu",
+                    "lib",
+                    "usr/lib",
+                ]
+                .map(|d| r.join(d))
+            })
             .filter(|d| d.is_dir())
             .map(|d| d.to_string_lossy().into_owned())
             .collect();
