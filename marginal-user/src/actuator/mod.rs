@@ -106,13 +106,21 @@ pub fn choose_from(
     }
     let not_answering = match multipathd.probe() {
         Ok(reply) => {
-            return Ok(ChosenActuator {
-                actuator: Arc::new(multipathd),
-                reason: format!(
-                    "multipathd answers ({reply}): paths are failed and reinstated through it, \
-                     so its path checker does not undo our actions"
-                ),
-            });
+            let mut reason = format!(
+                "multipathd answers ({reply}): paths are failed and reinstated through it, \
+                 so its path checker does not undo our actions"
+            );
+            let actuator: Arc<dyn Actuator> = match open_dm() {
+                Ok(dm) => {
+                    reason.push_str("; device-mapper messages for maps multipathd does not manage");
+                    Arc::new(WithFallback {
+                        primary: Arc::new(multipathd),
+                        fallback: dm,
+                    })
+                }
+                Err(_) => Arc::new(multipathd),
+            };
+            return Ok(ChosenActuator { actuator, reason });
         }
         Err(e) => e,
     };
@@ -128,6 +136,36 @@ pub fn choose_from(
             "no way to act on paths: {not_answering:#}; and {dm_error:#} (observe mode needs \
              neither)"
         )),
+    }
+}
+
+/// multipathd first; device-mapper messages for a path multipathd refuses (a map it does not
+/// manage), so such maps are still protected.
+struct WithFallback {
+    primary: Arc<dyn Actuator>,
+    fallback: Arc<dyn Actuator>,
+}
+
+impl WithFallback {
+    fn act(&self, what: &str, act: impl Fn(&dyn Actuator) -> Result<()>) -> Result<()> {
+        act(self.primary.as_ref()).or_else(|refused| {
+            log::warn!("{refused:#}; trying {} to {what}", self.fallback.name());
+            act(self.fallback.as_ref()).map_err(|e| anyhow!("{refused:#}; and {e:#}"))
+        })
+    }
+}
+
+impl Actuator for WithFallback {
+    fn name(&self) -> &str {
+        self.primary.name()
+    }
+
+    fn fail_path(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.act("fail it", |a| a.fail_path(map, path))
+    }
+
+    fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.act("reinstate it", |a| a.reinstate_path(map, path))
     }
 }
 
@@ -176,10 +214,19 @@ mod tests {
             vec![SocketAddress::Path(path.clone())],
             Duration::from_secs(2),
         );
-        let chosen = choose_from(false, mpd, unused_dm).unwrap();
+        // Device-mapper opens too: it serves maps multipathd does not manage.
+        let chosen = choose_from(false, mpd, || {
+            Ok(Arc::new(Observe::new()) as Arc<dyn Actuator>)
+        })
+        .unwrap();
         server.join().unwrap();
         assert_eq!(chosen.actuator.name(), "multipathd");
         assert!(chosen.reason.contains("pid 99 idle"), "{}", chosen.reason);
+        assert!(
+            chosen.reason.contains("does not manage"),
+            "{}",
+            chosen.reason
+        );
         std::fs::remove_file(path).unwrap();
     }
 
@@ -203,6 +250,42 @@ mod tests {
         let text = format!("{err:#}");
         assert!(text.contains("multipathd does not answer"), "{text}");
         assert!(text.contains("/dev/mapper/control"), "{text}");
+    }
+
+    /// An actuator that refuses everything, as multipathd does for a map it does not manage.
+    struct Refusing;
+
+    impl Actuator for Refusing {
+        fn name(&self) -> &str {
+            "refusing"
+        }
+        fn fail_path(&self, map: &str, path: &PathRef) -> Result<()> {
+            Err(anyhow!("fail path {path} of {map}: refused"))
+        }
+        fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()> {
+            Err(anyhow!("reinstate path {path} of {map}: refused"))
+        }
+    }
+
+    #[test]
+    fn a_refused_action_falls_back_to_the_second_actuator() {
+        let observe = Arc::new(Observe::new());
+        let both = WithFallback {
+            primary: Arc::new(Refusing),
+            fallback: observe.clone(),
+        };
+        let path = PathRef::new("sdb", (8, 16));
+        both.fail_path("mpatha", &path).unwrap();
+        both.reinstate_path("mpatha", &path).unwrap();
+        assert_eq!(observe.recent().len(), 2);
+        assert_eq!(both.name(), "refusing", "named after the primary");
+
+        let neither = WithFallback {
+            primary: Arc::new(Refusing),
+            fallback: Arc::new(Refusing),
+        };
+        let err = format!("{:#}", neither.fail_path("mpatha", &path).unwrap_err());
+        assert_eq!(err.matches("refused").count(), 2, "both reasons: {err}");
     }
 
     #[test]

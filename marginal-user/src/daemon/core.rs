@@ -262,7 +262,11 @@ impl Daemon {
                         },
                     )?;
                 }
-                self.actuator.fail_path(map.as_str(), &path_ref)?;
+                if let Err(e) = self.actuator.fail_path(map.as_str(), &path_ref) {
+                    // Nothing was failed, so nothing is owed a return.
+                    self.held_out.remove(path.as_str())?;
+                    return Err(e);
+                }
                 self.totals
                     .entry(path.clone())
                     .or_default()
