@@ -22,7 +22,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     process::ExitCode,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -189,12 +189,18 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         );
     }
 
-    let snapshot = Arc::new(Mutex::new(daemon.snapshot(0.0)));
+    // A scrape asks the event loop for a snapshot: built on demand, so an idle daemon that
+    // nobody scrapes does no work, and a scrape always sees the kernel's latest counters.
+    let (snapshot_requests, mut snapshot_queue) =
+        tokio::sync::mpsc::channel::<tokio::sync::oneshot::Sender<Snapshot>>(16);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let listener = crate::http::server::bind(args.listen).await?;
-    let source = {
-        let snapshot = Arc::clone(&snapshot);
-        move || -> Snapshot { snapshot.lock().unwrap_or_else(|p| p.into_inner()).clone() }
+    let source = move || -> Snapshot {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if snapshot_requests.blocking_send(reply).is_err() {
+            return Snapshot::default(); // shutting down
+        }
+        answer.blocking_recv().unwrap_or_default()
     };
     let http = tokio::spawn(crate::http::server::serve_on(listener, source, async {
         let _ = http_stopped.await;
@@ -203,7 +209,6 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let mut refresh = tokio::time::interval(Duration::from_secs(1));
     // dm-mpath's own view (paths its checker reinstated, maps that came and went) is read
     // again this often even without a uevent, in case one was missed.
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
@@ -220,7 +225,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             }
             Some(report) = reports.recv() => daemon.on_sample_report(report),
             _ = tokio::time::sleep_until(timer) => daemon.on_timer(),
-            _ = refresh.tick() => {}
+            Some(reply) = snapshot_queue.recv() => {
+                let _ = reply.send(daemon.snapshot(started.elapsed().as_secs_f64()));
+            }
             _ = resync.tick(), if dm.is_some() => {
                 if let Some(dm) = &dm {
                     rediscover(&mut daemon, dm);
@@ -255,8 +262,6 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = sleep_until_option(deadline) => { log::info!("--duration reached"); break; }
         }
-        *snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
-            daemon.snapshot(started.elapsed().as_secs_f64());
     }
     daemon.shutdown(args.keep_failed_on_exit);
     print_summary(&daemon.snapshot(started.elapsed().as_secs_f64()));
@@ -282,11 +287,17 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
     }
 }
 
-const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+const RESYNC_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Read device-mapper's maps again and bring the engine and the watch map in line.
+/// Read device-mapper's maps again and bring the engine and the watch map in line, if
+/// anything changed (a path's state included).
 fn rediscover(daemon: &mut Daemon, dm: &DmDiscovery) {
-    let result = Topology::discover(dm).and_then(|t| daemon.apply_topology(t, monotonic_now()));
+    let result = Topology::discover(dm).and_then(|topology| {
+        if topology == daemon.topology {
+            return Ok(());
+        }
+        daemon.apply_topology(topology, monotonic_now())
+    });
     if let Err(e) = result {
         log::warn!("re-discovering multipath maps: {e:#}");
     }
