@@ -5,6 +5,8 @@
 //! * `test`: every test: formatting and lints are .ci/run's; this runs unit, kernel integration
 //!   and VM tests.
 //! * `vm-test`: the dm-multipath scenarios in QEMU VMs with stock Debian kernels.
+//! * `bench`: the performance figures and their targets (BENCHMARKS.md).
+mod bench;
 mod demo;
 mod setup;
 mod vm;
@@ -35,6 +37,8 @@ enum Task {
     },
     /// Boot QEMU VMs with real dm-multipath and run the VM scenarios.
     VmTest(vm::VmTestArgs),
+    /// Measure eBPF cost, reaction time, sampler cost and scale; print them with their targets.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -43,6 +47,7 @@ fn main() -> Result<()> {
         Task::Demo => demo::run(),
         Task::Test { no_vm } => test(no_vm),
         Task::VmTest(args) => vm::run(args),
+        Task::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,266 @@
+//! `cargo xtask bench`: the numbers behind "faster and cheaper" (issue 7), reproducible with
+//! one command, printed as tables with their targets and recorded in BENCHMARKS.md.
+//!
+//! The measuring happens in `marginal-bench` (marginal-user/examples/marginal-bench), which
+//! links marginal's library and prints one JSON object per measurement; this module builds
+//! it, runs it part by part, and turns the results into tables:
+//!
+//! 1. [`ebpf_cost`]: ns per run of the block error program (bpf_stats);
+//! 2. [`reaction`]: second failed read -> the engine's decision;
+//! 3. [`sampler_cost`]: CPU per sampled read, paths per core at the full rate;
+//! 4. [`scale`]: RSS and idle CPU with 4,096 watched paths.
+//!
+//! Raw results go to `<target>/bench/results.json`; `--write` rewrites BENCHMARKS.md.
+mod ebpf_cost;
+mod reaction;
+mod report;
+mod sampler_cost;
+mod scale;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Rewrite BENCHMARKS.md at the workspace root with this run's results.
+    #[arg(long)]
+    write: bool,
+    /// Skip `cargo xtask setup` (everything is installed already).
+    #[arg(long)]
+    no_setup: bool,
+    /// Part 1: O_DIRECT reads per situation.
+    #[arg(long, default_value_t = 20_000)]
+    reads: usize,
+    /// Part 2: double failures timed.
+    #[arg(long, default_value_t = 10_000)]
+    trials: usize,
+    /// Part 3: numbers of paths sampled at once, one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256,1024,4096")]
+    sampler_paths: Vec<usize>,
+    /// Part 3: seconds of reading per measurement.
+    #[arg(long, default_value_t = 5)]
+    sampler_seconds: u64,
+    /// Part 4: watched paths.
+    #[arg(long, default_value_t = 4096)]
+    scale_paths: usize,
+    /// Part 4: seconds of idle measured per configuration.
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
+}
+
+/// The built binaries.
+pub struct Harness {
+    bench: PathBuf,
+    marginal: PathBuf,
+    flaky_device: PathBuf,
+}
+
+impl Harness {
+    /// Run one `marginal-bench` subcommand; its stdout is one JSON object.
+    pub fn run(&self, args: &[String]) -> Result<Value> {
+        let output = Command::new(&self.bench)
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("running {}", self.bench.display()))?;
+        if !output.status.success() {
+            bail!(
+                "marginal-bench {} failed ({})",
+                args.join(" "),
+                output.status
+            );
+        }
+        let text = String::from_utf8_lossy(&output.stdout);
+        let last = text.lines().last().unwrap_or("");
+        serde_json::from_str(last)
+            .with_context(|| format!("marginal-bench {}: not JSON: {last:?}", args.join(" ")))
+    }
+
+    fn path_arg(path: &Path) -> String {
+        path.display().to_string()
+    }
+}
+
+/// Detaches the benchmark's loop devices however the run ends.
+struct LoopDevices<'a>(&'a Harness);
+
+impl Drop for LoopDevices<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.run(&["loops-cleanup".into()]) {
+            eprintln!("bench: cleaning up loop devices: {e:#}");
+        }
+    }
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    if !args.no_setup {
+        crate::setup::run()?;
+    }
+    let workspace = workspace_root();
+    let target = target_dir(&workspace);
+    println!("bench: building marginal, marginal-bench and flaky-device (release)");
+    crate::cargo(&[
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "marginal-user",
+        "--bin",
+        "marginal",
+        "--example",
+        "marginal-bench",
+    ])?;
+    crate::cargo(&[
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "marginal-tests",
+        "--bin",
+        "flaky-device",
+    ])?;
+    println!("bench: built in {:.0?}", started.elapsed());
+    let release = target.join("release");
+    let harness = Harness {
+        bench: release.join("examples/marginal-bench"),
+        marginal: release.join("marginal"),
+        flaky_device: release.join("flaky-device"),
+    };
+    // Leftovers of an interrupted run would take loop device numbers and memory.
+    harness.run(&["loops-cleanup".into()])?;
+    let machine = harness.run(&["machine".into()])?;
+    let out_dir = target.join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+
+    let measuring = std::time::Instant::now();
+    let timed = std::time::Instant::now();
+    println!("bench: part 1, eBPF cost per event");
+    let ebpf = ebpf_cost::run(&harness, &args)?;
+    println!("bench: part 2, reaction time ({} trials)", args.trials);
+    let reaction = reaction::run(&harness, &args)?;
+    println!("bench: parts 1 and 2 took {:.0?}", timed.elapsed());
+
+    let wanted = args
+        .sampler_paths
+        .iter()
+        .copied()
+        .chain([args.scale_paths])
+        .max()
+        .unwrap_or(0);
+    let devices = out_dir.join("devices.txt");
+    println!("bench: attaching {wanted} loop devices over /dev/shm");
+    let loops = LoopDevices(&harness);
+    let created = harness.run(&[
+        "loops-create".into(),
+        "--count".into(),
+        wanted.to_string(),
+        "--out".into(),
+        Harness::path_arg(&devices),
+    ])?;
+    let timed = std::time::Instant::now();
+    println!("bench: part 3, sampler cost");
+    let sampler = sampler_cost::run(&harness, &args, &devices)?;
+    println!("bench: part 3 took {:.0?}; part 4, scale", timed.elapsed());
+    let timed = std::time::Instant::now();
+    let scale = scale::run(&harness, &args, &devices)?;
+    println!("bench: part 4 took {:.0?}", timed.elapsed());
+    drop(loops);
+
+    let results = json!({
+        "date": command_output("date", &["-u", "+%Y-%m-%d %H:%M"]),
+        "commit": command_output("git", &["-C", &Harness::path_arg(&workspace), "describe", "--always", "--dirty"]),
+        "command": command_line(&args),
+        "measuring_seconds": measuring.elapsed().as_secs(),
+        "machine": machine,
+        "loop_devices": created,
+        "ebpf_cost": ebpf,
+        "reaction": reaction,
+        "sampler": sampler,
+        "scale": scale,
+    });
+    let json_path = out_dir.join("results.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
+    let parts = vec![
+        ebpf_cost::part(&results["ebpf_cost"]),
+        reaction::part(&results["reaction"]),
+        sampler_cost::part(&results["sampler"]),
+        scale::part(&results["scale"]),
+    ];
+    print!("{}", report::terminal(&parts));
+    println!(
+        "\nbench: raw results in {}; done in {:.0?}",
+        json_path.display(),
+        started.elapsed()
+    );
+    if args.write {
+        let path = workspace.join("BENCHMARKS.md");
+        std::fs::write(&path, report::document(&results, &parts))?;
+        println!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn target_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The command that reproduces this run (options that differ from the defaults included).
+fn command_line(args: &BenchArgs) -> String {
+    let mut line = String::from("cargo xtask bench");
+    let defaults = [
+        (args.reads != 20_000, format!(" --reads {}", args.reads)),
+        (args.trials != 10_000, format!(" --trials {}", args.trials)),
+        (
+            args.sampler_paths != [16, 64, 256, 1024, 4096],
+            format!(
+                " --sampler-paths {}",
+                args.sampler_paths
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ),
+        (
+            args.sampler_seconds != 5,
+            format!(" --sampler-seconds {}", args.sampler_seconds),
+        ),
+        (
+            args.scale_paths != 4096,
+            format!(" --scale-paths {}", args.scale_paths),
+        ),
+        (
+            args.idle_seconds != 30,
+            format!(" --idle-seconds {}", args.idle_seconds),
+        ),
+    ];
+    for (differs, option) in defaults {
+        if differs {
+            line += &option;
+        }
+    }
+    line
+}
