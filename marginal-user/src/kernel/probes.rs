@@ -135,8 +135,11 @@ impl KernelProbes {
 
     /// Stop counting for `dev`; its counters are dropped.
     pub fn unwatch(&mut self, dev: u32) -> Result<()> {
+        if self.watched.get(&dev, 0).is_err() {
+            return Ok(()); // not watched: nothing to do (the kernel's ENOENT is no KeyNotFound)
+        }
         match self.watched.remove(&dev) {
-            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Ok(()) => Ok(()),
             Err(e) => Err(e)
                 .with_context(|| format!("removing device {} from the watch map", dev_name(dev))),
         }
