@@ -174,9 +174,11 @@ pub fn part(results: &Value) -> Part {
              maps start cold; every field of the tracepoint record is read through \
              `bpf_probe_read_kernel` (a helper call), because the record's offsets come from \
              the LAYOUT map at run time and the verifier only allows constant offsets for \
-             direct context loads; and `bpf_ktime_get_ns` is a third clock read. Loading the \
-             offsets as read-only globals (`EbpfLoader::set_global`, which the verifier treats \
-             as constants) would allow direct loads; the clock read is needed for episodes."
+             direct context loads; and `bpf_ktime_get_ns` is a third clock read. Read-only \
+             globals do not help: the verifier knows their value but still refuses a load \
+             through a context pointer moved by it (\"dereference of modified ctx ptr\", \
+             tried on this kernel), so only offsets compiled in would allow direct loads, and \
+             those moved between kernels. The clock read is needed for episodes."
                 .into(),
         );
     }
