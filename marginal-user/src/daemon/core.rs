@@ -89,6 +89,11 @@ impl Daemon {
             }
         }
         for map in &topology.maps {
+            // An unchanged map (paths and their states alike) has nothing new for the engine;
+            // re-applying every map on every change would cost time quadratic in the paths.
+            if self.topology.maps.contains(map) {
+                continue;
+            }
             let params = self.params_for(&map.identity);
             let name = MapName::new(map.name.clone());
             decisions.extend(self.engine.upsert_map(name.clone(), params, now));
@@ -123,6 +128,19 @@ impl Daemon {
         self.topology = topology;
         self.apply(decisions);
         Ok(())
+    }
+
+    /// Apply every map again, changed or not (after the configuration changed).
+    pub fn reapply_all(&mut self, now: Timestamp) -> Result<()> {
+        let device_mapper = self.topology.device_mapper;
+        let topology = std::mem::replace(
+            &mut self.topology,
+            Topology {
+                maps: Vec::new(),
+                device_mapper,
+            },
+        );
+        self.apply_topology(topology, now)
     }
 
     /// Take up the paths a previous run of the daemon failed.

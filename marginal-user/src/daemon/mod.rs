@@ -290,8 +290,7 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
         Ok(new) => {
             new.log_warnings();
             daemon.config = new;
-            let topology = daemon.topology.clone();
-            match daemon.apply_topology(topology, monotonic_now()) {
+            match daemon.reapply_all(monotonic_now()) {
                 Ok(()) => log::info!("SIGHUP: configuration reloaded"),
                 Err(e) => log::error!("SIGHUP: applying the reloaded configuration: {e:#}"),
             }
