@@ -306,3 +306,16 @@ vm_udev_wwid() {
 	for _n in "$@"; do udevadm trigger --action=change --sysname-match="$_n"; done
 	udevadm settle -t 30
 }
+
+# The daemon scenarios' map: mp0 over path_a and path_b (dm-linear) on one 64 MiB LUN. Sets
+# lun, pa, pb, mp, a, b (MAJ:MIN of the paths) and nb (path_b's kernel name).
+vm_two_path_map() {
+	lun=$(vm_loop 64)
+	pa=$(vm_linear path_a "$lun")
+	pb=$(vm_linear path_b "$lun")
+	mp=$(vm_multipath mp0 "$pa" "$pb")
+	a=$(vm_majmin "$pa")
+	b=$(vm_majmin "$pb")
+	nb=$(vm_kname "$b")
+	log "map $mp over path_a=$a path_b=$b ($nb)"
+}

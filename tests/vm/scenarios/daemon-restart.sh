@@ -7,14 +7,7 @@
 . "$VM_LIB"
 vm_show_daemon_on_failure
 
-lun=$(vm_loop 64)
-pa=$(vm_linear path_a "$lun")
-pb=$(vm_linear path_b "$lun")
-mp=$(vm_multipath mp0 "$pa" "$pb")
-a=$(vm_majmin "$pa")
-b=$(vm_majmin "$pb")
-nb=$(vm_kname "$b")
-log "map $mp over path_a=$a path_b=$b ($nb)"
+vm_two_path_map
 
 vm_marginal_conf 30 100 4
 vm_marginal_start
