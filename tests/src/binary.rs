@@ -46,6 +46,42 @@ pub fn marginal_binary() -> &'static Path {
     })
 }
 
+/// `marginal run` options for tests: `devices` watched as one group in observe mode, no
+/// multipath.conf, threshold 50 permille, 600 s recheck gap, and short sampling runs (3 s,
+/// 1 s read timeout) instead of the 120 s floor; `extra` options follow.
+pub fn observe_args(
+    devices: &[&crate::FlakyDevice],
+    state_file: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--observe".into()];
+    for device in devices {
+        args.push("--watch".into());
+        args.push(device.loop_path().display().to_string());
+    }
+    args.extend(
+        [
+            "--config",
+            "/dev/null",
+            "--state-file",
+            &state_file.display().to_string(),
+            "--err-sample-time",
+            "120",
+            "--err-rate-threshold",
+            "50",
+            "--err-recheck-gap-time",
+            "600",
+            "--sample-time-for-testing",
+            "3",
+            "--read-timeout-for-testing",
+            "1",
+        ]
+        .map(String::from),
+    );
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_local_addr() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")

@@ -27,7 +27,7 @@
 pub mod binary;
 pub mod flaky;
 
-pub use binary::{RunningDaemon, free_local_addr, marginal_binary};
+pub use binary::{RunningDaemon, free_local_addr, marginal_binary, observe_args};
 
 pub use flaky::device::{FlakyDevice, FlakyOptions, NAME_PREFIX, cleanup_stale, require_root};
 pub use flaky::fs::{IMAGE_NAME, fill_pattern};

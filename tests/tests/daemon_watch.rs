@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use marginal::status::{PathStatus, Snapshot};
 use marginal_tests::{
-    FlakyDevice, FlakyOptions, RunningDaemon, Schedule, marginal_binary, read_direct, require_root,
+    FlakyDevice, FlakyOptions, RunningDaemon, Schedule, marginal_binary, observe_args, read_direct,
+    require_root,
 };
 
 fn status(daemon: &RunningDaemon) -> Snapshot {
@@ -54,32 +55,7 @@ fn daemon_args(devices: &[&FlakyDevice], extra: &[&str]) -> Vec<String> {
         std::process::id(),
         devices[0].loop_name()
     ));
-    let mut args: Vec<String> = vec!["--observe".into()];
-    for device in devices {
-        args.push("--watch".into());
-        args.push(device.loop_path().display().to_string());
-    }
-    args.extend(
-        [
-            "--config",
-            "/dev/null",
-            "--state-file",
-            &state.display().to_string(),
-            "--err-sample-time",
-            "120",
-            "--err-rate-threshold",
-            "50",
-            "--err-recheck-gap-time",
-            "600",
-            "--sample-time-for-testing",
-            "3",
-            "--read-timeout-for-testing",
-            "1",
-        ]
-        .map(String::from),
-    );
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+    observe_args(devices, &state, extra)
 }
 
 #[test]

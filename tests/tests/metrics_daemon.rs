@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use marginal::status::Snapshot;
 use marginal_tests::{
     FlakyDevice, FlakyOptions, RunningDaemon, Schedule, free_local_addr, marginal_binary,
-    read_direct, require_root,
+    observe_args, read_direct, require_root,
 };
 use metrics_common::exposition::Exposition;
 use metrics_common::prometheus::{Prometheus, TempDir};
@@ -27,36 +27,11 @@ use metrics_common::{exported_names, rules_file};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn daemon_args(devices: &[&FlakyDevice], state_dir: &TempDir) -> Vec<String> {
-    let mut args: Vec<String> = vec!["--observe".into()];
-    for device in devices {
-        args.push("--watch".into());
-        args.push(device.loop_path().display().to_string());
-    }
-    let state = state_dir.0.join("held-out.json").display().to_string();
-    args.extend(
-        [
-            "--config",
-            "/dev/null",
-            "--state-file",
-            &state,
-            "--double-failed-time",
-            "60",
-            "--episode-gap-ms",
-            "500",
-            "--err-sample-time",
-            "120",
-            "--err-rate-threshold",
-            "50",
-            "--err-recheck-gap-time",
-            "600",
-            "--sample-time-for-testing",
-            "3",
-            "--read-timeout-for-testing",
-            "1",
-        ]
-        .map(String::from),
-    );
-    args
+    observe_args(
+        devices,
+        &state_dir.0.join("held-out.json"),
+        &["--double-failed-time", "60", "--episode-gap-ms", "500"],
+    )
 }
 
 fn scrape(daemon: &RunningDaemon) -> Exposition {
