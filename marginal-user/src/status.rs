@@ -82,6 +82,10 @@ pub struct PathStatus {
     /// Paths failed and returned by marginal, over the daemon's life.
     pub failed_by_daemon_total: u64,
     pub returned_by_daemon_total: u64,
+    /// The last time marginal failed this path on a double failure: seconds from the kernel's
+    /// timestamp of the second failure to the path being out of service.
+    #[serde(default)]
+    pub last_reaction_seconds: Option<f64>,
     /// The reason behind the latest decision.
     pub reason: String,
 }

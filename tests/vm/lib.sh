@@ -95,6 +95,11 @@ vm_heal_path() {
 	dmsetup resume "$1"
 }
 
+# vm_dm_path_is MAP MAJ:MIN A|F: whether dm-mpath has the path in that state.
+vm_dm_path_is() {
+	[ "$(vm_path_state "$1" "$2")" = "$3" ]
+}
+
 # vm_path_state MAP MAJ:MIN: A (active) or F (failed), from `dmsetup status MAP`.
 vm_path_state() {
 	dmsetup status "$1" | awk -v p="$2" '{ for (i = 1; i < NF; i++) if ($i == p) { print $(i + 1); exit } }'
@@ -183,14 +188,16 @@ vm_marginal_conf() {
 }
 
 # vm_marginal_start [ARGS...]: starts `marginal run` in the background with the scenario's
-# config, state file and address, sampling runs of 3 s (reads time out after 1 s), and waits until
+# config, state file and address, sampling runs of 3 s (reads time out after 1 s; a scenario that
+# needs the production run lengths sets VM_MARGINAL_TESTING_FLAGS to ""), and waits until
 # it serves /status (it has loaded its eBPF programs, discovered the maps and taken up held-out
 # paths by then). A restart appends to the same log. Its pid is in $VM_MARGINAL_PID.
 vm_marginal_start() {
 	echo "---- marginal run $* (at $(cut -d' ' -f1 /proc/uptime)) ----" >>"$VM_MARGINAL_LOG"
 	_from=$(wc -l <"$VM_MARGINAL_LOG")
 	marginal run --config "$SCRATCH/multipath.conf" --listen "$VM_MARGINAL_ADDR" \
-		--state-file "$SCRATCH/held.json" --sample-time-for-testing 3 --read-timeout-for-testing 1 \
+		--state-file "$SCRATCH/held.json" \
+		${VM_MARGINAL_TESTING_FLAGS---sample-time-for-testing 3 --read-timeout-for-testing 1} \
 		"$@" >>"$VM_MARGINAL_LOG" 2>&1 &
 	VM_MARGINAL_PID=$!
 	_end=$(($(vm_now) + 60))
@@ -292,6 +299,21 @@ vm_loop_over() {
 	_dev=$(losetup -f)
 	losetup "$_dev" "$1"
 	echo "$_dev"
+}
+
+# vm_loop_direct DEVICE: like vm_loop_over, in direct-I/O mode (util-linux losetup, from the
+# `mount` package; busybox's comes first on PATH): every read of the loop device reaches DEVICE, none is answered from DEVICE's
+# page cache, so a path that breaks fails every read from then on.
+vm_loop_direct() {
+	_dev=$(/sbin/losetup --direct-io=on -f --show "$1")
+	[ "$(cat "/sys/block/${_dev#/dev/}/loop/dio")" = 1 ] || fail "$_dev is not in direct-I/O mode"
+	echo "$_dev"
+}
+
+# vm_kernel_devt MAJ:MIN: the kernel's own dev_t encoding (major << 20 | minor), as tracepoints
+# print it and their filters take it.
+vm_kernel_devt() {
+	echo $(((${1%:*} << 20) | ${1#*:}))
 }
 
 # vm_udev_wwid WWID NAME...: udev gives the block devices NAME... (kernel names) ID_SERIAL and

@@ -271,6 +271,7 @@ pub fn run_library(args: LibraryArgs) -> Result<Value> {
             held_out: HeldOutFile::open(&state)?,
             observe: true,
             totals: Default::default(),
+            reacting_to: None,
         };
         let setup_started = Instant::now();
         daemon.apply_topology(synthetic_topology(args.paths), monotonic_now())?;

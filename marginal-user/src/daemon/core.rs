@@ -38,6 +38,9 @@ pub struct PathTotals {
     pub sampling_timeouts: u64,
     pub failed_by_daemon: u64,
     pub returned_by_daemon: u64,
+    /// The daemon's reaction the last time it failed the path on a double failure: from the
+    /// kernel's timestamp of the second failure to the actuator having taken the path out.
+    pub last_reaction: Option<std::time::Duration>,
 }
 
 pub struct Daemon {
@@ -53,6 +56,9 @@ pub struct Daemon {
     /// Observe mode: nothing is really failed, so nothing is recorded as held out.
     pub observe: bool,
     pub totals: HashMap<PathKey, PathTotals>,
+    /// The second failure being acted on, while its decisions are applied: a `FailPath` for the
+    /// same path then records how long the reaction took.
+    pub reacting_to: Option<(PathKey, Timestamp)>,
 }
 
 /// CLOCK_MONOTONIC now, the clock the kernel's events are stamped with.
@@ -188,6 +194,7 @@ impl Daemon {
                 second_ns,
                 ..
             } => {
+                self.reacting_to = Some((key.clone(), Timestamp::from_nanos(second_ns)));
                 let mut events = vec![Event::DoubleFailure {
                     path: key.clone(),
                     first_at: Timestamp::from_nanos(first_ns),
@@ -219,6 +226,7 @@ impl Daemon {
             let decisions = self.engine.handle(now, event);
             self.apply(decisions);
         }
+        self.reacting_to = None;
     }
 
     pub fn on_sample_report(&mut self, report: SampleReport) {
@@ -285,10 +293,11 @@ impl Daemon {
                     self.held_out.remove(path.as_str())?;
                     return Err(e);
                 }
-                self.totals
-                    .entry(path.clone())
-                    .or_default()
-                    .failed_by_daemon += 1;
+                let totals = self.totals.entry(path.clone()).or_default();
+                totals.failed_by_daemon += 1;
+                if let Some((_, second_at)) = self.reacting_to.take_if(|(p, _)| p == path) {
+                    totals.last_reaction = Some(monotonic_now().saturating_since(second_at));
+                }
             }
             Decision::ReinstatePath { path, map, reason }
             | Decision::RecoverPath { path, map, reason } => {

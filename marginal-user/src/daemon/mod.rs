@@ -174,6 +174,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         held_out,
         observe: args.observe || dm.is_none(),
         totals: Default::default(),
+        reacting_to: None,
     };
     if daemon.settings.sample_time_for_testing.is_some() {
         log::warn!("sampling runs shortened for testing; not for production");

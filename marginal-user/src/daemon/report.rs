@@ -87,6 +87,9 @@ impl Daemon {
                                     .map(|at| at.saturating_since(now).as_secs_f64()),
                                 failed_by_daemon_total: totals.failed_by_daemon,
                                 returned_by_daemon_total: totals.returned_by_daemon,
+                                last_reaction_seconds: totals
+                                    .last_reaction
+                                    .map(|d| d.as_secs_f64()),
                                 reason: engine_path
                                     .and_then(|p| p.last_reason)
                                     .map(|r| r.to_string())

@@ -147,6 +147,10 @@ pub struct VmTestArgs {
     /// Where downloads and built images are kept (default: <workspace>/.vm-cache).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Where the scenarios are (default: <workspace>/tests/vm/scenarios; `cargo xtask bench`
+    /// runs tests/vm/bench).
+    #[arg(long, value_name = "DIR")]
+    pub scenario_dir: Option<PathBuf>,
 }
 
 impl Default for VmTestArgs {
@@ -161,11 +165,39 @@ impl Default for VmTestArgs {
             no_build: false,
             jobs: None,
             cache_dir: None,
+            scenario_dir: None,
         }
     }
 }
 
 pub fn run(args: VmTestArgs) -> Result<()> {
+    let started = Instant::now();
+    let (rows, booted_all) = run_boots(&args)?;
+    report::print_table(&rows, started.elapsed());
+    if !booted_all || rows.iter().any(|b| !b.passed()) {
+        bail!("vm-test failed");
+    }
+    Ok(())
+}
+
+/// One guest's run: its kernel's label, each scenario's result (with its output), how long the
+/// boot took.
+pub struct BootResults {
+    pub label: String,
+    pub results: Vec<ScenarioResult>,
+    pub elapsed: Duration,
+}
+
+impl BootResults {
+    pub fn passed(&self) -> bool {
+        self.results.iter().all(|r| r.outcome == Outcome::Pass)
+    }
+}
+
+/// Boots the selected kernels and runs the scenarios, printing each boot's report as it ends.
+/// Returns every boot's results, and whether every selected kernel was booted (without
+/// `--keep-going` the boots after a failure are skipped).
+pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
     let started = Instant::now();
     let root = workspace_root()?;
     let cache = args
@@ -174,7 +206,11 @@ pub fn run(args: VmTestArgs) -> Result<()> {
         .unwrap_or_else(|| root.join(".vm-cache"));
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
 
-    let scenarios = scenario::discover(&root.join("tests/vm/scenarios"), &args.scenarios)?;
+    let scenario_dir = args
+        .scenario_dir
+        .clone()
+        .unwrap_or_else(|| root.join("tests/vm/scenarios"));
+    let scenarios = scenario::discover(&scenario_dir, &args.scenarios)?;
     let kernels: Vec<Kernel> = KERNELS
         .iter()
         .copied()
@@ -197,7 +233,7 @@ pub fn run(args: VmTestArgs) -> Result<()> {
     }
     let metas = kernels.iter().map(|k| k.meta_package);
     apt.look_up(&debs.iter().copied().chain(metas).collect::<Vec<_>>())?;
-    let bins = binaries(&args, &root, &scenarios)?;
+    let bins = binaries(args, &root, &scenarios)?;
     let base = base_tree(&apt, &root, &cache, &scenarios, &debs, &bins)?;
     println!(
         "vm-test: guest files gathered ({:.1} s in)",
@@ -213,13 +249,9 @@ pub fn run(args: VmTestArgs) -> Result<()> {
     let budget: Duration =
         qemu::BOOT_BUDGET + scenarios.iter().map(|s| s.timeout).sum::<Duration>();
     let jobs = args.jobs.unwrap_or(prepared.len()).max(1);
-    let mut rows: Vec<(String, Vec<ScenarioResult>, Duration)> = Vec::new();
+    let mut rows: Vec<BootResults> = Vec::new();
     for batch in prepared.chunks(jobs) {
-        if !args.keep_going
-            && rows
-                .iter()
-                .any(|(_, rs, _)| rs.iter().any(|r| r.outcome != Outcome::Pass))
-        {
+        if !args.keep_going && rows.iter().any(|b| !b.passed()) {
             for p in batch {
                 println!(
                     "vm-test: [{}] not booted after a failure (--keep-going boots it)",
@@ -256,19 +288,15 @@ pub fn run(args: VmTestArgs) -> Result<()> {
             let boot = boot?;
             let results = report::collect(&boot, &scenarios);
             report::print_boot(p.label, &boot, &results, &p.console_log);
-            rows.push((p.label.to_string(), results, boot.elapsed));
+            rows.push(BootResults {
+                label: p.label.to_string(),
+                results,
+                elapsed: boot.elapsed,
+            });
         }
     }
-
-    report::print_table(&rows, started.elapsed());
-    if rows.len() < prepared.len()
-        || rows
-            .iter()
-            .any(|(_, rs, _)| rs.iter().any(|r| r.outcome != Outcome::Pass))
-    {
-        bail!("vm-test failed");
-    }
-    Ok(())
+    let booted_all = rows.len() == prepared.len();
+    Ok((rows, booted_all))
 }
 
 /// The host binaries for /usr/local/bin: `--bin` paths, then the workspace binaries that every

@@ -205,10 +205,10 @@ pub fn print_boot(label: &str, boot: &Boot, results: &[ScenarioResult], log: &Pa
 }
 
 /// The final per-kernel, per-scenario table.
-pub fn print_table(rows: &[(String, Vec<ScenarioResult>, Duration)], total: Duration) {
+pub fn print_table(rows: &[super::BootResults], total: Duration) {
     let width = rows
         .iter()
-        .flat_map(|(_, rs, _)| rs.iter().map(|r| r.name.len()))
+        .flat_map(|b| b.results.iter().map(|r| r.name.len()))
         .max()
         .unwrap_or(8)
         .max(8);
@@ -218,11 +218,11 @@ pub fn print_table(rows: &[(String, Vec<ScenarioResult>, Duration)], total: Dura
         "kernel", "scenario", "result"
     );
     let (mut passed, mut failed) = (0, 0);
-    for (kernel, results, _) in rows {
-        for r in results {
+    for boot in rows {
+        for r in &boot.results {
             println!(
                 "{:<7} {:<width$} {:<8} {}",
-                kernel,
+                boot.label,
                 r.name,
                 r.outcome.as_str(),
                 r.detail
@@ -236,7 +236,7 @@ pub fn print_table(rows: &[(String, Vec<ScenarioResult>, Duration)], total: Dura
     }
     let per_kernel: Vec<String> = rows
         .iter()
-        .map(|(k, _, t)| format!("{k}: {:.1} s", t.as_secs_f32()))
+        .map(|b| format!("{}: {:.1} s", b.label, b.elapsed.as_secs_f32()))
         .collect();
     println!(
         "vm-test: {} (total {:.1} s)",

@@ -1,0 +1,195 @@
+#!/bin/sh
+# Benchmark (`cargo xtask bench`, part 5): marginal against multipathd's own marginal-path checking
+# (Debian's multipath-tools 0.9.4, the io_err_stat code of the seed), on one map, one flaky path,
+# one run each, with the same parameters: two failures within 60 s start the check, a sampling
+# run lasts 120 s (multipathd's floor), a rate above 100 permille is marginal.
+#
+# The map is mpvm over two loop devices (direct I/O) over dm devices of one LUN, managed by
+# multipathd (directio checker every second) with udevd, as in daemon-multipathd.sh. A round:
+#   1. pdev_b breaks, reads through the map make dm-mpath fail the path (failure 1), pdev_b heals
+#      and the checker reinstates the path;
+#   2. pdev_b breaks again, reads make dm-mpath fail the path (failure 2, the double failure);
+#      then pdev_b turns flaky: dm-flakey, up 3 s, down 1 s (a quarter of the time every read
+#      fails), what the checking samples;
+#   3. the tool's hold is awaited (multipathd: its checker reports the path "delayed", its
+#      sampling has started; marginal: /status says "sampling"), then its verdict.
+# Round one is multipathd with marginal_path_* set; round two is marginal with the same settings,
+# acting through multipathd's socket (multipathd restarted without them).
+#
+# Times are the kernel's (trace_clock mono): the failure is dm-mpath's PATH_FAILED (a kprobe on
+# dm_path_uevent), hold and verdict are trace_marker lines written when the scenario's poll (every
+# 0.1 s, spawning a client each time) first sees them. Printed lines, parsed by xtask:
+#   BENCH vs-multipathd tool=T failure2=S held=S verdict=S reinstated=N cpu_ticks=N clk_tck=N
+#         rate=R verdict_says=V poll=S daemon_reaction=S
+# vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1 mount libmount1 libsmartcols1
+# vm-timeout: 900
+. "$VM_LIB"
+vm_private_system "$0" "$@"
+
+T=/sys/kernel/tracing
+MPD_LOG=$SCRATCH/multipathd.log
+show_all() {
+	vm_show_daemon
+	echo "--- multipathd log (last 60 lines) ---"
+	tail -n 60 "$MPD_LOG" 2>/dev/null || true
+	echo "--- multipathd show paths ---"
+	multipathd show paths 2>&1 || true
+}
+trap '_rc=$?; if [ "$_rc" != 0 ]; then show_all; fi; exit "$_rc"' EXIT
+
+vm_udevd
+lun=$(vm_loop 64)
+da=$(vm_linear pdev_a "$lun")
+db=$(vm_linear pdev_b "$lun")
+la=$(vm_loop_direct "$da")
+lb=$(vm_loop_direct "$db")
+na=${la#/dev/}
+nb=${lb#/dev/}
+b=$(vm_majmin "$lb")
+vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
+log "paths: $na over pdev_a, $nb ($b) over pdev_b, both over $lun"
+
+echo mono >"$T/trace_clock"
+echo 'p:dmpu dm_path_uevent type=%di:s32 path=+0(%dx):string' >>"$T/kprobe_events"
+echo 1 >"$T/events/kprobes/dmpu/enable"
+
+# multipath.conf: the map, and (round one only) multipathd's marginal-path checking.
+write_conf() {
+	cat >/etc/multipath.conf <<-CONF
+		defaults {
+			user_friendly_names   no
+			find_multipaths       no
+			polling_interval      1
+			max_polling_interval  2
+			path_checker          directio
+			path_grouping_policy  multibus
+			path_selector         "round-robin 0"
+			rr_min_io_rq          1
+			no_path_retry         fail
+		$1
+		}
+		blacklist_exceptions {
+			devnode  "^loop"
+			property "ID_WWN"
+		}
+		multipaths {
+			multipath {
+				wwid  marginal-vm-lun0
+				alias mpvm
+			}
+		}
+	CONF
+}
+MARGINAL_SETTINGS="marginal_path_double_failed_time 60
+	marginal_path_err_sample_time 120
+	marginal_path_err_rate_threshold 100
+	marginal_path_err_recheck_gap_time 600"
+
+start_multipathd() {
+	multipathd -d -s -v3 >>"$MPD_LOG" 2>&1 &
+	MPD_PID=$!
+	check "multipathd has mpvm with both paths active" \
+		vm_wait_for 60 sh -c "[ \"\$(dmsetup status mpvm 2>/dev/null | grep -o ' A ' | wc -l)\" -ge 2 ]"
+}
+
+# cpu_ticks PID: user + system time of a process so far, in clock ticks.
+cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+mark() { echo "bench $*" >"$T/trace_marker"; }
+
+# break_and_fail: pdev_b breaks and reads through the map until dm-mpath fails the path.
+break_and_fail() {
+	vm_break_path pdev_b
+	check "dm-mpath fails $nb" vm_fail_by_io mpvm "$b" 30
+}
+
+# multipathd_holds: its checker found the path up, skipped it (reinstating disabled) and queued
+# it for sampling.
+multipathd_holds() {
+	multipathd show paths format "%d %T" 2>/dev/null | grep -q "^$nb *delayed"
+}
+multipathd_verdict() { grep -q "io error statistic: $nb: IO error rate" "$MPD_LOG"; }
+marginal_holds() { vm_path_is "$nb" state sampling; }
+marginal_verdict() { ! vm_path_is "$nb" last_verdict none && [ -n "$(vm_path_field "$nb" last_verdict)" ]; }
+
+# round TOOL PID HOLDS VERDICT: one round, as in the header; prints its BENCH line.
+round() {
+	tool=$1 pid=$2 holds=$3 verdict=$4
+	log "== round: $tool =="
+	mark "round=$tool"
+	break_and_fail
+	vm_heal_path pdev_b
+	check "the checker reinstates $nb" vm_wait_for 20 vm_dm_path_is mpvm "$b" A
+	sleep 2
+	mark "second $tool"
+	break_and_fail
+	vm_flaky_path pdev_b 3 1
+	ticks0=$(cpu_ticks "$pid")
+	polls=0
+	start=$(cut -d' ' -f1 /proc/uptime)
+	until "$holds"; do
+		polls=$((polls + 1))
+		[ "$polls" -lt 600 ] || fail "$tool did not take hold of $nb"
+		sleep 0.1
+	done
+	mark "held $tool"
+	log "$tool holds $nb (after $polls polls)"
+	until "$verdict"; do
+		sleep 1
+		[ "$(cut -d. -f1 /proc/uptime)" -lt "$((${start%.*} + 300))" ] || fail "$tool gave no verdict within 300 s"
+	done
+	mark "verdict $tool"
+	ticks1=$(cpu_ticks "$pid")
+	poll=$(awk -v s="$start" -v n="$polls" '{ if (n > 0) printf "%.3f", ($1 - s) / n; else print 0 }' /proc/uptime)
+	if [ "$tool" = multipathd ]; then
+		rate=$(grep "io error statistic: $nb: IO error rate" "$MPD_LOG" | tail -n 1 | sed 's/.*rate (\([0-9.]*\)\/1000).*/\1/')
+		if grep -q "keep failing the dm path $nb" "$MPD_LOG"; then says=marginal; else says=healthy; fi
+		reaction=-
+	else
+		rate=$(vm_path_field "$nb" last_rate_permille)
+		says=$(vm_path_field "$nb" last_verdict)
+		reaction=$(vm_path_field "$nb" last_reaction_seconds)
+	fi
+	log "$tool: verdict $says at $rate permille"
+	# The kernel's times: the PATH_FAILED of $b after the "second" mark (the double failure),
+	# the hold and verdict marks, and any reinstatement of $b in between.
+	awk -v tool="$tool" -v path="\"$b\"" -v ticks=$((ticks1 - ticks0)) -v rate="$rate" \
+		-v says="$says" -v poll="$poll" -v reaction="$reaction" -v tck="$(getconf CLK_TCK 2>/dev/null || echo 100)" '
+		function ts(line) { if (match(line, /[0-9]+\.[0-9]+: /)) return substr(line, RSTART, RLENGTH - 2) }
+		index($0, "bench second " tool) { on = 1; next }
+		!on { next }
+		/dmpu:/ && index($0, "type=0 ") && index($0, "path=" path) && failed == "" { failed = ts($0); next }
+		/dmpu:/ && index($0, "type=1 ") && index($0, "path=" path) && failed != "" && verdict == "" { reinstated++; next }
+		index($0, "bench held " tool) { held = ts($0); next }
+		index($0, "bench verdict " tool) { verdict = ts($0); next }
+		END {
+			printf "BENCH vs-multipathd tool=%s failure2=%s held=%s verdict=%s reinstated=%d cpu_ticks=%d clk_tck=%s rate=%s verdict_says=%s poll=%s daemon_reaction=%s\n",
+				tool, failed, held, verdict, reinstated, ticks, tck, rate, says, poll, reaction
+		}' "$T/trace" | tee -a "$SCRATCH/bench"
+}
+
+# Round one: multipathd checks the path itself.
+write_conf "$MARGINAL_SETTINGS"
+start_multipathd
+multipathd show config 2>/dev/null | grep marginal_path || true
+round multipathd "$MPD_PID" multipathd_holds multipathd_verdict
+
+# Between the rounds: pdev_b whole, multipathd restarted without its checking, so the path is
+# reinstated and multipathd forgets its failures.
+vm_heal_path pdev_b
+kill "$MPD_PID"
+wait "$MPD_PID" 2>/dev/null || true
+write_conf ""
+start_multipathd
+
+# Round two: marginal, same settings, production run lengths, through multipathd's socket.
+vm_marginal_conf 60 100 600
+VM_MARGINAL_TESTING_FLAGS=""
+vm_marginal_start
+check "daemon acts through multipathd" vm_marginal_logged "actuator: multipathd (multipathd answers"
+round marginal "$VM_MARGINAL_PID" marginal_holds marginal_verdict
+
+check "a line for each tool" [ "$(grep -c '^BENCH vs-multipathd tool=.* failure2=[0-9]' "$SCRATCH/bench")" = 2 ]
+check "the daemon logged no error" vm_marginal_no_errors
