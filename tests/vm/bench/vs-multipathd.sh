@@ -30,8 +30,10 @@ T=/sys/kernel/tracing
 MPD_LOG=$SCRATCH/multipathd.log
 show_all() {
 	vm_show_daemon
-	echo "--- multipathd log (last 60 lines) ---"
-	tail -n 60 "$MPD_LOG" 2>/dev/null || true
+	echo "--- multipathd log: its marginal-path checking ---"
+	grep -a -e "io error statistic" -e "marginal" -e "io_err" "$MPD_LOG" 2>/dev/null | tail -n 40 || true
+	echo "--- multipathd log (last 30 lines) ---"
+	tail -n 30 "$MPD_LOG" 2>/dev/null || true
 	echo "--- multipathd show paths ---"
 	multipathd show paths 2>&1 || true
 }

@@ -33,6 +33,9 @@ check "path_b active again" [ "$(vm_path_state mp0 "$b")" = A ]
 check "second failure within the window" vm_fail_by_io mp0 "$b" 20
 check "daemon fails $nb" vm_wait_for 10 vm_marginal_logged "failing $nb of mp0: failed twice within"
 check "daemon samples $nb" vm_wait_for 10 vm_marginal_logged "sampling $nb for 3s"
+reaction=$(vm_path_field "$nb" last_reaction_seconds)
+log "the daemon's reaction, by its own account: $reaction s"
+check "it reports its reaction time, under a second" awk -v r="$reaction" 'BEGIN { exit !(r > 0 && r < 1) }'
 check "verdict: marginal" vm_wait_for 20 vm_path_is "$nb" last_verdict marginal
 check "$nb held out" vm_path_is "$nb" failed_by_marginal true
 rate=$(vm_path_field "$nb" last_rate_permille)

@@ -8,7 +8,9 @@
 //! 1. [`ebpf_cost`]: ns per run of the block error program (bpf_stats);
 //! 2. [`reaction`]: second failed read -> the engine's decision;
 //! 3. [`sampler_cost`]: CPU per sampled read, paths per core at the full rate;
-//! 4. [`scale`]: RSS and idle CPU with 4,096 watched paths.
+//! 4. [`scale`]: RSS and idle CPU with 4,096 watched paths;
+//! 5. [`vm`]: in the VM, the reaction down to device-mapper and the comparison with multipathd
+//!    (tests/vm/bench, run by the VM test bed).
 //!
 //! Raw results go to `<target>/bench/results.json`; `--write` rewrites BENCHMARKS.md.
 mod ebpf_cost;
@@ -16,6 +18,7 @@ mod reaction;
 mod report;
 mod sampler_cost;
 mod scale;
+mod vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -51,6 +54,9 @@ pub struct BenchArgs {
     /// Part 4: seconds of idle measured per configuration.
     #[arg(long, default_value_t = 30)]
     idle_seconds: u64,
+    /// Skip the VM runs (part 2's device-mapper row and part 5), which take about 6 minutes.
+    #[arg(long)]
+    no_vm: bool,
 }
 
 /// The built binaries.
@@ -171,6 +177,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let scale = scale::run(&harness, &args, &devices)?;
     println!("bench: part 4 took {:.0?}", timed.elapsed());
     drop(loops);
+    let vm = if args.no_vm {
+        json!({ "error": "not run (--no-vm)" })
+    } else {
+        let timed = std::time::Instant::now();
+        println!("bench: part 5 and part 2's VM row, in the VM");
+        let vm = vm::run();
+        println!("bench: the VM runs took {:.0?}", timed.elapsed());
+        vm
+    };
 
     let results = json!({
         "date": command_output("date", &["-u", "+%Y-%m-%d %H:%M"]),
@@ -183,14 +198,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "reaction": reaction,
         "sampler": sampler,
         "scale": scale,
+        "vm": vm,
     });
     let json_path = out_dir.join("results.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
     let parts = vec![
         ebpf_cost::part(&results["ebpf_cost"]),
-        reaction::part(&results["reaction"]),
+        reaction::part(&results["reaction"], &results["vm"]),
         sampler_cost::part(&results["sampler"]),
         scale::part(&results["scale"]),
+        vm::part(&results["vm"]),
     ];
     print!("{}", report::terminal(&parts));
     println!(
@@ -203,10 +220,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         std::fs::write(&path, report::document(&results, &parts))?;
         println!("bench: wrote {}", path.display());
     }
+    if let Some(e) = results["vm"]["error"].as_str() {
+        bail!("the VM part did not run: {e}");
+    }
     Ok(())
 }
 
-fn workspace_root() -> PathBuf {
+pub(super) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives in the workspace")
@@ -256,6 +276,7 @@ fn command_line(args: &BenchArgs) -> String {
             args.idle_seconds != 30,
             format!(" --idle-seconds {}", args.idle_seconds),
         ),
+        (args.no_vm, " --no-vm".to_string()),
     ];
     for (differs, option) in defaults {
         if differs {

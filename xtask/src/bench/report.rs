@@ -117,7 +117,7 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
     out += "Every number below comes from one run of `cargo xtask bench` (as root) on the \
             machine named here, on the date given; ratios compare numbers of that same run. \
             Re-run the command to reproduce them: it builds what it needs (release profile), \
-            runs the four parts, prints these tables and, with `--write`, rewrites this file. \
+            runs the five parts (the fifth, and part 2's device-mapper row, in a VM), prints these tables and, with `--write`, rewrites this file. \
             No test asserts on timing; this is the only place numbers are checked against \
             targets. The raw figures of a run are in `target/bench/results.json`.\n\n";
     out += &format!(
@@ -146,7 +146,7 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
             much less.\n\n";
     out += "Options: `--write` (rewrite this file), `--no-setup` (skip `cargo xtask setup`), \
             `--reads`, `--trials`, `--sampler-paths 16,64,...`, `--sampler-seconds`, \
-            `--scale-paths`, `--idle-seconds`. Each part can also be run on its own with the \
+            `--scale-paths`, `--idle-seconds`, `--no-vm`. Each part can also be run on its own with the \
             harness: `target/release/examples/marginal-bench --help` (source in \
             `marginal-user/examples/marginal-bench/`, one JSON object per run).\n\n";
     out += "## Summary\n\n";
@@ -192,12 +192,13 @@ fn summary_rows(results: &Value) -> Vec<(&'static str, Vec<SummaryRow>)> {
         ),
         (
             "2. reaction",
-            super::reaction::summary(&results["reaction"]),
+            super::reaction::summary(&results["reaction"], &results["vm"]),
         ),
         (
             "3. sampler",
             super::sampler_cost::summary(&results["sampler"]),
         ),
         ("4. scale", super::scale::summary(&results["scale"])),
+        ("5. vs multipathd", super::vm::summary(&results["vm"])),
     ]
 }

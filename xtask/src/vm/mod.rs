@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use report::{Outcome, ScenarioResult};
+pub use report::{Outcome, ScenarioResult};
 
 /// Modules every guest loads (their dependencies are added from `.modinfo`): dm core (it holds the
 /// `error` and `linear` targets), multipath with its path selectors, the targets that make paths
