@@ -38,7 +38,7 @@ fn snapshot() -> Snapshot {
 
 #[test]
 fn counters_gauges_infos_and_units_are_encoded() {
-    let out = render(&snapshot());
+    let out = render(snapshot());
     for line in [
         "# TYPE marginal_build info",
         &format!("marginal_build_info{{version=\"{VERSION}\"}} 1"),
@@ -62,7 +62,7 @@ fn counters_gauges_infos_and_units_are_encoded() {
 
 #[test]
 fn families_without_series_are_left_out() {
-    let out = render(&Snapshot::default());
+    let out = render(Snapshot::default());
     assert!(out.contains("marginal_build_info"));
     assert!(!out.contains("marginal_path_"), "{out}");
     assert!(!out.contains("marginal_actuator"), "{out}");
