@@ -17,7 +17,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::catalog::{self as c, Kind, MetricDef, VERDICTS};
+use super::catalog::{self as c, Kind, MetricDef};
 use crate::status::{MapStatus, PATH_STATES, PathStatus, Snapshot};
 
 /// The running binary's version, for `marginal_build_info`.
@@ -141,16 +141,16 @@ enum PathSeries {
     Always(fn(&PathStatus) -> Value),
     /// One series with this value, or none if the path has none.
     Optional(fn(&PathStatus) -> Option<Value>),
-    /// One series per value the label can take: 1 for the path's, 0 for the others, so that
-    /// `sum by (label)` counts paths and a value no path has still reads 0.
-    Flags {
+    /// One series, always 1, whose label `key` holds what `current` reads off the path. One
+    /// series per value the label could take (1 for the path's, 0 for the others) made the
+    /// state and verdict families 8 of a path's 21 series.
+    Label {
         key: &'static str,
-        values: &'static [&'static str],
         current: fn(&PathStatus) -> &str,
     },
 }
 
-use PathSeries::{Always, Flags, Optional};
+use PathSeries::{Always, Label, Optional};
 
 /// Reads a per-map family's value off a map.
 type MapValue = fn(&MapStatus) -> Value;
@@ -178,9 +178,8 @@ const MAP_FAMILIES: &[(MetricDef, MapValue)] = &[
 const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
     (
         c::PATH_STATE,
-        Flags {
+        Label {
             key: "state",
-            values: PATH_STATES,
             current: |p| &p.state,
         },
     ),
@@ -214,13 +213,21 @@ const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
         c::PATH_SAMPLING_TIMEOUTS,
         Always(|p| Value::Int(p.sampling_timeouts)),
     ),
+    // A run in progress exists only while it runs, like a next recheck: its gauges are absent
+    // between runs rather than two zeros on every idle path.
     (
         c::PATH_SAMPLING_RUN_READS,
-        Always(|p| Value::Int(p.current_run_reads)),
+        Optional(|p| {
+            p.run_in_progress()
+                .then_some(Value::Int(p.current_run_reads))
+        }),
     ),
     (
         c::PATH_SAMPLING_RUN_ERRORS,
-        Always(|p| Value::Int(p.current_run_errors)),
+        Optional(|p| {
+            p.run_in_progress()
+                .then_some(Value::Int(p.current_run_errors))
+        }),
     ),
     (
         c::PATH_ERROR_RATE,
@@ -228,13 +235,9 @@ const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
     ),
     (
         c::PATH_LAST_VERDICT,
-        Flags {
+        Label {
             key: "verdict",
-            values: VERDICTS,
-            current: |p| match p.last_verdict.as_str() {
-                "" => "none",
-                v => v,
-            },
+            current: PathStatus::verdict,
         },
     ),
     (
@@ -279,20 +282,24 @@ fn path_family(
             def,
             labelled.filter_map(|(l, p)| Some((l, read(p)?))),
         ),
-        Flags {
-            key,
-            values,
-            current,
-        } => {
-            let series = labelled.flat_map(|([m, p, d], path)| {
-                let now = current(path);
-                values
-                    .iter()
-                    .map(move |v| ([m, p, d, (*key, *v)], Value::flag(now == *v)))
-            });
+        Label { key, current } => {
+            let series =
+                labelled.map(|([m, p, d], path)| ([m, p, d, (*key, current(path))], Value::Int(1)));
             family(encoder, def, series)
         }
     }
+}
+
+/// Per map, how many of its paths are in each state, every state listed: the counts by state,
+/// zeros included, that `marginal_path_state` (one series per path) does not give.
+fn paths_in_state(snapshot: &Snapshot) -> impl Iterator<Item = (Labels<'_, 2>, Value)> {
+    snapshot.maps.iter().flat_map(|map| {
+        PATH_STATES.iter().map(move |state| {
+            let count = map.paths.iter().filter(|p| p.state == *state).count();
+            let labels = [("map", map.name.as_str()), ("state", *state)];
+            (labels, Value::Int(count as u64))
+        })
+    })
 }
 
 impl Collector for SnapshotCollector {
@@ -326,6 +333,7 @@ impl Collector for SnapshotCollector {
         for (def, read) in MAP_FAMILIES {
             map_family(e, s, *def, *read)?;
         }
+        family(e, c::MAP_PATHS_IN_STATE, paths_in_state(s))?;
         for (def, read) in PATH_FAMILIES {
             path_family(e, s, *def, read)?;
         }
