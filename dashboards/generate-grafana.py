@@ -104,7 +104,7 @@ stat("Daemons", "marginal daemons answering scrapes.", f'count(marginal_build_in
 y[0] += 4
 
 ts("Paths by state across hosts", "How many paths each host has in each state (healthy, suspect, sampling, sampling_in_service, marginal).",
-   [(f'sum by (instance, state) (marginal_path_state{{{IM}}})', "{{instance}} {{state}}")], 0, 12, stack=True)
+   [(f'sum by (instance, state) (marginal_map_paths_in_state{{{IM}}})', "{{instance}} {{state}}")], 0, 12, stack=True)
 st = panel("state-timeline", "Path state", "State of each path over time.",
            [(f'''sum by (instance, map, path) (
     marginal_path_state{{{IMP}, state="suspect"}} * 1

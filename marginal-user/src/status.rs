@@ -90,6 +90,24 @@ pub struct PathStatus {
     pub reason: String,
 }
 
+impl PathStatus {
+    /// Whether a sampling run is under way: the engine is sampling the path, or the sampler
+    /// has counted reads of a run that has not reported yet.
+    pub fn run_in_progress(&self) -> bool {
+        self.current_run_reads > 0
+            || matches!(self.state.as_str(), "sampling" | "sampling_in_service")
+    }
+
+    /// The last finished run's verdict, "none" before the first.
+    pub fn verdict(&self) -> &str {
+        if self.last_verdict.is_empty() {
+            "none"
+        } else {
+            &self.last_verdict
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgramStatus {
     pub name: String,

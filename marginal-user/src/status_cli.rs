@@ -158,7 +158,7 @@ fn path_row(p: &PathStatus) -> Vec<String> {
         (false, false) => "no",
     };
     // The run in progress, as errors/reads so far.
-    let run = if p.current_run_reads > 0 || p.state.starts_with("sampling") {
+    let run = if p.run_in_progress() {
         format!("{}/{}", p.current_run_errors, p.current_run_reads)
     } else {
         "-".into()

@@ -67,8 +67,19 @@ fn a_marginal_verdict_on_a_flaky_device_reaches_metrics_prometheus_and_marginal_
     assert_eq!(read_direct(&flaky, 10), (9, 1));
 
     let deadline = Instant::now() + WAIT;
+    // Sample names over every scrape: the gauges of a run in progress exist only during it.
+    let mut names_seen = std::collections::BTreeSet::new();
+    let mut run_seen = false;
     let metrics = loop {
         let e = scrape(&daemon);
+        names_seen.extend(e.sample_names());
+        let bad_state = e.find("marginal_path_state", &[("path", bad)]);
+        let sampling = bad_state[0].labels["state"].starts_with("sampling");
+        if sampling {
+            let reads = e.find("marginal_path_sampling_run_reads", &[("path", bad)]);
+            assert_eq!(reads.len(), 1, "run gauges while sampling: {reads:?}");
+            run_seen = true;
+        }
         if e.find(
             "marginal_path_last_verdict",
             &[("path", bad), ("verdict", "marginal")],
@@ -88,13 +99,17 @@ fn a_marginal_verdict_on_a_flaky_device_reaches_metrics_prometheus_and_marginal_
     };
     let snapshot = status(&daemon);
 
-    // Every documented metric is there.
-    assert_eq!(
-        metrics.sample_names(),
-        exported_names(),
-        "log:\n{}",
-        daemon.log_text()
-    );
+    // Every documented metric was there, the run's gauges while it ran and not after.
+    assert!(run_seen, "no scrape saw the sampling run");
+    assert_eq!(names_seen, exported_names(), "log:\n{}", daemon.log_text());
+    for path in [bad, good] {
+        for gauge in [
+            "marginal_path_sampling_run_reads",
+            "marginal_path_sampling_run_errors",
+        ] {
+            assert!(metrics.find(gauge, &[("path", path)]).is_empty(), "{gauge}");
+        }
+    }
 
     // The values are the scenario's.
     let v = |name: &str, labels: &[(&str, &str)]| metrics.value(name, labels);
@@ -106,12 +121,13 @@ fn a_marginal_verdict_on_a_flaky_device_reaches_metrics_prometheus_and_marginal_
         ),
         1.0
     );
-    assert_eq!(
-        v(
-            "marginal_path_state",
-            &[("path", bad), ("state", "healthy")]
-        ),
-        0.0
+    assert!(
+        metrics
+            .find(
+                "marginal_path_state",
+                &[("path", bad), ("state", "healthy")]
+            )
+            .is_empty()
     );
     assert_eq!(v("marginal_path_failed_by_marginal", &bad_path), 1.0);
     assert_eq!(v("marginal_path_sampling_runs_total", &bad_path), 1.0);
@@ -157,9 +173,13 @@ fn a_marginal_verdict_on_a_flaky_device_reaches_metrics_prometheus_and_marginal_
         metrics
             .find("marginal_path_state", &[("path", bad), ("device", &device)])
             .len(),
-        5
+        1
     );
     let map = snapshot.maps[0].name.as_str();
+    for (state, paths) in [("marginal", 1.0), ("healthy", 1.0), ("sampling", 0.0)] {
+        let l = [("map", map), ("state", state)];
+        assert_eq!(v("marginal_map_paths_in_state", &l), paths, "{state}");
+    }
     assert_eq!(
         v("marginal_map_err_rate_threshold_permille", &[("map", map)]),
         50.0

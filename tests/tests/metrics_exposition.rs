@@ -11,7 +11,7 @@ use metrics_common::exposition::Exposition;
 use metrics_common::{Exporter, exported_names, snapshots};
 
 fn render(snapshot: &Snapshot) -> Exposition {
-    let text = marginal::metrics::render(snapshot);
+    let text = marginal::metrics::render(snapshot.clone());
     Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
@@ -117,6 +117,14 @@ fn values_are_the_snapshots() {
             e.value("marginal_map_active_paths", &m),
             map.active_paths as f64
         );
+        for state in PATH_STATES {
+            assert_eq!(
+                e.value("marginal_map_paths_in_state", &[m[0], ("state", state)]),
+                map.paths.iter().filter(|p| p.state == *state).count() as f64,
+                "{} {state}",
+                map.name
+            );
+        }
         assert_eq!(
             e.value("marginal_map_checking", &m),
             f64::from(u8::from(map.checking))
@@ -144,27 +152,16 @@ fn values_are_the_snapshots() {
                 ("device", p.device.as_str()),
             ];
             let v = |name: &str| e.value(name, &l);
-            for state in PATH_STATES {
-                let series = e.value("marginal_path_state", &[l[0], l[1], l[2], ("state", state)]);
-                assert_eq!(
-                    series,
-                    f64::from(u8::from(p.state == *state)),
-                    "{} {state}",
-                    p.name
-                );
-            }
-            for verdict in VERDICTS {
-                let series = e.value(
-                    "marginal_path_last_verdict",
-                    &[l[0], l[1], ("verdict", verdict)],
-                );
-                assert_eq!(
-                    series,
-                    f64::from(u8::from(p.last_verdict == *verdict)),
-                    "{} {verdict}",
-                    p.name
-                );
-            }
+            // One series each, always 1, labelled with the path's state and verdict.
+            let state = e.find("marginal_path_state", &l);
+            assert_eq!(state.len(), 1, "{}: {state:?}", p.name);
+            assert_eq!(state[0].labels["state"], p.state, "{}", p.name);
+            assert_eq!(state[0].value, 1.0, "{}", p.name);
+            let verdict = e.find("marginal_path_last_verdict", &l);
+            assert_eq!(verdict.len(), 1, "{}: {verdict:?}", p.name);
+            assert_eq!(verdict[0].labels["verdict"], p.last_verdict, "{}", p.name);
+            assert!(VERDICTS.contains(&p.last_verdict.as_str()));
+            assert_eq!(verdict[0].value, 1.0, "{}", p.name);
             assert_eq!(v("marginal_path_active"), f64::from(u8::from(p.active)));
             assert_eq!(
                 v("marginal_path_failed_by_marginal"),
@@ -242,13 +239,35 @@ fn a_path_without_a_finished_run_has_verdict_none_and_no_rate() {
         ),
         1.0
     );
-    assert_eq!(
-        e.value(
+    assert!(
+        e.find(
             "marginal_path_last_verdict",
             &[("path", "sdb"), ("verdict", "healthy")]
-        ),
-        0.0
+        )
+        .is_empty()
     );
+}
+
+#[test]
+fn run_gauges_exist_only_while_a_run_is_in_progress() {
+    let mut snapshot = snapshots::full();
+    let p = &mut snapshot.maps[0].paths[0];
+    assert_eq!(p.state, "healthy");
+    p.current_run_reads = 0;
+    p.current_run_errors = 0;
+    let e = render(&snapshot);
+    let idle = [("path", "sdb")];
+    assert!(e.find("marginal_path_sampling_run_reads", &idle).is_empty());
+    assert!(
+        e.find("marginal_path_sampling_run_errors", &idle)
+            .is_empty()
+    );
+    // sdd is sampling (out of service), sdf sampling in service.
+    for path in ["sdd", "sdf"] {
+        let l = [("path", path)];
+        assert_eq!(e.find("marginal_path_sampling_run_reads", &l).len(), 1);
+        assert_eq!(e.find("marginal_path_sampling_run_errors", &l).len(), 1);
+    }
 }
 
 #[test]

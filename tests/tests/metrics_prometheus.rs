@@ -90,8 +90,18 @@ fn prometheus_scrapes_the_exporter_and_evaluates_dashboards_and_rules() {
         q(r#"marginal_path_state{map="mpatha",path="sde",device="8:64",state="marginal"}"#),
         1.0
     );
+    assert!(
+        prom.query(r#"marginal_path_state{map="mpatha",path="sde",state!="marginal"}"#)
+            .unwrap()
+            .is_empty(),
+        "one state series per path"
+    );
     assert_eq!(
-        q(r#"marginal_path_state{map="mpatha",path="sde",state="healthy"}"#),
+        q(r#"marginal_map_paths_in_state{map="mpatha",state="marginal"}"#),
+        1.0
+    );
+    assert_eq!(
+        q(r#"marginal_map_paths_in_state{map="mpathb",state="marginal"}"#),
         0.0
     );
     assert_eq!(q(r#"marginal_path_error_rate_permille{path="sde"}"#), 410.0);

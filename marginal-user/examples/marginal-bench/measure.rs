@@ -1,8 +1,8 @@
 //! Clocks and the kernel's own accounting of CPU time and memory.
 //!
-//! CPU time comes from `/proc/<pid>/task/*/schedstat` (nanoseconds on the CPU, per thread)
-//! rather than `/proc/<pid>/stat` (10 ms ticks): an idle daemon uses a few milliseconds in
-//! 30 s, below the tick resolution.
+//! CPU time comes from the process CPU-time clock (`clock_getcpuclockid`) and, per thread,
+//! `/proc/<pid>/task/*/schedstat` (nanoseconds on the CPU) rather than `/proc/<pid>/stat`
+//! (10 ms ticks): an idle daemon uses a few milliseconds in 30 s, below the tick resolution.
 use std::fs;
 
 use anyhow::{Context, Result};
@@ -49,9 +49,15 @@ pub fn thread_cpu_ns(pid: u32) -> Result<Vec<(String, u64)>> {
     Ok(threads)
 }
 
-/// CPU nanoseconds of all live threads of `pid`.
+/// CPU nanoseconds `pid` has used, its exited threads included: the process CPU-time clock.
+/// A sum over live threads would drop, or wrap below zero, when a thread that worked in the
+/// window exits in it (tokio lets an idle blocking-pool thread go after 10 s).
 pub fn process_cpu_ns(pid: u32) -> Result<u64> {
-    Ok(thread_cpu_ns(pid)?.iter().map(|(_, ns)| ns).sum())
+    let clock = nix::time::clock_getcpuclockid(nix::unistd::Pid::from_raw(pid as i32))
+        .with_context(|| format!("CPU-time clock of process {pid}"))?;
+    let now = nix::time::clock_gettime(clock)
+        .with_context(|| format!("reading the CPU-time clock of process {pid}"))?;
+    Ok(now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64)
 }
 
 /// A `Vm*` line of `/proc/<pid>/status`, in KiB.

@@ -1,7 +1,9 @@
 //! Builds the user-facing [`Snapshot`] from the engine, the kernel maps and the daemon's totals.
+use std::collections::HashMap;
+
 use super::core::{Daemon, monotonic_now};
 use crate::{
-    engine::Verdict,
+    engine::{MapSnapshot, Verdict},
     status::{MapStatus, PathStatus, ProgramStatus, SignalStatus, Snapshot},
 };
 
@@ -20,13 +22,16 @@ impl Daemon {
             detail: signals.dm_path_kprobe.clone().err().unwrap_or_default(),
         });
 
+        // Looked up by name: a search of the list for every map was quadratic in maps.
         let engine_maps = self.engine.maps();
+        let engine_maps: HashMap<&str, &MapSnapshot> =
+            engine_maps.iter().map(|m| (m.map.as_str(), m)).collect();
         let maps = self
             .topology
             .maps
             .iter()
             .map(|map| {
-                let engine_map = engine_maps.iter().find(|m| m.map.as_str() == map.name);
+                let engine_map = engine_maps.get(map.name.as_str());
                 let params = engine_map.and_then(|m| m.params);
                 let resolved = self.config.resolve(&map.identity);
                 MapStatus {

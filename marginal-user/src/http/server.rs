@@ -73,11 +73,14 @@ pub fn router(source: impl SnapshotSource) -> Router {
         .with_state(source)
 }
 
-async fn take_snapshot(source: &Source) -> Result<Snapshot, Response> {
+/// Takes a snapshot and turns it into a response on a blocking-pool thread: both take time
+/// in proportion to the paths watched (milliseconds with thousands), which would otherwise
+/// hold up a runtime worker.
+async fn answer(source: &Source, respond: fn(Snapshot) -> Response) -> Response {
     let source = Arc::clone(source);
-    tokio::task::spawn_blocking(move || source.snapshot())
+    tokio::task::spawn_blocking(move || respond(source.snapshot()))
         .await
-        .map_err(|err| {
+        .unwrap_or_else(|err| {
             log::error!("building the status snapshot failed: {err}");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,32 +91,31 @@ async fn take_snapshot(source: &Source) -> Result<Snapshot, Response> {
 }
 
 async fn metrics_handler(State(source): State<Source>) -> Response {
-    match take_snapshot(&source).await {
-        Ok(snapshot) => (
+    answer(&source, |snapshot| {
+        (
             [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-            metrics::render(&snapshot),
+            metrics::render(snapshot),
         )
-            .into_response(),
-        Err(response) => response,
-    }
+            .into_response()
+    })
+    .await
 }
 
 async fn status_handler(State(source): State<Source>) -> Response {
-    let snapshot = match take_snapshot(&source).await {
-        Ok(snapshot) => snapshot,
-        Err(response) => return response,
-    };
-    match serde_json::to_string_pretty(&snapshot) {
-        Ok(mut body) => {
-            body.push('\n');
-            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    answer(&source, |snapshot| {
+        match serde_json::to_string_pretty(&snapshot) {
+            Ok(mut body) => {
+                body.push('\n');
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
+            Err(err) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding the status: {err}\n"),
+            )
+                .into_response(),
         }
-        Err(err) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding the status: {err}\n"),
-        )
-            .into_response(),
-    }
+    })
+    .await
 }
 
 async fn index() -> impl IntoResponse {

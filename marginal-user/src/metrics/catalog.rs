@@ -32,11 +32,13 @@ pub enum Labels {
     Build,
     /// `map`.
     Map,
+    /// `map`, `state`: one of [`crate::status::PATH_STATES`].
+    MapState,
     /// `map`, `path` (kernel name), `device` (major:minor).
     Path,
-    /// Path labels plus `state`, one of [`crate::status::PATH_STATES`].
+    /// Path labels plus `state`: the path's state, one of [`crate::status::PATH_STATES`].
     PathState,
-    /// Path labels plus `verdict`, one of [`VERDICTS`].
+    /// Path labels plus `verdict`: the path's last verdict, one of [`VERDICTS`].
     PathVerdict,
     /// `program`: the eBPF program's name.
     Program,
@@ -51,6 +53,7 @@ impl Labels {
             Labels::Actuator => &["actuator"],
             Labels::Build => &["version"],
             Labels::Map => &["map"],
+            Labels::MapState => &["map", "state"],
             Labels::Path => &["map", "path", "device"],
             Labels::PathState => &["map", "path", "device", "state"],
             Labels::PathVerdict => &["map", "path", "device", "verdict"],
@@ -59,7 +62,7 @@ impl Labels {
     }
 }
 
-/// Verdicts of a path's last finished sampling run, as `marginal_path_last_verdict` lists them.
+/// Verdicts of a path's last finished sampling run, as `marginal_path_last_verdict` names them.
 pub const VERDICTS: &[&str] = &["none", "healthy", "marginal"];
 
 /// One metric family.
@@ -183,12 +186,20 @@ pub const MAP_ERR_RECHECK_GAP_TIME: MetricDef = def(
     "Effective marginal_path_err_recheck_gap_time of the map (0 if unset).",
 );
 
+pub const MAP_PATHS_IN_STATE: MetricDef = def(
+    "marginal_map_paths_in_state",
+    Kind::Gauge,
+    None,
+    Labels::MapState,
+    "Paths of the map in each state; every state is listed, 0 included.",
+);
+
 pub const PATH_STATE: MetricDef = def(
     "marginal_path_state",
     Kind::Gauge,
     None,
     Labels::PathState,
-    "1 for the state the path is in, 0 for the others.",
+    "Always 1; its state label is the state the path is in (counts per state: marginal_map_paths_in_state).",
 );
 pub const PATH_ACTIVE: MetricDef = def(
     "marginal_path_active",
@@ -258,14 +269,14 @@ pub const PATH_SAMPLING_RUN_READS: MetricDef = def(
     Kind::Gauge,
     None,
     Labels::Path,
-    "Reads so far in the sampling run in progress (0 when none is).",
+    "Reads so far in the sampling run in progress (absent when none is).",
 );
 pub const PATH_SAMPLING_RUN_ERRORS: MetricDef = def(
     "marginal_path_sampling_run_errors",
     Kind::Gauge,
     None,
     Labels::Path,
-    "Errors so far in the sampling run in progress (0 when none is).",
+    "Errors so far in the sampling run in progress (absent when none is).",
 );
 pub const PATH_ERROR_RATE: MetricDef = def(
     "marginal_path_error_rate_permille",
@@ -279,7 +290,7 @@ pub const PATH_LAST_VERDICT: MetricDef = def(
     Kind::Gauge,
     None,
     Labels::PathVerdict,
-    "1 for the verdict of the last finished sampling run (none before the first), 0 for the others.",
+    "Always 1; its verdict label is the last finished sampling run's verdict (none before the first).",
 );
 pub const PATH_NEXT_RECHECK: MetricDef = def(
     "marginal_path_next_recheck_seconds",
@@ -331,6 +342,7 @@ pub const METRICS: &[MetricDef] = &[
     MAP_ERR_SAMPLE_TIME,
     MAP_ERR_RATE_THRESHOLD,
     MAP_ERR_RECHECK_GAP_TIME,
+    MAP_PATHS_IN_STATE,
     PATH_STATE,
     PATH_ACTIVE,
     PATH_FAILED_BY_MARGINAL,

@@ -3,33 +3,41 @@
 //! Nothing is kept between scrapes: each scrape writes the series of the maps, paths and
 //! programs the snapshot holds, so the series of a path or map that went away are simply not
 //! written again (no stale series to delete, by construction).
-use std::collections::HashMap;
+//!
+//! Nothing is built per series either: each family's series are encoded as they are read off
+//! the snapshot, with labels borrowed from it. A list of owned label sets per series, built
+//! before encoding, was most of a large scrape's CPU (allocating and freeing them) and left
+//! tens of MiB of freed heap behind it.
 use std::fmt;
+use std::iter;
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
-use super::catalog::{self as c, Kind, MetricDef, VERDICTS};
+use super::catalog::{self as c, Kind, MetricDef};
 use crate::status::{MapStatus, PATH_STATES, PathStatus, Snapshot};
 
 /// The running binary's version, for `marginal_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A prometheus-client collector over a snapshot taken for this scrape.
+/// A prometheus-client collector over the snapshot taken for this scrape (shared, not copied:
+/// a registry wants its collectors `'static`).
 #[derive(Debug)]
 pub struct SnapshotCollector {
-    snapshot: Snapshot,
+    snapshot: Arc<Snapshot>,
 }
 
 impl SnapshotCollector {
-    pub fn new(snapshot: Snapshot) -> Self {
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
         Self { snapshot }
     }
 }
 
-type LabelSet = Vec<(&'static str, String)>;
+/// One series' labels, borrowed from the snapshot, in the order the catalog names them.
+type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
 
 #[derive(Clone, Copy, Debug)]
 enum Value {
@@ -37,83 +45,69 @@ enum Value {
     Float(f64),
 }
 
-/// The series of one family, collected before any of it is written so that a family without
-/// series (no maps yet, no finished run) is left out entirely.
-struct Family {
-    def: MetricDef,
-    series: Vec<(LabelSet, Value)>,
+impl Value {
+    fn flag(on: bool) -> Self {
+        Value::Int(u64::from(on))
+    }
 }
 
-impl Family {
-    fn new(def: MetricDef) -> Self {
-        Self {
-            def,
-            series: Vec::new(),
-        }
+/// Writes family `def` with `series`; a family without series (no maps yet, no finished run)
+/// is left out entirely.
+fn family<'a, const N: usize>(
+    encoder: &mut DescriptorEncoder,
+    def: MetricDef,
+    series: impl Iterator<Item = (Labels<'a, N>, Value)>,
+) -> fmt::Result {
+    let mut series = series.peekable();
+    if series.peek().is_none() {
+        return Ok(());
     }
-
-    fn push(&mut self, labels: LabelSet, value: Value) {
-        debug_assert_eq!(
-            labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            self.def.labels.names(),
+    let (name, unit, metric_type) = descriptor(def);
+    let mut metric = encoder.encode_descriptor(name, def.help, unit.as_ref(), metric_type)?;
+    for (labels, value) in series {
+        debug_assert!(
+            labels
+                .iter()
+                .map(|(k, _)| *k)
+                .eq(def.labels.names().iter().copied()),
             "labels of {}",
-            self.def.family
+            def.family
         );
-        self.series.push((labels, value));
-    }
-
-    fn int(&mut self, labels: LabelSet, value: u64) {
-        self.push(labels, Value::Int(value));
-    }
-
-    fn float(&mut self, labels: LabelSet, value: f64) {
-        self.push(labels, Value::Float(value));
-    }
-
-    fn flag(&mut self, labels: LabelSet, on: bool) {
-        self.int(labels, u64::from(on));
-    }
-
-    fn encode(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
-        if self.series.is_empty() {
-            return Ok(());
+        if def.kind == Kind::Info {
+            // An info's labels are its value; it is always 1.
+            metric.encode_info(&labels)?;
+        } else if N == 0 {
+            // An empty family label set would be written as `name{}`.
+            encode_value(&mut metric, def.kind, value)?;
+        } else {
+            encode_value(&mut metric.encode_family(&labels)?, def.kind, value)?;
         }
-        let def = &self.def;
-        // prometheus-client appends the unit to the name it is given; the catalog spells
-        // family names out in full, so hand it the name without its unit suffix.
-        let unit = def.unit.map(|u| match u {
-            "seconds" => Unit::Seconds,
-            other => Unit::Other(other.to_string()),
-        });
-        let name = match def.unit {
-            Some(u) => def
-                .family
-                .strip_suffix(u)
-                .and_then(|n| n.strip_suffix('_'))
-                .expect("family names end with their unit"),
-            None => def.family,
-        };
-        let metric_type = match def.kind {
-            Kind::Counter => MetricType::Counter,
-            Kind::Gauge => MetricType::Gauge,
-            Kind::Info => MetricType::Info,
-        };
-        let mut metric = encoder.encode_descriptor(name, def.help, unit.as_ref(), metric_type)?;
-        for (labels, value) in &self.series {
-            if def.kind == Kind::Info {
-                // An info's labels are its value; it is always 1.
-                metric.encode_info(labels)?;
-                continue;
-            }
-            if labels.is_empty() {
-                // An empty family label set would be written as `name{}`.
-                encode_value(&mut metric, def.kind, *value)?;
-            } else {
-                encode_value(&mut metric.encode_family(labels)?, def.kind, *value)?;
-            }
-        }
-        Ok(())
     }
+    Ok(())
+}
+
+/// What `# HELP`, `# TYPE` and `# UNIT` of `def` say: the name without its unit (which
+/// prometheus-client appends itself; the catalog spells family names out in full), the unit
+/// and the type.
+fn descriptor(def: MetricDef) -> (&'static str, Option<Unit>, MetricType) {
+    let unit = def.unit.map(|u| match u {
+        "seconds" => Unit::Seconds,
+        other => Unit::Other(other.to_string()),
+    });
+    let name = match def.unit {
+        Some(u) => def
+            .family
+            .strip_suffix(u)
+            .and_then(|n| n.strip_suffix('_'))
+            .expect("family names end with their unit"),
+        None => def.family,
+    };
+    let metric_type = match def.kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Info => MetricType::Info,
+    };
+    (name, unit, metric_type)
 }
 
 fn encode_value(series: &mut MetricEncoder, kind: Kind, value: Value) -> fmt::Result {
@@ -125,139 +119,232 @@ fn encode_value(series: &mut MetricEncoder, kind: Kind, value: Value) -> fmt::Re
     }
 }
 
-fn with(mut labels: LabelSet, key: &'static str, value: &str) -> LabelSet {
-    labels.push((key, value.to_string()));
-    labels
+/// Every path with its map, in snapshot order.
+fn paths(snapshot: &Snapshot) -> impl Iterator<Item = (&MapStatus, &PathStatus)> {
+    snapshot
+        .maps
+        .iter()
+        .flat_map(|map| map.paths.iter().map(move |path| (map, path)))
 }
 
-/// The families of one scrape, in catalog order, found by their definition.
-struct Families {
-    list: Vec<Family>,
-    index: HashMap<&'static str, usize>,
+fn path_labels<'a>(map: &'a MapStatus, path: &'a PathStatus) -> Labels<'a, 3> {
+    [
+        ("map", map.name.as_str()),
+        ("path", path.name.as_str()),
+        ("device", path.device.as_str()),
+    ]
 }
 
-impl Families {
-    fn new() -> Self {
-        let list: Vec<Family> = c::METRICS.iter().copied().map(Family::new).collect();
-        let index = list
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.def.family, i))
-            .collect();
-        Self { list, index }
-    }
-
-    fn get(&mut self, def: MetricDef) -> &mut Family {
-        let i = *self
-            .index
-            .get(def.family)
-            .expect("every family is in the catalog");
-        &mut self.list[i]
-    }
+/// How a per-path family's series are read off a path.
+enum PathSeries {
+    /// One series with this value.
+    Always(fn(&PathStatus) -> Value),
+    /// One series with this value, or none if the path has none.
+    Optional(fn(&PathStatus) -> Option<Value>),
+    /// One series, always 1, whose label `key` holds what `current` reads off the path. One
+    /// series per value the label could take (1 for the path's, 0 for the others) made the
+    /// state and verdict families 8 of a path's 21 series.
+    Label {
+        key: &'static str,
+        current: fn(&PathStatus) -> &str,
+    },
 }
 
-/// All families of `snapshot`, in catalog order.
-fn families(snapshot: &Snapshot) -> Families {
-    let mut f = Families::new();
-    f.get(c::BUILD)
-        .int(vec![("version", VERSION.to_string())], 1);
-    f.get(c::UPTIME).float(vec![], snapshot.uptime_seconds);
-    for signal in &snapshot.signals {
-        f.get(c::SIGNAL_LIVE)
-            .flag(vec![("signal", signal.name.clone())], signal.live);
-    }
-    if !snapshot.actuator.is_empty() {
-        f.get(c::ACTUATOR)
-            .int(vec![("actuator", snapshot.actuator.clone())], 1);
-    }
-    for map in &snapshot.maps {
-        map_families(&mut f, map);
-        for path in &map.paths {
-            path_families(&mut f, map, path);
+use PathSeries::{Always, Label, Optional};
+
+/// Reads a per-map family's value off a map.
+type MapValue = fn(&MapStatus) -> Value;
+
+/// The per-map families, in catalog order.
+const MAP_FAMILIES: &[(MetricDef, MapValue)] = &[
+    (c::MAP_PATHS, |m| Value::Int(m.paths.len() as u64)),
+    (c::MAP_ACTIVE_PATHS, |m| Value::Int(m.active_paths.into())),
+    (c::MAP_CHECKING, |m| Value::flag(m.checking)),
+    (c::MAP_DOUBLE_FAILED_TIME, |m| {
+        Value::Int(m.double_failed_time_seconds)
+    }),
+    (c::MAP_ERR_SAMPLE_TIME, |m| {
+        Value::Int(m.err_sample_time_seconds)
+    }),
+    (c::MAP_ERR_RATE_THRESHOLD, |m| {
+        Value::Int(m.err_rate_threshold_permille.into())
+    }),
+    (c::MAP_ERR_RECHECK_GAP_TIME, |m| {
+        Value::Int(m.err_recheck_gap_time_seconds)
+    }),
+];
+
+/// The per-path families, in catalog order.
+const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
+    (
+        c::PATH_STATE,
+        Label {
+            key: "state",
+            current: |p| &p.state,
+        },
+    ),
+    (c::PATH_ACTIVE, Always(|p| Value::flag(p.active))),
+    (
+        c::PATH_FAILED_BY_MARGINAL,
+        Always(|p| Value::flag(p.failed_by_marginal)),
+    ),
+    (c::PATH_FAILURES, Always(|p| Value::Int(p.kernel_failures))),
+    (
+        c::PATH_IO_ERRORS,
+        Always(|p| Value::Int(p.kernel_io_errors)),
+    ),
+    (
+        c::PATH_DOUBLE_FAILURES,
+        Always(|p| Value::Int(p.kernel_double_failures)),
+    ),
+    (
+        c::PATH_SAMPLING_RUNS,
+        Always(|p| Value::Int(p.sampling_runs)),
+    ),
+    (
+        c::PATH_SAMPLING_READS,
+        Always(|p| Value::Int(p.sampling_reads)),
+    ),
+    (
+        c::PATH_SAMPLING_ERRORS,
+        Always(|p| Value::Int(p.sampling_errors)),
+    ),
+    (
+        c::PATH_SAMPLING_TIMEOUTS,
+        Always(|p| Value::Int(p.sampling_timeouts)),
+    ),
+    // A run in progress exists only while it runs, like a next recheck: its gauges are absent
+    // between runs rather than two zeros on every idle path.
+    (
+        c::PATH_SAMPLING_RUN_READS,
+        Optional(|p| {
+            p.run_in_progress()
+                .then_some(Value::Int(p.current_run_reads))
+        }),
+    ),
+    (
+        c::PATH_SAMPLING_RUN_ERRORS,
+        Optional(|p| {
+            p.run_in_progress()
+                .then_some(Value::Int(p.current_run_errors))
+        }),
+    ),
+    (
+        c::PATH_ERROR_RATE,
+        Optional(|p| p.last_rate_permille.map(|r| Value::Int(r.into()))),
+    ),
+    (
+        c::PATH_LAST_VERDICT,
+        Label {
+            key: "verdict",
+            current: PathStatus::verdict,
+        },
+    ),
+    (
+        c::PATH_NEXT_RECHECK,
+        // Overdue is "due now", not a negative countdown.
+        Optional(|p| p.next_recheck_seconds.map(|s| Value::Float(s.max(0.0)))),
+    ),
+    (
+        c::PATH_FAILED_BY_DAEMON,
+        Always(|p| Value::Int(p.failed_by_daemon_total)),
+    ),
+    (
+        c::PATH_RETURNED_BY_DAEMON,
+        Always(|p| Value::Int(p.returned_by_daemon_total)),
+    ),
+];
+
+fn map_family(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+    def: MetricDef,
+    read: MapValue,
+) -> fmt::Result {
+    let series = snapshot
+        .maps
+        .iter()
+        .map(|map| ([("map", map.name.as_str())], read(map)));
+    family(encoder, def, series)
+}
+
+fn path_family(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &Snapshot,
+    def: MetricDef,
+    read: &PathSeries,
+) -> fmt::Result {
+    let labelled = paths(snapshot).map(|(map, path)| (path_labels(map, path), path));
+    match read {
+        Always(read) => family(encoder, def, labelled.map(|(l, p)| (l, read(p)))),
+        Optional(read) => family(
+            encoder,
+            def,
+            labelled.filter_map(|(l, p)| Some((l, read(p)?))),
+        ),
+        Label { key, current } => {
+            let series =
+                labelled.map(|([m, p, d], path)| ([m, p, d, (*key, current(path))], Value::Int(1)));
+            family(encoder, def, series)
         }
     }
-    for program in &snapshot.programs {
-        let l = || vec![("program", program.name.clone())];
-        f.get(c::EBPF_PROGRAM_RUNS).int(l(), program.run_count);
-        f.get(c::EBPF_PROGRAM_RUN_TIME)
-            .float(l(), program.run_time_ns as f64 / 1e9);
-    }
-    f
 }
 
-fn map_families(f: &mut Families, map: &MapStatus) {
-    let l = || vec![("map", map.name.clone())];
-    f.get(c::MAP_PATHS).int(l(), map.paths.len() as u64);
-    f.get(c::MAP_ACTIVE_PATHS).int(l(), map.active_paths.into());
-    f.get(c::MAP_CHECKING).flag(l(), map.checking);
-    f.get(c::MAP_DOUBLE_FAILED_TIME)
-        .int(l(), map.double_failed_time_seconds);
-    f.get(c::MAP_ERR_SAMPLE_TIME)
-        .int(l(), map.err_sample_time_seconds);
-    f.get(c::MAP_ERR_RATE_THRESHOLD)
-        .int(l(), map.err_rate_threshold_permille.into());
-    f.get(c::MAP_ERR_RECHECK_GAP_TIME)
-        .int(l(), map.err_recheck_gap_time_seconds);
-}
-
-fn path_families(f: &mut Families, map: &MapStatus, path: &PathStatus) {
-    let l = || -> LabelSet {
-        vec![
-            ("map", map.name.clone()),
-            ("path", path.name.clone()),
-            ("device", path.device.clone()),
-        ]
-    };
-    // One series per state, so that `sum by (state)` counts paths and a state no path is in
-    // still reads 0 instead of vanishing.
-    for s in PATH_STATES {
-        f.get(c::PATH_STATE)
-            .flag(with(l(), "state", s), path.state == *s);
-    }
-    f.get(c::PATH_ACTIVE).flag(l(), path.active);
-    f.get(c::PATH_FAILED_BY_MARGINAL)
-        .flag(l(), path.failed_by_marginal);
-    f.get(c::PATH_FAILURES).int(l(), path.kernel_failures);
-    f.get(c::PATH_IO_ERRORS).int(l(), path.kernel_io_errors);
-    f.get(c::PATH_DOUBLE_FAILURES)
-        .int(l(), path.kernel_double_failures);
-    f.get(c::PATH_SAMPLING_RUNS).int(l(), path.sampling_runs);
-    f.get(c::PATH_SAMPLING_READS).int(l(), path.sampling_reads);
-    f.get(c::PATH_SAMPLING_ERRORS)
-        .int(l(), path.sampling_errors);
-    f.get(c::PATH_SAMPLING_TIMEOUTS)
-        .int(l(), path.sampling_timeouts);
-    f.get(c::PATH_SAMPLING_RUN_READS)
-        .int(l(), path.current_run_reads);
-    f.get(c::PATH_SAMPLING_RUN_ERRORS)
-        .int(l(), path.current_run_errors);
-    if let Some(permille) = path.last_rate_permille {
-        f.get(c::PATH_ERROR_RATE).int(l(), permille.into());
-    }
-    let last = if path.last_verdict.is_empty() {
-        "none"
-    } else {
-        path.last_verdict.as_str()
-    };
-    for v in VERDICTS {
-        f.get(c::PATH_LAST_VERDICT)
-            .flag(with(l(), "verdict", v), last == *v);
-    }
-    if let Some(secs) = path.next_recheck_seconds {
-        // Overdue is "due now", not a negative countdown.
-        f.get(c::PATH_NEXT_RECHECK).float(l(), secs.max(0.0));
-    }
-    f.get(c::PATH_FAILED_BY_DAEMON)
-        .int(l(), path.failed_by_daemon_total);
-    f.get(c::PATH_RETURNED_BY_DAEMON)
-        .int(l(), path.returned_by_daemon_total);
+/// Per map, how many of its paths are in each state, every state listed: the counts by state,
+/// zeros included, that `marginal_path_state` (one series per path) does not give.
+fn paths_in_state(snapshot: &Snapshot) -> impl Iterator<Item = (Labels<'_, 2>, Value)> {
+    snapshot.maps.iter().flat_map(|map| {
+        PATH_STATES.iter().map(move |state| {
+            let count = map.paths.iter().filter(|p| p.state == *state).count();
+            let labels = [("map", map.name.as_str()), ("state", *state)];
+            (labels, Value::Int(count as u64))
+        })
+    })
 }
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        for family in &families(&self.snapshot).list {
-            family.encode(&mut encoder)?;
+        let s = &*self.snapshot;
+        let e = &mut encoder;
+        // In catalog order, which the exposition tests check.
+        family(
+            e,
+            c::BUILD,
+            iter::once(([("version", VERSION)], Value::Int(1))),
+        )?;
+        family(
+            e,
+            c::UPTIME,
+            iter::once(([], Value::Float(s.uptime_seconds))),
+        )?;
+        let signals = s.signals.iter();
+        let live = |sig: &'_ crate::status::SignalStatus| Value::flag(sig.live);
+        family(
+            e,
+            c::SIGNAL_LIVE,
+            signals.map(|sig| ([("signal", sig.name.as_str())], live(sig))),
+        )?;
+        let actuator = (!s.actuator.is_empty()).then_some([("actuator", s.actuator.as_str())]);
+        family(
+            e,
+            c::ACTUATOR,
+            actuator.into_iter().map(|l| (l, Value::Int(1))),
+        )?;
+        for (def, read) in MAP_FAMILIES {
+            map_family(e, s, *def, *read)?;
         }
-        Ok(())
+        family(e, c::MAP_PATHS_IN_STATE, paths_in_state(s))?;
+        for (def, read) in PATH_FAMILIES {
+            path_family(e, s, *def, read)?;
+        }
+        let programs = || {
+            s.programs
+                .iter()
+                .map(|p| ([("program", p.name.as_str())], p))
+        };
+        let runs = programs().map(|(l, p)| (l, Value::Int(p.run_count)));
+        family(e, c::EBPF_PROGRAM_RUNS, runs)?;
+        let time = programs().map(|(l, p)| (l, Value::Float(p.run_time_ns as f64 / 1e9)));
+        family(e, c::EBPF_PROGRAM_RUN_TIME, time)
     }
 }

@@ -12,6 +12,8 @@
 pub mod catalog;
 pub mod collector;
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::text;
 use prometheus_client::registry::Registry;
 
@@ -23,12 +25,13 @@ use crate::status::Snapshot;
 /// Content type of [`render`]'s output (OpenMetrics 1.0; Prometheus asks for it first).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The complete exposition of one snapshot, `# EOF` included.
-pub fn render(snapshot: &Snapshot) -> String {
+/// The complete exposition of one snapshot, `# EOF` included. The snapshot is moved (or
+/// shared) into the collector, not copied.
+pub fn render(snapshot: impl Into<Arc<Snapshot>>) -> String {
+    let mut out = String::new();
     // A registry per scrape is cheap and keeps the collector free of shared mutable state.
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(SnapshotCollector::new(snapshot.clone())));
-    let mut out = String::new();
+    registry.register_collector(Box::new(SnapshotCollector::new(snapshot.into())));
     text::encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
 }

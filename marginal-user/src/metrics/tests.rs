@@ -38,7 +38,7 @@ fn snapshot() -> Snapshot {
 
 #[test]
 fn counters_gauges_infos_and_units_are_encoded() {
-    let out = render(&snapshot());
+    let out = render(snapshot());
     for line in [
         "# TYPE marginal_build info",
         &format!("marginal_build_info{{version=\"{VERSION}\"}} 1"),
@@ -48,7 +48,9 @@ fn counters_gauges_infos_and_units_are_encoded() {
         "# TYPE marginal_path_failures counter",
         r#"marginal_path_failures_total{map="mpath\"a",path="sdb",device="8:16"} 3"#,
         r#"marginal_path_state{map="mpath\"a",path="sdb",device="8:16",state="marginal"} 1"#,
-        r#"marginal_path_state{map="mpath\"a",path="sdb",device="8:16",state="healthy"} 0"#,
+        r#"marginal_path_last_verdict{map="mpath\"a",path="sdb",device="8:16",verdict="marginal"} 1"#,
+        r#"marginal_map_paths_in_state{map="mpath\"a",state="marginal"} 1"#,
+        r#"marginal_map_paths_in_state{map="mpath\"a",state="healthy"} 0"#,
         r#"marginal_path_error_rate_permille{map="mpath\"a",path="sdb",device="8:16"} 250"#,
         "# UNIT marginal_path_error_rate_permille permille",
         r#"marginal_path_next_recheck_seconds{map="mpath\"a",path="sdb",device="8:16"} 0.0"#,
@@ -61,8 +63,33 @@ fn counters_gauges_infos_and_units_are_encoded() {
 }
 
 #[test]
+fn a_path_has_one_state_and_one_verdict_series_and_run_gauges_only_while_sampling() {
+    let mut snapshot = snapshot();
+    let out = render(snapshot.clone());
+    for family in ["marginal_path_state{", "marginal_path_last_verdict{"] {
+        let series = out.lines().filter(|l| l.starts_with(family)).count();
+        assert_eq!(series, 1, "{family} in\n{out}");
+    }
+    assert!(!out.contains("marginal_path_sampling_run_"), "{out}");
+
+    let path = &mut snapshot.maps[0].paths[0];
+    path.state = "sampling".into();
+    path.current_run_reads = 40;
+    path.current_run_errors = 3;
+    let out = render(snapshot);
+    for line in [
+        r#"marginal_path_sampling_run_reads{map="mpath\"a",path="sdb",device="8:16"} 40"#,
+        r#"marginal_path_sampling_run_errors{map="mpath\"a",path="sdb",device="8:16"} 3"#,
+        r#"marginal_map_paths_in_state{map="mpath\"a",state="sampling"} 1"#,
+        r#"marginal_map_paths_in_state{map="mpath\"a",state="marginal"} 0"#,
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    }
+}
+
+#[test]
 fn families_without_series_are_left_out() {
-    let out = render(&Snapshot::default());
+    let out = render(Snapshot::default());
     assert!(out.contains("marginal_build_info"));
     assert!(!out.contains("marginal_path_"), "{out}");
     assert!(!out.contains("marginal_actuator"), "{out}");
