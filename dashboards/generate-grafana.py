@@ -158,12 +158,14 @@ ts("Active paths per map", "Paths dm-mpath has active in each map, and the map's
    0, 12, overrides=[{"matcher": {"id": "byFrameRefID", "options": "B"},
                       "properties": [{"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
                                      {"id": "custom.fillOpacity", "value": 0}]}])
-table("Paths now", "Every path with its state, whether it is active, and whether marginal holds it out.",
+table("Paths now", "Every path with its state, whether it is active, whether marginal holds it out, its last sampled rate, and how fast marginal took it out the last time (second failure to out of service).",
       [target(f'marginal_path_state{{{IMP}}} == 1', instant=True, fmt="table"),
        target(f'marginal_path_active{{{IMP}}}', instant=True, fmt="table"),
        target(f'marginal_path_failed_by_marginal{{{IMP}}}', instant=True, fmt="table"),
-       target(f'marginal_path_error_rate_permille{{{IMP}}}', instant=True, fmt="table")],
-      12, 12, 8, {"Value #A": "in state", "Value #B": "active", "Value #C": "held out", "Value #D": "last rate ‰"},
+       target(f'marginal_path_error_rate_permille{{{IMP}}}', instant=True, fmt="table"),
+       target(f'marginal_path_last_reaction_seconds{{{IMP}}}', instant=True, fmt="table")],
+      12, 12, 8, {"Value #A": "in state", "Value #B": "active", "Value #C": "held out", "Value #D": "last rate ‰",
+                  "Value #E": "last reaction (s)"},
       hide=("Time", "__name__", "job", "Value #A"), merge=True)
 y[0] += 8
 

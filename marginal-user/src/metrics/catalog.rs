@@ -313,6 +313,14 @@ pub const PATH_RETURNED_BY_DAEMON: MetricDef = def(
     Labels::Path,
     "Times marginal returned the path to service.",
 );
+pub const PATH_LAST_REACTION: MetricDef = def(
+    "marginal_path_last_reaction_seconds",
+    Kind::Gauge,
+    SECONDS,
+    Labels::Path,
+    "The last time marginal failed the path on a double failure: seconds from the kernel's \
+     timestamp of the second failure to the path being out of service (absent before that).",
+);
 
 pub const EBPF_PROGRAM_RUNS: MetricDef = def(
     "marginal_ebpf_program_runs",
@@ -360,6 +368,7 @@ pub const METRICS: &[MetricDef] = &[
     PATH_NEXT_RECHECK,
     PATH_FAILED_BY_DAEMON,
     PATH_RETURNED_BY_DAEMON,
+    PATH_LAST_REACTION,
     EBPF_PROGRAM_RUNS,
     EBPF_PROGRAM_RUN_TIME,
 ];

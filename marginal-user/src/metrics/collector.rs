@@ -253,6 +253,10 @@ const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
         c::PATH_RETURNED_BY_DAEMON,
         Always(|p| Value::Int(p.returned_by_daemon_total)),
     ),
+    (
+        c::PATH_LAST_REACTION,
+        Optional(|p| p.last_reaction_seconds.map(Value::Float)),
+    ),
 ];
 
 fn map_family(

@@ -24,6 +24,7 @@ fn snapshot() -> Snapshot {
                 last_rate_permille: Some(250),
                 last_verdict: "marginal".into(),
                 next_recheck_seconds: Some(-1.0),
+                last_reaction_seconds: Some(0.0025),
                 ..Default::default()
             }],
             ..Default::default()
@@ -54,6 +55,7 @@ fn counters_gauges_infos_and_units_are_encoded() {
         r#"marginal_path_error_rate_permille{map="mpath\"a",path="sdb",device="8:16"} 250"#,
         "# UNIT marginal_path_error_rate_permille permille",
         r#"marginal_path_next_recheck_seconds{map="mpath\"a",path="sdb",device="8:16"} 0.0"#,
+        r#"marginal_path_last_reaction_seconds{map="mpath\"a",path="sdb",device="8:16"} 0.0025"#,
         r#"marginal_ebpf_program_run_seconds_total{program="rq_error"} 1.5"#,
         r#"marginal_actuator_info{actuator="observe"} 1"#,
     ] {

@@ -29,6 +29,8 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
         next_recheck_seconds: (state == "marginal").then_some(seed as f64 + 11.5),
         failed_by_daemon_total: seed + 12,
         returned_by_daemon_total: seed + 13,
+        // A power-of-two fraction: exact in JSON both ways.
+        last_reaction_seconds: (state != "healthy").then_some(seed as f64 / 1024.0),
         reason: format!("reason of {name}"),
     }
 }
