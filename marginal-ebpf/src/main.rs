@@ -114,6 +114,12 @@ pub fn block_rq_failed_tracefs_layout(ctx: TracePointContext) -> u32 {
 /// A failed request on the watched path `dev`: count it and group it into failure episodes.
 #[inline(always)]
 fn io_error(dev: u32, record: &mut PathRecord) {
+    // The largest single part of a watched error's cost in `marginal-bench ebpf-cost`, and
+    // it must stay: episode boundaries need each error's precise time. The cheap clocks
+    // (bpf_jiffies64, bpf_ktime_get_coarse_ns) lag by a tick or more (4 ms at HZ=250; more
+    // when the tick was stopped or the vCPU preempted), which would move boundaries for the
+    // short episode gaps the daemon accepts. Taking the time before the lookup does not hide
+    // it behind the lookup's cache misses either (tried), and unwatched devices would pay it.
     let now = unsafe { bpf_ktime_get_ns() };
     count(&mut record.io_errors);
     let last_error = record.last_error_ns;
