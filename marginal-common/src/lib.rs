@@ -9,13 +9,17 @@
 pub const WATCHED_MAP: &str = "WATCHED";
 /// Name of the ring buffer carrying [`PathEvent`]s to user space.
 pub const EVENTS_MAP: &str = "EVENTS";
-/// Name of the one-entry array holding the [`TracepointLayout`] read from tracefs at load time.
+/// Name of the one-entry array holding the [`TracepointLayout`] read from tracefs at load time
+/// (used only by [`BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM`]).
 pub const LAYOUT_MAP: &str = "LAYOUT";
 /// Name of the map counting dm-mpath's own path transitions for every path (key: kernel `dev_t`).
 pub const DM_TRANSITIONS_MAP: &str = "DM_TRANSITIONS";
 
-/// Program names inside the eBPF object.
+/// Program names inside the eBPF object. The block error program comes in two variants, of
+/// which user space loads one: [`BLOCK_ERROR_PROGRAM`] when the tracepoint's record matches
+/// [`COMPILED_IN_LAYOUT`], [`BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM`] otherwise.
 pub const BLOCK_ERROR_PROGRAM: &str = "block_rq_failed";
+pub const BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM: &str = "block_rq_failed_tracefs_layout";
 pub const DM_PATH_UEVENT_PROGRAM: &str = "dm_path_uevent";
 
 /// Most paths one daemon watches; sized for large SAN hosts (see BENCHMARKS.md).
@@ -42,7 +46,8 @@ pub const fn kernel_dev_split(dev: u32) -> (u32, u32) {
 
 /// Where the fields the error program needs sit in the block tracepoint's record. Read from
 /// `/sys/kernel/tracing/events/block/<name>/format` at load time: the offsets moved between
-/// kernel versions, so they are never compiled in.
+/// kernel versions, so the program only relies on compiled-in ones ([`COMPILED_IN_LAYOUT`])
+/// after user space has checked that this kernel has them.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TracepointLayout {
@@ -51,6 +56,17 @@ pub struct TracepointLayout {
     /// Offset of `int error`.
     pub error_offset: u32,
 }
+
+/// The layout of `block:block_rq_error` and `block:block_rq_complete` (one event class) in the
+/// kernel sources since block_rq_error exists (5.18) and in the kernels marginal is tested on
+/// (6.1, 6.12, 6.18): `dev` at 8, `error` at 28 (the `ioprio` field added later came after
+/// them). Compiled into the fast variant of the error program, which user space loads only
+/// when tracefs reports this layout; any other layout gets the variant that reads the offsets
+/// from [`LAYOUT_MAP`].
+pub const COMPILED_IN_LAYOUT: TracepointLayout = TracepointLayout {
+    dev_offset: 8,
+    error_offset: 28,
+};
 
 /// Per-path settings written by user space when it starts watching a path.
 #[repr(C)]

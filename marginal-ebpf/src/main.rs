@@ -8,21 +8,25 @@
 //!   PATH_REINSTATED transition, counted per path and sent to user space; on watched paths a
 //!   PATH_FAILED is a failure in the same window logic (the best signal there is).
 //!
-//! Field offsets of the tracepoint record come from user space (`LAYOUT`), read from tracefs.
+//! `block_rq_failed` reads the tracepoint record at compiled-in offsets; user space loads it
+//! only on kernels whose record has them (all current ones), and loads
+//! `block_rq_failed_tracefs_layout`, which takes the offsets read from tracefs from `LAYOUT`,
+//! anywhere else.
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
 use aya_ebpf::{
+    EbpfContext,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
     macros::{kprobe, map, tracepoint},
     maps::{Array, HashMap, LruHashMap, RingBuf},
     programs::{ProbeContext, TracePointContext},
 };
 use marginal_common::{
-    DmTransitions, EVENTS_RING_BYTES, EventKind, FailureSource, MAX_WATCHED_PATHS, PathEvent,
-    PathRecord, TracepointLayout, kernel_dev,
+    COMPILED_IN_LAYOUT, DmTransitions, EVENTS_RING_BYTES, EventKind, FailureSource,
+    MAX_WATCHED_PATHS, PathEvent, PathRecord, TracepointLayout, kernel_dev,
 };
 
 #[map(name = "WATCHED")]
@@ -49,8 +53,45 @@ fn count(counter: &mut u64) {
     };
 }
 
+/// The error program for kernels whose record has `dev` and `error` where
+/// [`COMPILED_IN_LAYOUT`] says: the fields are direct loads from the record at constant
+/// offsets, which the verifier allows (at an offset from a map, even a read-only one, it
+/// refuses them), instead of a map lookup and helper calls. User space loads this one or
+/// [`block_rq_failed_tracefs_layout`], never both.
 #[tracepoint]
 pub fn block_rq_failed(ctx: TracePointContext) -> u32 {
+    // Error first: on block_rq_complete most requests succeed, and this load is nearly free.
+    let error: i32 = unsafe { record_field(&ctx, COMPILED_IN_LAYOUT.error_offset) };
+    if error == 0 {
+        return 0;
+    }
+    let dev: u32 = unsafe { record_field(&ctx, COMPILED_IN_LAYOUT.dev_offset) };
+    if let Some(record) = WATCHED.get_ptr_mut(&dev) {
+        io_error(dev, unsafe { &mut *record });
+    }
+    0
+}
+
+/// A field of the tracepoint's record, loaded directly from the context.
+///
+/// # Safety
+/// `offset` must be a compile-time constant inside the record, aligned for `T`: the verifier
+/// rejects a context load at any offset it cannot see as a constant.
+#[inline(always)]
+unsafe fn record_field<T: Copy>(ctx: &TracePointContext, offset: u32) -> T {
+    unsafe {
+        ctx.as_ptr()
+            .cast::<u8>()
+            .add(offset as usize)
+            .cast::<T>()
+            .read()
+    }
+}
+
+/// The error program for any other layout, with the offsets user space read from tracefs
+/// (`LAYOUT`): each field costs a map lookup and a `bpf_probe_read_kernel` call.
+#[tracepoint]
+pub fn block_rq_failed_tracefs_layout(ctx: TracePointContext) -> u32 {
     let Some(layout) = LAYOUT.get(0) else {
         return 0;
     };
@@ -64,23 +105,33 @@ pub fn block_rq_failed(ctx: TracePointContext) -> u32 {
     let Ok(error) = (unsafe { ctx.read_at::<i32>(layout.error_offset as usize) }) else {
         return 0;
     };
-    if error == 0 {
-        return 0;
+    if error != 0 {
+        io_error(dev, unsafe { &mut *record });
     }
-    let record = unsafe { &mut *record };
+    0
+}
+
+/// A failed request on the watched path `dev`: count it and group it into failure episodes.
+#[inline(always)]
+fn io_error(dev: u32, record: &mut PathRecord) {
+    // The largest single part of a watched error's cost in `marginal-bench ebpf-cost`, and
+    // it must stay: episode boundaries need each error's precise time. The cheap clocks
+    // (bpf_jiffies64, bpf_ktime_get_coarse_ns) lag by a tick or more (4 ms at HZ=250; more
+    // when the tick was stopped or the vCPU preempted), which would move boundaries for the
+    // short episode gaps the daemon accepts. Taking the time before the lookup does not hide
+    // it behind the lookup's cache misses either (tried), and unwatched devices would pay it.
     let now = unsafe { bpf_ktime_get_ns() };
     count(&mut record.io_errors);
     let last_error = record.last_error_ns;
     record.last_error_ns = now;
     let gap = record.settings.episode_gap_ns;
     if within(last_error, now, gap) {
-        return 0; // same episode: one failure however many errors it holds
+        return; // same episode: one failure however many errors it holds
     }
     if within(record.last_failure_ns, now, gap) {
-        return 0; // dm-mpath already reported this failure (the kprobe can fire first)
+        return; // dm-mpath already reported this failure (the kprobe can fire first)
     }
     path_failed(dev, record, now, FailureSource::BlockError);
-    0
 }
 
 /// Whether `then` (0 = never) is less than `gap` before `now`.

@@ -1,17 +1,24 @@
 //! The eBPF programs on the real kernel: failures injected into real flaky loop devices are
 //! counted exactly, grouped into episodes, and a double failure reaches user space through the
-//! ring buffer. Needs root (eBPF, loop devices, FUSE).
+//! ring buffer. Needs root (eBPF, loop devices, FUSE). Each scenario runs against both
+//! variants of the block error program: this kernel gets the one with the record offsets
+//! compiled in, kernels with another layout get the one that reads them from tracefs.
 use std::time::Duration;
 
-use marginal::kernel::{EventStream, KernelEvent, KernelProbes};
-use marginal_common::{FailureSource, PathRecord, WatchSettings};
+use marginal::kernel::{BlockErrorProgram, EventStream, KernelEvent, KernelProbes};
+use marginal_common::{
+    BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM, FailureSource, PathRecord,
+    WatchSettings,
+};
 use marginal_tests::{FlakyDevice, FlakyOptions, Schedule, read_direct, require_root};
 
 const SECOND: u64 = 1_000_000_000;
 
-fn setup() -> (KernelProbes, FlakyDevice) {
+fn setup(program: BlockErrorProgram) -> (KernelProbes, FlakyDevice) {
     require_root().expect("kernel counting tests need root");
-    let probes = KernelProbes::load().expect("loading marginal's eBPF programs");
+    let probes =
+        KernelProbes::load_with_block_program(program).expect("loading marginal's eBPF programs");
+    assert_eq!(probes.signals().block_program, program);
     let device = FlakyDevice::create(FlakyOptions::default()).expect("creating a flaky device");
     (probes, device)
 }
@@ -46,9 +53,36 @@ fn events_for(
     })
 }
 
-#[test]
-fn every_injected_error_is_counted_exactly() {
-    let (mut probes, device) = setup();
+/// A `#[test]` for each variant of the block error program, in a module named after the scenario.
+macro_rules! test_both_programs {
+    ($($scenario:ident),* $(,)?) => {
+        $(mod $scenario {
+            use super::BlockErrorProgram;
+
+            #[test]
+            fn compiled_in_layout() {
+                super::$scenario(BlockErrorProgram::CompiledInLayout);
+            }
+
+            #[test]
+            fn tracefs_layout() {
+                super::$scenario(BlockErrorProgram::TracefsLayout);
+            }
+        })*
+    };
+}
+
+test_both_programs!(
+    every_injected_error_is_counted_exactly,
+    errors_close_together_are_one_failure_episode,
+    two_failures_within_the_window_raise_one_event,
+    failures_outside_the_window_raise_nothing_and_restart_it,
+    unwatched_devices_are_not_counted,
+    rewatching_changes_settings_and_keeps_counts,
+);
+
+fn every_injected_error_is_counted_exactly(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
     // No episode gap: every error is its own failure.
     let settings = WatchSettings {
         window_ns: 0,
@@ -69,9 +103,8 @@ fn every_injected_error_is_counted_exactly() {
     assert!(record.last_error_ns > 0);
 }
 
-#[test]
-fn errors_close_together_are_one_failure_episode() {
-    let (mut probes, device) = setup();
+fn errors_close_together_are_one_failure_episode(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
     probes
         .watch(
             device.kernel_dev(),
@@ -101,9 +134,8 @@ fn errors_close_together_are_one_failure_episode() {
     assert_eq!(second.double_failures, 0, "window 0 never pairs failures");
 }
 
-#[test]
-fn two_failures_within_the_window_raise_one_event() {
-    let (mut probes, device) = setup();
+fn two_failures_within_the_window_raise_one_event(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
     let rt = runtime();
     let mut events =
         rt.block_on(async { EventStream::new(probes.take_events().unwrap()).unwrap() });
@@ -153,9 +185,8 @@ fn two_failures_within_the_window_raise_one_event() {
     );
 }
 
-#[test]
-fn failures_outside_the_window_raise_nothing_and_restart_it() {
-    let (mut probes, device) = setup();
+fn failures_outside_the_window_raise_nothing_and_restart_it(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
     let rt = runtime();
     let mut events =
         rt.block_on(async { EventStream::new(probes.take_events().unwrap()).unwrap() });
@@ -201,9 +232,8 @@ fn failures_outside_the_window_raise_nothing_and_restart_it() {
     assert_eq!((record.failures, record.double_failures), (3, 1));
 }
 
-#[test]
-fn unwatched_devices_are_not_counted() {
-    let (mut probes, watched) = setup();
+fn unwatched_devices_are_not_counted(program: BlockErrorProgram) {
+    let (mut probes, watched) = setup(program);
     let unwatched = FlakyDevice::create(FlakyOptions::default()).unwrap();
     probes
         .watch(
@@ -229,9 +259,8 @@ fn unwatched_devices_are_not_counted() {
     assert!(probes.record(watched.kernel_dev()).is_none());
 }
 
-#[test]
-fn rewatching_changes_settings_and_keeps_counts() {
-    let (mut probes, device) = setup();
+fn rewatching_changes_settings_and_keeps_counts(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
     let first = WatchSettings {
         window_ns: SECOND,
         episode_gap_ns: 0,
@@ -251,13 +280,38 @@ fn rewatching_changes_settings_and_keeps_counts() {
 
 #[test]
 fn signals_report_the_live_tracepoint() {
-    let (probes, _device) = setup();
+    require_root().expect("kernel counting tests need root");
+    let probes = KernelProbes::load().expect("loading marginal's eBPF programs");
     let signals = probes.signals();
     assert_eq!(signals.block_tracepoint.name(), "block_rq_error");
+    assert_eq!(
+        signals.block_program,
+        BlockErrorProgram::CompiledInLayout,
+        "this kernel's record has the compiled-in layout: the fast program must be chosen"
+    );
     // This host has no device-mapper: the kprobe must say why it is not attached.
     let has_dm = std::fs::read_to_string("/proc/kallsyms")
         .unwrap()
         .lines()
         .any(|l| l.split_whitespace().nth(2) == Some("dm_path_uevent"));
     assert_eq!(signals.dm_path_kprobe.is_ok(), has_dm, "{signals}");
+}
+
+#[test]
+fn both_variants_report_their_cost_under_one_name() {
+    require_root().expect("kernel counting tests need root");
+    for program in BlockErrorProgram::ALL {
+        let probes = KernelProbes::load_with_block_program(program).unwrap();
+        let names: Vec<String> = probes.program_stats().into_iter().map(|p| p.name).collect();
+        assert!(
+            names.iter().any(|n| n == BLOCK_ERROR_PROGRAM),
+            "{program:?}: {names:?}"
+        );
+        assert!(
+            !names
+                .iter()
+                .any(|n| n == BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM),
+            "{program:?}: {names:?}"
+        );
+    }
 }

@@ -187,6 +187,7 @@ pub fn run(args: Args) -> Result<Value> {
     Ok(json!({
         "tracepoint": format!("block:{tracepoint}"),
         "program": BLOCK_ERROR_PROGRAM,
+        "program_variant": probes.signals().block_program.describe(),
         "watch_map_entries": args.other_watched + 1,
         "rounds": args.rounds.max(1),
         "phases": phases,

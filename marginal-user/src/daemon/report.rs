@@ -14,7 +14,10 @@ impl Daemon {
         let mut signal_list = vec![SignalStatus {
             name: format!("block:{}", signals.block_tracepoint.name()),
             live: true,
-            detail: "block-layer errors grouped into failure episodes".into(),
+            detail: format!(
+                "block-layer errors grouped into failure episodes ({})",
+                signals.block_program.describe()
+            ),
         }];
         signal_list.push(SignalStatus {
             name: "kprobe:dm_path_uevent".into(),

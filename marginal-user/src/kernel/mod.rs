@@ -11,5 +11,5 @@ pub mod stats;
 pub mod tracefs;
 
 pub use events::{EventStream, KernelEvent};
-pub use probes::{KernelProbes, LiveSignals, ProgramStats};
+pub use probes::{BlockErrorProgram, KernelProbes, LiveSignals, ProgramStats};
 pub use tracefs::BlockErrorTracepoint;

@@ -8,8 +8,9 @@ use aya::{
     programs::{KProbe, TracePoint},
 };
 use marginal_common::{
-    BLOCK_ERROR_PROGRAM, DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_MAP,
-    LAYOUT_MAP, PathRecord, WATCHED_MAP, WatchSettings,
+    BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM, COMPILED_IN_LAYOUT,
+    DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_MAP, LAYOUT_MAP, PathRecord,
+    TracepointLayout, WATCHED_MAP, WatchSettings,
 };
 
 use super::tracefs::{self, BlockErrorTracepoint};
@@ -25,6 +26,8 @@ const DM_PATH_UEVENT_SYMBOL: &str = "dm_path_uevent";
 pub struct LiveSignals {
     /// The block tracepoint the error program is attached to.
     pub block_tracepoint: BlockErrorTracepoint,
+    /// Which variant of the error program is attached.
+    pub block_program: BlockErrorProgram,
     /// Whether the dm_path_uevent kprobe is attached, or why not.
     pub dm_path_kprobe: Result<(), String>,
     /// Kernel BTF is not required by marginal's programs; its absence is only reported.
@@ -35,8 +38,9 @@ impl fmt::Display for LiveSignals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "block errors via block:{} (live)",
-            self.block_tracepoint.name()
+            "block errors via block:{} (live, {})",
+            self.block_tracepoint.name(),
+            self.block_program.describe()
         )?;
         match &self.dm_path_kprobe {
             Ok(()) => write!(
@@ -58,10 +62,31 @@ pub struct KernelProbes {
 impl KernelProbes {
     /// Check the prerequisites, load the programs and attach what this kernel supports.
     pub fn load() -> Result<Self> {
+        Self::load_with(None)
+    }
+
+    /// [`KernelProbes::load`] with the variant of the block error program chosen by the
+    /// caller, so that tests can run both on one kernel. The compiled-in variant is refused
+    /// where the kernel's record does not match it.
+    pub fn load_with_block_program(variant: BlockErrorProgram) -> Result<Self> {
+        Self::load_with(Some(variant))
+    }
+
+    fn load_with(block_program: Option<BlockErrorProgram>) -> Result<Self> {
         preflight()?;
         let tracefs = tracefs::ensure_mounted()?;
         let tracepoint = BlockErrorTracepoint::choose(&tracefs)?;
         let layout = tracepoint.layout(&tracefs)?;
+        let suitable = BlockErrorProgram::for_layout(layout);
+        let block_program = block_program.unwrap_or(suitable);
+        if block_program == BlockErrorProgram::CompiledInLayout && suitable != block_program {
+            bail!(
+                "block:{} has dev at {} and error at {}, not where the compiled-in program reads them",
+                tracepoint.name(),
+                layout.dev_offset,
+                layout.error_offset
+            );
+        }
 
         raise_memlock_limit();
         let mut ebpf = Ebpf::load(EBPF_OBJECT).context(
@@ -69,17 +94,19 @@ impl KernelProbes {
              and is marginal running as root?)",
         )?;
 
-        let mut layout_map: Array<_, marginal_common::TracepointLayout> = Array::try_from(
-            ebpf.map_mut(LAYOUT_MAP)
-                .context("eBPF object has no LAYOUT map")?,
-        )?;
-        layout_map
-            .set(0, layout, 0)
-            .context("writing the tracepoint layout")?;
+        if block_program == BlockErrorProgram::TracefsLayout {
+            let mut layout_map: Array<_, TracepointLayout> = Array::try_from(
+                ebpf.map_mut(LAYOUT_MAP)
+                    .context("eBPF object has no LAYOUT map")?,
+            )?;
+            layout_map
+                .set(0, layout, 0)
+                .context("writing the tracepoint layout")?;
+        }
 
         let program: &mut TracePoint = ebpf
-            .program_mut(BLOCK_ERROR_PROGRAM)
-            .context("eBPF object has no block error program")?
+            .program_mut(block_program.name())
+            .with_context(|| format!("eBPF object has no program {}", block_program.name()))?
             .try_into()?;
         program
             .load()
@@ -95,6 +122,7 @@ impl KernelProbes {
         )?;
         let signals = LiveSignals {
             block_tracepoint: tracepoint,
+            block_program,
             dm_path_kprobe,
             kernel_btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
         };
@@ -172,13 +200,20 @@ impl KernelProbes {
         Ok(RingBuf::try_from(map)?)
     }
 
-    /// Run count and total run time of each of marginal's programs (the kernel's bpf_stats;
-    /// zero unless statistics are enabled, see [`super::stats::RunStatsGuard`]).
+    /// Run count and total run time of each of marginal's loaded programs (the kernel's
+    /// bpf_stats; zero unless statistics are enabled, see [`super::stats::RunStatsGuard`]).
+    /// The block error program is named [`BLOCK_ERROR_PROGRAM`] whichever variant runs, so
+    /// that metrics and dashboards keep one name for it on every kernel.
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.ebpf
             .programs()
             .filter_map(|(name, program)| {
                 let info = program.info().ok()?;
+                let name = if name == BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM {
+                    BLOCK_ERROR_PROGRAM
+                } else {
+                    name
+                };
                 Some(ProgramStats {
                     name: name.to_string(),
                     run_count: info.run_count(),
@@ -195,6 +230,46 @@ pub struct ProgramStats {
     pub name: String,
     pub run_count: u64,
     pub run_time: Duration,
+}
+
+/// The two variants of the block error program in the object; one is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockErrorProgram {
+    /// `block_rq_failed`: reads the record at the offsets of [`COMPILED_IN_LAYOUT`] with
+    /// direct loads (the fast one; every kernel marginal was run on has that layout).
+    CompiledInLayout,
+    /// `block_rq_failed_tracefs_layout`: takes the offsets tracefs gave from the LAYOUT map
+    /// and reads each field through a helper call (any other layout).
+    TracefsLayout,
+}
+
+impl BlockErrorProgram {
+    pub const ALL: [Self; 2] = [Self::CompiledInLayout, Self::TracefsLayout];
+
+    /// The program's name in the eBPF object.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CompiledInLayout => BLOCK_ERROR_PROGRAM,
+            Self::TracefsLayout => BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM,
+        }
+    }
+
+    /// How it reads the record, for start-up messages and status.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::CompiledInLayout => "record offsets compiled in",
+            Self::TracefsLayout => "record offsets from tracefs",
+        }
+    }
+
+    /// The variant for a tracepoint record `layout`: the compiled-in one wherever it matches.
+    pub fn for_layout(layout: TracepointLayout) -> Self {
+        if layout == COMPILED_IN_LAYOUT {
+            Self::CompiledInLayout
+        } else {
+            Self::TracefsLayout
+        }
+    }
 }
 
 fn dev_name(dev: u32) -> String {

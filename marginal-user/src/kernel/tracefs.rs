@@ -165,6 +165,19 @@ format:
     }
 
     #[test]
+    fn the_compiled_in_program_is_chosen_only_for_its_layout() {
+        use crate::kernel::BlockErrorProgram;
+        assert_eq!(
+            BlockErrorProgram::for_layout(parse_layout(RQ_ERROR_6_18).unwrap()),
+            BlockErrorProgram::CompiledInLayout
+        );
+        assert_eq!(
+            BlockErrorProgram::for_layout(parse_layout(RQ_COMPLETE_OLD).unwrap()),
+            BlockErrorProgram::TracefsLayout
+        );
+    }
+
+    #[test]
     fn missing_field_is_named() {
         let err = parse_layout("format:\n\tfield:dev_t dev;\toffset:8;\tsize:4;\n").unwrap_err();
         assert!(err.to_string().contains("error"), "{err}");
