@@ -155,12 +155,13 @@ pub fn part(results: &Value) -> Part {
         findings.push(format!(
             "The accounting has a floor: an empty program (`r0 = 0; exit`) on the same \
              tracepoint, in the same run, is charged {} per run (two clock reads around each \
-             run). Above that floor marginal's program costs {} per \
+             run). Above that floor marginal's program ({}) costs {} per \
              failed I/O on a watched path with the daemon's settings, {} when every error is \
              a new failure and sends a ring-buffer event (the worst case; in practice only the \
-             first errors of an episode take that path) and {} on an unwatched device (read \
-             the layout, read the device number, one hash lookup).",
+             first errors of an episode take that path) and {} on an unwatched device (two \
+             loads from the record, one hash lookup).",
             duration_ns(floor),
+            results["program_variant"].as_str().unwrap_or("?"),
             duration_ns(f(&errors["ns_per_run"]) - floor),
             duration_ns(f(&worst["ns_per_run"]) - floor),
             duration_ns(f(&unwatched["ns_per_run"]) - floor),
@@ -168,17 +169,18 @@ pub fn part(results: &Value) -> Part {
     }
     if passes(errors) == Some(false) || passes(worst) == Some(false) {
         findings.push(
-            "The 100 ns target for the error path is missed on this machine. What the time \
-             goes to: each error arrives tens of microseconds after the previous one, with a \
-             FUSE round trip and several context switches in between, so the program and its \
-             maps start cold; every field of the tracepoint record is read through \
-             `bpf_probe_read_kernel` (a helper call), because the record's offsets come from \
-             the LAYOUT map at run time and the verifier only allows constant offsets for \
-             direct context loads; and `bpf_ktime_get_ns` is a third clock read. Read-only \
-             globals do not help: the verifier knows their value but still refuses a load \
-             through a context pointer moved by it (\"dereference of modified ctx ptr\", \
-             tried on this kernel), so only offsets compiled in would allow direct loads, and \
-             those moved between kernels. The clock read is needed for episodes."
+            "The 100 ns target for the error path is missed on this machine, and the floor \
+             alone takes more than half of it. What the rest goes to: each error arrives tens \
+             of microseconds after the previous one, with a FUSE round trip and several \
+             context switches in between, so the program and its maps start cold: the hash \
+             lookup of the device and the first line of its record each cost a cache miss; \
+             and `bpf_ktime_get_ns`, the largest single part, which episodes need (the coarse \
+             clocks lag by a tick, longer than the smallest episode gap). The record is read \
+             with direct loads at compiled-in offsets (tracepoint `dev` at 8, `error` at 28, \
+             the layout of every kernel marginal was run on, 6.1 to 6.18); on a kernel whose \
+             tracefs layout differs, the daemon loads the variant that takes the offsets from \
+             tracefs and reads each field through a helper call, as every field was read \
+             before (about 100 ns more per error)."
                 .into(),
         );
     }
