@@ -31,6 +31,7 @@ pub mod cli;
 mod buffer;
 mod command;
 mod offsets;
+mod progress;
 mod ring;
 mod run;
 mod tally;
@@ -52,6 +53,7 @@ pub use tally::{Tally, rate_permille};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use command::{Command, Waker};
+use progress::Progress;
 use ring::Ring;
 
 /// Submission queue size of the shared ring; more in-flight reads than this are fine (the ring
@@ -121,22 +123,12 @@ impl SampleReport {
     }
 }
 
-/// A run not yet reported, as the handles see it: its id and its progress so far.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A run not yet reported, as the handles see it: its id and its progress so far (which the
+/// ring thread updates as reads complete).
+#[derive(Clone, Debug)]
 pub(crate) struct ActiveRun {
     pub(crate) id: u64,
-    pub(crate) reads: u64,
-    pub(crate) errors: u64,
-}
-
-impl ActiveRun {
-    fn new(id: u64) -> Self {
-        Self {
-            id,
-            reads: 0,
-            errors: 0,
-        }
-    }
+    pub(crate) progress: Arc<Progress>,
 }
 
 /// Starts the sampler thread.
@@ -223,18 +215,24 @@ impl SamplerHandle {
         let key = path_key.into();
         let node = device_node.into();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress = Arc::new(Progress::default());
         {
             let mut active = self.lock_active();
             if active.contains_key(&key) {
                 bail!("{key}: already being sampled");
             }
-            active.insert(key.clone(), ActiveRun::new(id));
+            let run = ActiveRun {
+                id,
+                progress: Arc::clone(&progress),
+            };
+            active.insert(key.clone(), run);
         }
         let begin = Command::Begin {
             id,
             key: key.clone(),
             node: node.clone(),
             sample_time,
+            progress,
         };
         if self.shared.commands.send(begin).is_err() {
             self.lock_active().remove(&key);
@@ -290,7 +288,7 @@ impl SamplerHandle {
     pub fn progress(&self, path_key: &str) -> Option<(u64, u64)> {
         self.lock_active()
             .get(path_key)
-            .map(|run| (run.reads, run.errors))
+            .map(|run| run.progress.get())
     }
 
     fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveRun>> {

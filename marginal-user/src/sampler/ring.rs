@@ -29,6 +29,7 @@ use super::{
     ActiveRun, SampleOutcome, SampleReport, SamplerOptions,
     buffer::AlignedBuf,
     command::{Command, Waker},
+    progress::Progress,
     run::{Completion, End, Run, RunConfig},
     target::Target,
 };
@@ -50,12 +51,14 @@ enum Entry {
         key: String,
         node: PathBuf,
         sample_time: Duration,
+        progress: Arc<Progress>,
         stop: bool,
     },
     Active {
         key: String,
         target: Arc<Target>,
         run: Box<Run>,
+        progress: Arc<Progress>,
     },
 }
 
@@ -148,25 +151,6 @@ impl Ring {
             let wait = self.next_wake(now);
             self.submit_and_wait(wait)?;
             self.reap()?;
-            self.publish_progress();
-        }
-    }
-
-    /// Let handles see each run's counts so far (for "sampling progress" in metrics).
-    fn publish_progress(&self) {
-        let mut active = self
-            .active
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (id, entry) in &self.entries {
-            if let Entry::Active { key, run, .. } = entry
-                && let Some(shared) = active.get_mut(key)
-                && shared.id == *id
-            {
-                let tally = run.tally();
-                shared.reads = tally.reads;
-                shared.errors = tally.errors;
-            }
         }
     }
 
@@ -189,6 +173,7 @@ impl Ring {
                 key,
                 node,
                 sample_time,
+                progress,
             } => {
                 self.entries.insert(
                     id,
@@ -196,6 +181,7 @@ impl Ring {
                         key,
                         node,
                         sample_time,
+                        progress,
                         stop: false,
                     },
                 );
@@ -220,6 +206,7 @@ impl Ring {
             key,
             node,
             sample_time,
+            progress,
             stop,
         }) = self.entries.remove(&id)
         else {
@@ -233,6 +220,7 @@ impl Ring {
                         key,
                         node,
                         sample_time,
+                        progress,
                         stop,
                     },
                 );
@@ -264,7 +252,13 @@ impl Ring {
             target.block_size,
             target.blocks
         );
-        self.entries.insert(id, Entry::Active { key, target, run });
+        let entry = Entry::Active {
+            key,
+            target,
+            run,
+            progress,
+        };
+        self.entries.insert(id, entry);
         if stop {
             self.finish(id, SampleOutcome::Stopped, now);
         }
@@ -293,7 +287,13 @@ impl Ring {
     fn service_runs(&mut self, now: Instant) -> io::Result<()> {
         let ids: Vec<u64> = self.entries.keys().copied().collect();
         for id in ids {
-            let Some(Entry::Active { target, run, .. }) = self.entries.get_mut(&id) else {
+            let Some(Entry::Active {
+                target,
+                run,
+                progress,
+                ..
+            }) = self.entries.get_mut(&id)
+            else {
                 continue;
             };
             let mut cancel = run.expire(now);
@@ -310,6 +310,8 @@ impl Ring {
                 *next_read_id = (*next_read_id + 1) & ID_MASK;
                 read_id
             });
+            // Timeouts counted by `expire` show at once; completions publish their own counts.
+            progress.publish(&run.tally());
             let fd = types::Fd(target.file.as_raw_fd());
             let finished = run.finished(now);
             for read in &reads {
@@ -365,7 +367,9 @@ impl Ring {
                 elapsed: Duration::ZERO,
                 outcome,
             },
-            Entry::Active { key, target, run } => {
+            Entry::Active {
+                key, target, run, ..
+            } => {
                 let tally = run.tally();
                 let elapsed = run.elapsed(now);
                 for (read_id, buf) in run.into_orphans() {
@@ -496,11 +500,21 @@ impl Ring {
         let Some((id, slot)) = self.in_flight.remove(&read_id) else {
             return Ok(());
         };
-        let Some(Entry::Active { target, run, .. }) = self.entries.get_mut(&id) else {
+        let Some(Entry::Active {
+            target,
+            run,
+            progress,
+            ..
+        }) = self.entries.get_mut(&id)
+        else {
             return Ok(());
         };
         let why = match run.complete(slot, read_id, res) {
-            Completion::Counted | Completion::Ignored => return Ok(()),
+            Completion::Counted => {
+                progress.publish(&run.tally());
+                return Ok(());
+            }
+            Completion::Ignored => return Ok(()),
             Completion::DeviceGone(errno) => {
                 format!(
                     "device {} vanished: read failed with {}",
