@@ -36,6 +36,7 @@ mod ring;
 mod run;
 mod tally;
 mod target;
+mod uring;
 
 use std::{
     collections::HashMap,
@@ -55,10 +56,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use command::{Command, Waker};
 use progress::Progress;
 use ring::Ring;
-
-/// Submission queue size of the shared ring; more in-flight reads than this are fine (the ring
-/// submits in batches and the kernel queues overflowing completions).
-const RING_ENTRIES: u32 = 256;
+use uring::Uring;
 
 /// How the sampler samples. The defaults are the spec's production values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,8 +145,7 @@ impl Sampler {
         {
             bail!("sampler options need slots, a refill interval and a read timeout: {options:?}");
         }
-        let uring =
-            io_uring::IoUring::new(RING_ENTRIES).context("sampler: cannot create an io_uring")?;
+        let uring = Uring::new().context("sampler: cannot create an io_uring")?;
         let waker = Waker::new().context("sampler: cannot create its eventfd")?;
         let (commands, command_rx) = mpsc::channel();
         let (report_tx, reports) = unbounded_channel();

@@ -22,7 +22,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use io_uring::{IoUring, opcode, squeue, types};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
@@ -32,14 +31,8 @@ use super::{
     progress::Progress,
     run::{Completion, End, Run, RunConfig},
     target::Target,
+    uring::{Answer, READ_ID_MASK, Uring},
 };
-
-/// user_data tags (top two bits); the rest is a read id.
-const TAG_SHIFT: u32 = 62;
-const TAG_READ: u64 = 0;
-const TAG_CANCEL: u64 = 1;
-const TAG_WAKE: u64 = 2;
-const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
 
 /// How long a shutting-down thread waits for late completions before leaking their buffers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -69,7 +62,7 @@ struct Orphan {
 }
 
 pub(crate) struct Ring {
-    uring: IoUring,
+    uring: Uring,
     options: SamplerOptions,
     commands: Receiver<Command>,
     waker: Waker,
@@ -81,14 +74,12 @@ pub(crate) struct Ring {
     in_flight: HashMap<u64, (u64, usize)>,
     orphans: HashMap<u64, Orphan>,
     next_read_id: u64,
-    /// Completions taken from the ring, not yet processed.
-    backlog: Vec<(u64, i32)>,
     shutdown_since: Option<Instant>,
 }
 
 impl Ring {
     pub(crate) fn new(
-        uring: IoUring,
+        uring: Uring,
         options: SamplerOptions,
         commands: Receiver<Command>,
         waker: Waker,
@@ -106,7 +97,6 @@ impl Ring {
             in_flight: HashMap::new(),
             orphans: HashMap::new(),
             next_read_id: 1,
-            backlog: Vec::new(),
             shutdown_since: None,
         }
     }
@@ -137,7 +127,7 @@ impl Ring {
     }
 
     fn serve_until_shutdown(&mut self) -> io::Result<()> {
-        self.arm_wake()?;
+        self.uring.arm_wake(self.waker.as_raw_fd())?;
         loop {
             self.take_commands()?;
             let now = Instant::now();
@@ -149,7 +139,7 @@ impl Ring {
                 return Ok(());
             }
             let wait = self.next_wake(now);
-            self.submit_and_wait(wait)?;
+            self.uring.submit_and_wait(wait)?;
             self.reap()?;
         }
     }
@@ -307,24 +297,23 @@ impl Ring {
             let next_read_id = &mut self.next_read_id;
             let reads = run.refill(now, &mut || {
                 let read_id = *next_read_id;
-                *next_read_id = (*next_read_id + 1) & ID_MASK;
+                *next_read_id = (*next_read_id + 1) & READ_ID_MASK;
                 read_id
             });
             // Timeouts counted by `expire` show at once; completions publish their own counts.
             progress.publish(&run.tally());
-            let fd = types::Fd(target.file.as_raw_fd());
+            let fd = target.file.as_raw_fd();
             let finished = run.finished(now);
             for read in &reads {
                 self.in_flight.insert(read.read_id, (id, read.slot));
             }
             for read in reads {
-                let sqe = opcode::Read::new(fd, read.buf, read.len)
-                    .offset(read.offset)
-                    .build()
-                    .user_data(read_user_data(read.read_id));
                 // SAFETY: the buffer belongs to the run's slot (or, later, the orphan list) until
-                // this read's completion is reaped; the file stays open as long (Arc in both).
-                self.push(&sqe)?;
+                // this read's completion is taken; the file stays open as long (Arc in both).
+                unsafe {
+                    self.uring
+                        .push_read(fd, read.buf, read.len, read.offset, read.read_id)?;
+                }
             }
             self.cancel_reads(&cancel)?;
             if let Some(end) = finished {
@@ -341,11 +330,7 @@ impl Ring {
 
     fn cancel_reads(&mut self, read_ids: &[u64]) -> io::Result<()> {
         for &read_id in read_ids {
-            let sqe = opcode::AsyncCancel::new(read_user_data(read_id))
-                .build()
-                .user_data((TAG_CANCEL << TAG_SHIFT) | read_id);
-            // SAFETY: a cancel request references no memory of ours.
-            self.push(&sqe)?;
+            self.uring.push_cancel(read_id)?;
         }
         Ok(())
     }
@@ -436,59 +421,36 @@ impl Ring {
         wait.max(Duration::from_millis(1))
     }
 
-    fn submit_and_wait(&mut self, wait: Duration) -> io::Result<()> {
-        let ts = types::Timespec::from(wait);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.uring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(err)
-                if matches!(
-                    err.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Move completions out of the ring (cheap, no processing: `push` calls it too).
-    fn collect_completions(&mut self) {
-        self.backlog.extend(
-            self.uring
-                .completion()
-                .map(|cqe| (cqe.user_data(), cqe.result())),
-        );
-    }
-
+    /// Handle what the kernel answered: the completion queue once, then whatever handling it
+    /// moved aside (cancels queued while the submission queue was full).
     fn reap(&mut self) -> io::Result<()> {
-        self.collect_completions();
-        while !self.backlog.is_empty() {
-            for (user_data, res) in std::mem::take(&mut self.backlog) {
-                self.completion(user_data, res)?;
+        let mut answers = Vec::new();
+        self.uring.take_answers(&mut answers);
+        while !answers.is_empty() {
+            for answer in std::mem::take(&mut answers) {
+                self.answer(answer)?;
             }
+            self.uring.take_backlog(&mut answers);
         }
         Ok(())
     }
 
-    fn completion(&mut self, user_data: u64, res: i32) -> io::Result<()> {
-        let read_id = user_data & ID_MASK;
-        match user_data >> TAG_SHIFT {
-            TAG_WAKE => {
+    fn answer(&mut self, answer: Answer) -> io::Result<()> {
+        match answer {
+            Answer::Wake => {
                 self.waker.drain();
-                self.arm_wake()?;
+                self.uring.arm_wake(self.waker.as_raw_fd())
             }
-            TAG_CANCEL => {
+            Answer::Cancel { read_id, res } => {
                 if let Some(&(id, slot)) = self.in_flight.get(&read_id)
                     && let Some(Entry::Active { run, .. }) = self.entries.get_mut(&id)
                 {
                     run.cancel_answered(slot, read_id, res);
                 }
+                Ok(())
             }
-            _ => self.read_done(read_id, res)?,
+            Answer::Read { read_id, res } => self.read_done(read_id, res),
         }
-        Ok(())
     }
 
     fn read_done(&mut self, read_id: u64, res: i32) -> io::Result<()> {
@@ -538,40 +500,4 @@ impl Ring {
         // The run ends in a later service pass, once its reads are settled.
         Ok(())
     }
-
-    fn arm_wake(&mut self) -> io::Result<()> {
-        let sqe = opcode::PollAdd::new(types::Fd(self.waker.as_raw_fd()), libc::POLLIN as u32)
-            .build()
-            .user_data(TAG_WAKE << TAG_SHIFT);
-        // SAFETY: poll references only the eventfd, which lives as long as the ring thread.
-        self.push(&sqe)
-    }
-
-    /// Queue one SQE, submitting first if the queue is full.
-    fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: callers guarantee what the entry points at outlives the operation.
-            if unsafe { self.uring.submission().push(sqe) }.is_ok() {
-                return Ok(());
-            }
-            match self.uring.submit() {
-                Ok(_) => {}
-                Err(err)
-                    if matches!(
-                        err.raw_os_error(),
-                        Some(libc::EBUSY | libc::EAGAIN | libc::EINTR)
-                    ) =>
-                {
-                    // Completion queue backed up (only with hundreds of paths): make room by
-                    // moving completions aside; they are processed by `reap` as usual.
-                    self.collect_completions();
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
-}
-
-fn read_user_data(read_id: u64) -> u64 {
-    (TAG_READ << TAG_SHIFT) | read_id
 }
