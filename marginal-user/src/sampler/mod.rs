@@ -30,12 +30,14 @@ pub mod cli;
 
 mod buffer;
 mod command;
+mod id_map;
 mod offsets;
 mod progress;
 mod ring;
 mod run;
 mod tally;
 mod target;
+mod timers;
 mod uring;
 
 use std::{

@@ -2,9 +2,14 @@
 //!
 //! Only this thread touches the ring, the runs and the buffers, so nothing is locked while
 //! waiting for I/O. It sleeps in `io_uring_enter` until a completion, a command (an eventfd
-//! the handle writes, polled on the ring) or the next timer of any run (refill, read deadline,
-//! presence check, end); it never opens devices (a sick device can block `open`: helper threads
-//! do that, see `mod.rs`).
+//! the handle writes, polled on the ring) or the earliest timer of any run (refill, read
+//! deadline, presence check, cutoff, end); it never opens devices (a sick device can block
+//! `open`: helper threads do that, see `mod.rs`).
+//!
+//! Cost per read stays flat in the number of runs: a wake-up services only the runs whose
+//! timer has come or that a completion, cancel answer or command made due (`timers.rs`), a
+//! completion touches only its own run, progress is published per run as its counts change
+//! (`progress.rs`), and the vectors a wake-up needs are kept and reused, not reallocated.
 //!
 //! Buffer ownership: a read's buffer stays in its run's slot until the read's completion
 //! arrives. When a run ends while the kernel still holds reads (timed out, or not
@@ -28,9 +33,11 @@ use super::{
     ActiveRun, SampleOutcome, SampleReport, SamplerOptions,
     buffer::AlignedBuf,
     command::{Command, Waker},
+    id_map::IdMap,
     progress::Progress,
-    run::{Completion, End, Run, RunConfig},
+    run::{Completion, End, ReadRequest, Run, RunConfig},
     target::Target,
+    timers::TimerQueue,
     uring::{Answer, READ_ID_MASK, Uring},
 };
 
@@ -69,11 +76,18 @@ pub(crate) struct Ring {
     reports: UnboundedSender<SampleReport>,
     /// Shared with handles: key -> id and progress of runs not yet reported.
     active: Arc<Mutex<HashMap<String, ActiveRun>>>,
-    entries: HashMap<u64, Entry>,
+    entries: IdMap<Entry>,
+    /// When each active run next needs servicing.
+    timers: TimerQueue,
     /// read id -> (run id, slot)
-    in_flight: HashMap<u64, (u64, usize)>,
-    orphans: HashMap<u64, Orphan>,
+    in_flight: IdMap<(u64, usize)>,
+    orphans: IdMap<Orphan>,
     next_read_id: u64,
+    /// Kept between wake-ups so the steady state allocates nothing: the runs due now, the
+    /// reads one run submits, the answers one wake-up handles.
+    due: Vec<u64>,
+    reads: Vec<ReadRequest>,
+    answers: Vec<Answer>,
     shutdown_since: Option<Instant>,
 }
 
@@ -93,10 +107,14 @@ impl Ring {
             waker,
             reports,
             active,
-            entries: HashMap::new(),
-            in_flight: HashMap::new(),
-            orphans: HashMap::new(),
+            entries: IdMap::default(),
+            timers: TimerQueue::default(),
+            in_flight: IdMap::default(),
+            orphans: IdMap::default(),
             next_read_id: 1,
+            due: Vec::new(),
+            reads: Vec::new(),
+            answers: Vec::new(),
             shutdown_since: None,
         }
     }
@@ -131,16 +149,16 @@ impl Ring {
         loop {
             self.take_commands()?;
             let now = Instant::now();
-            self.service_runs(now)?;
+            self.service_due(now)?;
             if let Some(since) = self.shutdown_since
                 && self.entries.is_empty()
                 && (self.orphans.is_empty() || now >= since + SHUTDOWN_GRACE)
             {
                 return Ok(());
             }
-            let wait = self.next_wake(now);
+            let wait = self.wait_time(now);
             self.uring.submit_and_wait(wait)?;
-            self.reap()?;
+            self.reap(Instant::now())?;
         }
     }
 
@@ -251,6 +269,9 @@ impl Ring {
         self.entries.insert(id, entry);
         if stop {
             self.finish(id, SampleOutcome::Stopped, now);
+        } else {
+            // The first refill, at once.
+            self.timers.schedule(id, Some(now));
         }
     }
 
@@ -268,62 +289,74 @@ impl Ring {
             }
             Some(Entry::Active { run, .. }) => {
                 let cancel = run.stop();
+                // It may have nothing left to wait for: let the next pass end it.
+                self.timers.due_by(id, now);
                 self.cancel_reads(&cancel)
             }
         }
     }
 
-    /// Refill, expire, check presence and end runs, for every run.
-    fn service_runs(&mut self, now: Instant) -> io::Result<()> {
-        let ids: Vec<u64> = self.entries.keys().copied().collect();
-        for id in ids {
-            let Some(Entry::Active {
-                target,
-                run,
-                progress,
-                ..
-            }) = self.entries.get_mut(&id)
-            else {
-                continue;
+    /// Service the runs whose timer has come, or that were made due since the last pass.
+    fn service_due(&mut self, now: Instant) -> io::Result<()> {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        self.timers.take_due(now, &mut due);
+        let serviced = due.iter().try_for_each(|&id| self.service(id, now));
+        self.due = due;
+        serviced
+    }
+
+    /// Expire, check presence, refill and maybe end run `id`, then set its next timer.
+    fn service(&mut self, id: u64, now: Instant) -> io::Result<()> {
+        let Some(Entry::Active {
+            target,
+            run,
+            progress,
+            ..
+        }) = self.entries.get_mut(&id)
+        else {
+            return Ok(());
+        };
+        let mut cancel = run.expire(now);
+        if run.presence_check_due(now) {
+            run.presence_checked(now);
+            if let Err(why) = target.check_present() {
+                log::warn!("sampler: {why}");
+                cancel.extend(run.fail(why));
+            }
+        }
+        let next_read_id = &mut self.next_read_id;
+        self.reads.clear();
+        let mut next_id = || {
+            let read_id = *next_read_id;
+            *next_read_id = (*next_read_id + 1) & READ_ID_MASK;
+            read_id
+        };
+        run.refill(now, &mut next_id, &mut self.reads);
+        // Timeouts counted by `expire` show at once; completions publish their own counts.
+        progress.publish(&run.tally());
+        let finished = run.finished(now);
+        if finished.is_none() {
+            self.timers.schedule(id, run.next_wake(now));
+        }
+        let fd = target.file.as_raw_fd();
+        for read in &self.reads {
+            self.in_flight.insert(read.read_id, (id, read.slot));
+            // SAFETY: the buffer belongs to the run's slot (or, later, the orphan list) until
+            // this read's completion is taken; the file stays open as long (Arc in both).
+            unsafe {
+                self.uring
+                    .push_read(fd, read.buf, read.len, read.offset, read.read_id)?;
+            }
+        }
+        self.cancel_reads(&cancel)?;
+        if let Some(end) = finished {
+            let outcome = match end {
+                End::Completed => SampleOutcome::Completed,
+                End::Stopped => SampleOutcome::Stopped,
+                End::Failed(why) => SampleOutcome::Failed(why),
             };
-            let mut cancel = run.expire(now);
-            if run.presence_check_due(now) {
-                run.presence_checked(now);
-                if let Err(why) = target.check_present() {
-                    log::warn!("sampler: {why}");
-                    cancel.extend(run.fail(why));
-                }
-            }
-            let next_read_id = &mut self.next_read_id;
-            let reads = run.refill(now, &mut || {
-                let read_id = *next_read_id;
-                *next_read_id = (*next_read_id + 1) & READ_ID_MASK;
-                read_id
-            });
-            // Timeouts counted by `expire` show at once; completions publish their own counts.
-            progress.publish(&run.tally());
-            let fd = target.file.as_raw_fd();
-            let finished = run.finished(now);
-            for read in &reads {
-                self.in_flight.insert(read.read_id, (id, read.slot));
-            }
-            for read in reads {
-                // SAFETY: the buffer belongs to the run's slot (or, later, the orphan list) until
-                // this read's completion is taken; the file stays open as long (Arc in both).
-                unsafe {
-                    self.uring
-                        .push_read(fd, read.buf, read.len, read.offset, read.read_id)?;
-                }
-            }
-            self.cancel_reads(&cancel)?;
-            if let Some(end) = finished {
-                let outcome = match end {
-                    End::Completed => SampleOutcome::Completed,
-                    End::Stopped => SampleOutcome::Stopped,
-                    End::Failed(why) => SampleOutcome::Failed(why),
-                };
-                self.finish(id, outcome, now);
-            }
+            self.finish(id, outcome, now);
         }
         Ok(())
     }
@@ -340,6 +373,7 @@ impl Ring {
         let Some(entry) = self.entries.remove(&id) else {
             return;
         };
+        self.timers.remove(id);
         let report = match entry {
             Entry::Opening { key, node, .. } => SampleReport {
                 path_key: key,
@@ -402,16 +436,12 @@ impl Ring {
         let _ = self.reports.send(report);
     }
 
-    fn next_wake(&self, now: Instant) -> Duration {
-        let next = self
-            .entries
-            .values()
-            .filter_map(|entry| match entry {
-                Entry::Active { run, .. } => run.next_wake(now),
-                Entry::Opening { .. } => None,
-            })
-            .min();
-        let mut wait = next
+    /// How long to sleep: until the earliest timer, at most `IDLE_WAIT` (and the end of the
+    /// shutdown grace).
+    fn wait_time(&self, now: Instant) -> Duration {
+        let mut wait = self
+            .timers
+            .next()
             .map_or(IDLE_WAIT, |at| at.saturating_duration_since(now))
             .min(IDLE_WAIT);
         if let Some(since) = self.shutdown_since {
@@ -423,19 +453,23 @@ impl Ring {
 
     /// Handle what the kernel answered: the completion queue once, then whatever handling it
     /// moved aside (cancels queued while the submission queue was full).
-    fn reap(&mut self) -> io::Result<()> {
-        let mut answers = Vec::new();
+    fn reap(&mut self, now: Instant) -> io::Result<()> {
+        let mut answers = std::mem::take(&mut self.answers);
+        answers.clear();
         self.uring.take_answers(&mut answers);
-        while !answers.is_empty() {
-            for answer in std::mem::take(&mut answers) {
-                self.answer(answer)?;
-            }
+        let mut handled = Ok(());
+        while !answers.is_empty() && handled.is_ok() {
+            handled = answers
+                .iter()
+                .try_for_each(|&answer| self.answer(answer, now));
+            answers.clear();
             self.uring.take_backlog(&mut answers);
         }
-        Ok(())
+        self.answers = answers;
+        handled
     }
 
-    fn answer(&mut self, answer: Answer) -> io::Result<()> {
+    fn answer(&mut self, answer: Answer, now: Instant) -> io::Result<()> {
         match answer {
             Answer::Wake => {
                 self.waker.drain();
@@ -446,14 +480,17 @@ impl Ring {
                     && let Some(Entry::Active { run, .. }) = self.entries.get_mut(&id)
                 {
                     run.cancel_answered(slot, read_id, res);
+                    if run.due_after_completion(now) {
+                        self.timers.due_by(id, now);
+                    }
                 }
                 Ok(())
             }
-            Answer::Read { read_id, res } => self.read_done(read_id, res),
+            Answer::Read { read_id, res } => self.read_done(read_id, res, now),
         }
     }
 
-    fn read_done(&mut self, read_id: u64, res: i32) -> io::Result<()> {
+    fn read_done(&mut self, read_id: u64, res: i32, now: Instant) -> io::Result<()> {
         if self.orphans.remove(&read_id).is_some() {
             // The kernel is done with it at last: now the buffer may go.
             log::debug!("sampler: late completion of read {read_id} ({res}); buffer freed");
@@ -474,30 +511,34 @@ impl Ring {
         let why = match run.complete(slot, read_id, res) {
             Completion::Counted => {
                 progress.publish(&run.tally());
-                return Ok(());
+                None
             }
-            Completion::Ignored => return Ok(()),
-            Completion::DeviceGone(errno) => {
-                format!(
-                    "device {} vanished: read failed with {}",
-                    target.describe(),
-                    io::Error::from_raw_os_error(errno)
-                )
-            }
-            Completion::Refused(errno) => {
-                format!(
-                    "device {}: the kernel refused the read: {}",
-                    target.describe(),
-                    io::Error::from_raw_os_error(errno)
-                )
+            Completion::Ignored => None,
+            Completion::DeviceGone(errno) => Some(format!(
+                "device {} vanished: read failed with {}",
+                target.describe(),
+                io::Error::from_raw_os_error(errno)
+            )),
+            Completion::Refused(errno) => Some(format!(
+                "device {}: the kernel refused the read: {}",
+                target.describe(),
+                io::Error::from_raw_os_error(errno)
+            )),
+        };
+        let cancel = match why {
+            None => Vec::new(),
+            Some(why) => {
+                if !run.is_ending() {
+                    log::warn!("sampler: {why}");
+                }
+                run.fail(why)
             }
         };
-        if !run.is_ending() {
-            log::warn!("sampler: {why}");
+        // Usually nothing to do until the next refill tick; an error (presence check) or a
+        // run that may now end is serviced on this wake-up.
+        if run.due_after_completion(now) {
+            self.timers.due_by(id, now);
         }
-        let cancel = run.fail(why);
-        self.cancel_reads(&cancel)?;
-        // The run ends in a later service pass, once its reads are settled.
-        Ok(())
+        self.cancel_reads(&cancel)
     }
 }

@@ -27,6 +27,10 @@ pub(crate) struct ReadRequest {
     pub(crate) len: u32,
 }
 
+// The pointer is into a slot's buffer, which may be used from any thread (`buffer.rs`); the
+// ring keeps its (emptied) vector of requests across wake-ups, and moves it to its thread.
+unsafe impl Send for ReadRequest {}
+
 /// What a completion meant for the run.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Completion {
@@ -102,6 +106,8 @@ pub(crate) struct Run {
     block_size: u32,
     slots: Vec<Slot>,
     picker: OffsetPicker,
+    /// Blocks being read, gathered at each refill for the picker (kept to reuse its memory).
+    reading_blocks: Vec<u64>,
     tally: Tally,
     started: Instant,
     next_refill: Instant,
@@ -133,6 +139,7 @@ impl Run {
                 })
                 .collect(),
             picker,
+            reading_blocks: Vec::with_capacity(slots),
             tally: Tally::default(),
             started: now,
             next_refill: now,
@@ -168,15 +175,18 @@ impl Run {
         self.ending.is_some()
     }
 
-    /// Reads to submit now: every idle slot, if a refill is due (at the start, then every
-    /// refill interval) and the cutoff has not passed. `next_id` hands out read ids.
+    /// Reads to submit now, appended to `requests`: every idle slot, if a refill is due (at the
+    /// start, then every refill interval) and the cutoff has not passed. `next_id` hands out
+    /// read ids. The caller's vector is reused from wake-up to wake-up, so refilling allocates
+    /// nothing.
     pub(crate) fn refill(
         &mut self,
         now: Instant,
         next_id: &mut impl FnMut() -> u64,
-    ) -> Vec<ReadRequest> {
+        requests: &mut Vec<ReadRequest>,
+    ) {
         if self.ending.is_some() || now < self.next_refill || now >= self.cutoff() {
-            return Vec::new();
+            return;
         }
         // Keep the 100 ms rhythm; after a late wake-up, restart it from now instead of
         // refilling several times in a row.
@@ -184,14 +194,18 @@ impl Run {
         if self.next_refill <= now {
             self.next_refill = now + self.config.refill_interval;
         }
-        let mut in_flight: Vec<u64> = self.reading_blocks().collect();
+        let in_flight = &mut self.reading_blocks;
+        in_flight.clear();
+        in_flight.extend(self.slots.iter().filter_map(|slot| match slot.state {
+            SlotState::Reading { block, .. } => Some(block),
+            SlotState::Idle => None,
+        }));
         let deadline = now + self.config.read_timeout;
-        let mut requests = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !matches!(slot.state, SlotState::Idle) {
                 continue;
             }
-            let Some(block) = self.picker.pick(&in_flight) else {
+            let Some(block) = self.picker.pick(in_flight) else {
                 break;
             };
             in_flight.push(block);
@@ -211,14 +225,6 @@ impl Run {
                 len: self.block_size,
             });
         }
-        requests
-    }
-
-    fn reading_blocks(&self) -> impl Iterator<Item = u64> + '_ {
-        self.slots.iter().filter_map(|slot| match slot.state {
-            SlotState::Reading { block, .. } => Some(block),
-            SlotState::Idle => None,
-        })
     }
 
     /// Count reads that reached their deadline as timed out (once: the flag keeps a later
@@ -336,6 +342,15 @@ impl Run {
         cancel
     }
 
+    /// Whether the run needs the ring now rather than at its next timer ([`Run::next_wake`]),
+    /// after a completion or a cancel answer: a failed read asks for a presence check at once,
+    /// and a run winding down or past its cutoff may be able to end. Otherwise a completion
+    /// only frees a slot, which waits for the next refill tick anyway. Constant time: the ring
+    /// asks this for every completion.
+    pub(crate) fn due_after_completion(&self, now: Instant) -> bool {
+        self.ending.is_some() || self.error_since_check || now >= self.cutoff()
+    }
+
     /// Whether the ring should check that the device still exists now.
     pub(crate) fn presence_check_due(&self, now: Instant) -> bool {
         self.ending.is_none() && (self.error_since_check || now >= self.next_presence_check)
@@ -349,11 +364,14 @@ impl Run {
     /// `Some(end)` once the run is over: sample time reached, or past the cutoff with nothing
     /// left to wait for, or winding down with every read completed or given up on.
     pub(crate) fn finished(&self, now: Instant) -> Option<End> {
-        let settled = self.slots.iter().all(Slot::settled);
+        // Only looked at (a walk over the slots) when it can matter.
+        let settled = || self.slots.iter().all(Slot::settled);
         match &self.ending {
-            None if now >= self.end() || (now >= self.cutoff() && settled) => Some(End::Completed),
+            None if now >= self.end() || (now >= self.cutoff() && settled()) => {
+                Some(End::Completed)
+            }
             None => None,
-            Some(_) if !settled => None,
+            Some(_) if !settled() => None,
             Some(Ending::Stopped) => Some(End::Stopped),
             Some(Ending::Failed(why)) => Some(End::Failed(why.clone())),
         }
