@@ -6,8 +6,14 @@ use std::{io, os::fd::RawFd, time::Duration};
 use io_uring::{IoUring, opcode, squeue, types};
 
 /// Submission queue size; more in-flight reads than this are fine (the queue is submitted
-/// whenever it fills, and the kernel queues completions that overflow its ring).
-const SQ_ENTRIES: u32 = 256;
+/// whenever it fills; a wake-up that refills many runs at 1,000+ paths fills 256 several times).
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue size. Completions that find it full still arrive, but the kernel then
+/// allocates each one and lists it aside ("overflow") until there is room again: with
+/// the default size (twice the submission queue: 512) 70% of the completions overflowed at
+/// 1,024 paths, 1.4% with this. It holds what 2,048 paths at the full rate complete in 25 ms,
+/// for 256 KiB of ring memory.
+const CQ_ENTRIES: u32 = 16_384;
 
 /// user_data tags (top two bits); the rest is a read id.
 const TAG_SHIFT: u32 = 62;
@@ -49,7 +55,9 @@ pub(crate) struct Uring {
 impl Uring {
     pub(crate) fn new() -> io::Result<Self> {
         Ok(Self {
-            ring: IoUring::new(SQ_ENTRIES)?,
+            ring: IoUring::builder()
+                .setup_cqsize(CQ_ENTRIES)
+                .build(SQ_ENTRIES)?,
             backlog: Vec::new(),
         })
     }
