@@ -11,10 +11,12 @@
 //! completion touches only its own run, progress is published per run as its counts change
 //! (`progress.rs`), and the vectors a wake-up needs are kept and reused, not reallocated.
 //!
-//! Buffer ownership: a read's buffer stays in its run's slot until the read's completion
-//! arrives. When a run ends while the kernel still holds reads (timed out, or not
-//! cancellable), their buffers, and the device file, move to the orphan list, freed one by
-//! one as the late completions arrive, and leaked if the thread must exit before that.
+//! Buffer ownership: a read's buffer is its slot's part of the run's read area, registered
+//! with the kernel while the run lasts (`uring.rs`), and the area stays with the run until the
+//! read's completion arrives. When a run ends while the kernel still holds reads (timed out,
+//! or not cancellable), the area is unregistered and moves, with the device file, to the
+//! orphan list, shared by those reads and freed when the last of their late completions
+//! arrives, or leaked if the thread must exit before that.
 use std::{
     collections::HashMap,
     io,
@@ -59,12 +61,15 @@ enum Entry {
         target: Arc<Target>,
         run: Box<Run>,
         progress: Arc<Progress>,
+        /// The run's read area's index in the registered buffer table (None: plain reads).
+        registered: Option<u16>,
     },
 }
 
-/// A read the kernel still holds after its run ended.
-struct Orphan {
-    buf: AlignedBuf,
+/// What the reads the kernel still holds after their run ended need: the area they read into
+/// and the device file. Each such read's orphan entry shares it; the last completion frees it.
+struct Leftover {
+    area: AlignedBuf,
     _target: Arc<Target>,
 }
 
@@ -81,7 +86,8 @@ pub(crate) struct Ring {
     timers: TimerQueue,
     /// read id -> (run id, slot)
     in_flight: IdMap<(u64, usize)>,
-    orphans: IdMap<Orphan>,
+    /// read id -> what it still needs, for reads of runs that ended
+    orphans: IdMap<Arc<Leftover>>,
     next_read_id: u64,
     /// Kept between wake-ups so the steady state allocates nothing: the runs due now, the
     /// reads one run submits, the answers one wake-up handles.
@@ -134,8 +140,11 @@ impl Ring {
         }
         // Whatever the kernel still holds may be written to later: never free it.
         let leaked = self.orphans.len();
-        for (_, orphan) in self.orphans.drain() {
-            orphan.buf.leak();
+        for (_, leftover) in self.orphans.drain() {
+            // Shared by a run's pending reads: the last entry drained holds it alone.
+            if let Ok(leftover) = Arc::try_unwrap(leftover) {
+                leftover.area.leak();
+            }
         }
         if leaked > 0 {
             log::warn!(
@@ -260,11 +269,16 @@ impl Ring {
             target.block_size,
             target.blocks
         );
+        let (area, len) = run.read_area();
+        // SAFETY: the area lives in the run, then in the orphan list, until every read into it
+        // has completed (or is leaked); `finish` unregisters it before either drops it.
+        let registered = unsafe { self.uring.register(area, len) };
         let entry = Entry::Active {
             key,
             target,
             run,
             progress,
+            registered,
         };
         self.entries.insert(id, entry);
         if stop {
@@ -312,11 +326,13 @@ impl Ring {
             target,
             run,
             progress,
+            registered,
             ..
         }) = self.entries.get_mut(&id)
         else {
             return Ok(());
         };
+        let registered = *registered;
         let mut cancel = run.expire(now);
         if run.presence_check_due(now) {
             run.presence_checked(now);
@@ -342,11 +358,18 @@ impl Ring {
         let fd = target.file.as_raw_fd();
         for read in &self.reads {
             self.in_flight.insert(read.read_id, (id, read.slot));
-            // SAFETY: the buffer belongs to the run's slot (or, later, the orphan list) until
-            // this read's completion is taken; the file stays open as long (Arc in both).
+            // SAFETY: the buffer is in the run's area, which stays with the run (or, later, the
+            // orphan list) until this read's completion is taken; the file stays open as long
+            // (Arc in both).
             unsafe {
-                self.uring
-                    .push_read(fd, read.buf, read.len, read.offset, read.read_id)?;
+                self.uring.push_read(
+                    fd,
+                    registered,
+                    read.buf,
+                    read.len,
+                    read.offset,
+                    read.read_id,
+                )?;
             }
         }
         self.cancel_reads(&cancel)?;
@@ -387,19 +410,27 @@ impl Ring {
                 outcome,
             },
             Entry::Active {
-                key, target, run, ..
+                key,
+                target,
+                run,
+                registered,
+                ..
             } => {
+                if let Some(index) = registered {
+                    self.uring.unregister(index);
+                }
                 let tally = run.tally();
                 let elapsed = run.elapsed(now);
-                for (read_id, buf) in run.into_orphans() {
-                    self.in_flight.remove(&read_id);
-                    self.orphans.insert(
-                        read_id,
-                        Orphan {
-                            buf,
-                            _target: Arc::clone(&target),
-                        },
-                    );
+                let (pending, area) = run.into_orphans();
+                if !pending.is_empty() {
+                    let leftover = Arc::new(Leftover {
+                        area,
+                        _target: Arc::clone(&target),
+                    });
+                    for read_id in pending {
+                        self.in_flight.remove(&read_id);
+                        self.orphans.insert(read_id, Arc::clone(&leftover));
+                    }
                 }
                 SampleReport {
                     path_key: key,
@@ -493,7 +524,8 @@ impl Ring {
     fn read_done(&mut self, read_id: u64, res: i32, now: Instant) -> io::Result<()> {
         if self.orphans.remove(&read_id).is_some() {
             // The kernel is done with it at last: now the buffer may go.
-            log::debug!("sampler: late completion of read {read_id} ({res}); buffer freed");
+            // (The area goes with the run's last such read.)
+            log::debug!("sampler: late completion of read {read_id} ({res}); buffer released");
             return Ok(());
         }
         let Some((id, slot)) = self.in_flight.remove(&read_id) else {

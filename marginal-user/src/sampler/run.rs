@@ -3,7 +3,11 @@
 //! of the spec's "Sampling" paragraph is testable with made-up completions and instants.
 use std::time::{Duration, Instant};
 
-use super::{buffer::AlignedBuf, offsets::OffsetPicker, tally::Tally};
+use super::{
+    buffer::{AlignedBuf, page_size},
+    offsets::OffsetPicker,
+    tally::Tally,
+};
 
 /// How often a run checks that its device still exists (and at once after a failed read).
 const PRESENCE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -81,9 +85,8 @@ enum SlotState {
     },
 }
 
+/// A slot's buffer is its stride of the run's read area (see [`Run::read_area`]).
 struct Slot {
-    /// Handed to the kernel while `Reading`; only freed after its completion (see `buffer.rs`).
-    buf: AlignedBuf,
     state: SlotState,
 }
 
@@ -105,6 +108,13 @@ pub(crate) struct Run {
     config: RunConfig,
     block_size: u32,
     slots: Vec<Slot>,
+    /// Every slot's buffer, one after the other, each `stride` bytes from the previous: one
+    /// allocation, so the ring can register it with the kernel once for the whole run. Slot
+    /// buffers are handed to the kernel while `Reading`, so the area is only freed once every
+    /// read has completed (see `buffer.rs` and [`Run::into_orphans`]).
+    area: AlignedBuf,
+    /// The block size rounded up to the page size: every slot's buffer is page-aligned.
+    stride: usize,
     picker: OffsetPicker,
     /// Blocks being read, gathered at each refill for the picker (kept to reuse its memory).
     reading_blocks: Vec<u64>,
@@ -129,15 +139,17 @@ impl Run {
         // Tiny devices cannot hold 32 non-adjacent reads at once.
         let slots = config.slots.min(picker.max_in_flight()).max(1);
         let len = usize::try_from(block_size).expect("u32 fits usize");
+        let stride = len.next_multiple_of(page_size());
         Self {
             config,
             block_size,
             slots: (0..slots)
                 .map(|_| Slot {
-                    buf: AlignedBuf::new(len),
                     state: SlotState::Idle,
                 })
                 .collect(),
+            area: AlignedBuf::new(slots * stride),
+            stride,
             picker,
             reading_blocks: Vec::with_capacity(slots),
             tally: Tally::default(),
@@ -201,6 +213,7 @@ impl Run {
             SlotState::Idle => None,
         }));
         let deadline = now + self.config.read_timeout;
+        let area = self.area.as_mut_ptr();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !matches!(slot.state, SlotState::Idle) {
                 continue;
@@ -221,7 +234,8 @@ impl Run {
                 read_id,
                 slot: index,
                 offset: block * u64::from(self.block_size),
-                buf: slot.buf.as_mut_ptr(),
+                // Inside the area: index < slots, and the area is slots * stride long.
+                buf: area.wrapping_add(index * self.stride),
                 len: self.block_size,
             });
         }
@@ -405,16 +419,25 @@ impl Run {
         wake
     }
 
-    /// The run is over: the buffers of reads the kernel still holds, by read id, for the
-    /// ring's orphan list (idle buffers are freed here).
-    pub(crate) fn into_orphans(self) -> Vec<(u64, AlignedBuf)> {
-        self.slots
-            .into_iter()
+    /// The memory all of this run's reads go into, and its length (for the ring to register
+    /// with the kernel).
+    pub(crate) fn read_area(&self) -> (*mut u8, usize) {
+        (self.area.as_mut_ptr(), self.area.len())
+    }
+
+    /// The run is over: the ids of the reads the kernel still holds, and the read area, which
+    /// must outlive them (the ring's orphan list keeps it until the last one completes; with
+    /// none pending it can go at once).
+    pub(crate) fn into_orphans(self) -> (Vec<u64>, AlignedBuf) {
+        let pending = self
+            .slots
+            .iter()
             .filter_map(|slot| match slot.state {
-                SlotState::Reading { read_id, .. } => Some((read_id, slot.buf)),
+                SlotState::Reading { read_id, .. } => Some(read_id),
                 SlotState::Idle => None,
             })
-            .collect()
+            .collect();
+        (pending, self.area)
     }
 }
 

@@ -217,7 +217,13 @@ fn a_device_that_hangs_every_read_reads_1000_never_more() {
     );
     assert_eq!(tally.rate_permille(), 1000);
     // The run ended with the reads still in the kernel: their buffers go to the orphan list.
-    assert_eq!(run.into_orphans().len(), 32);
+    let (pending, area) = run.into_orphans();
+    assert_eq!(pending.len(), 32);
+    assert_eq!(
+        area.len(),
+        32 * 4096,
+        "the area they read into goes with them"
+    );
 }
 
 #[test]
@@ -259,9 +265,8 @@ fn stopping_cancels_in_flight_reads_and_waits_for_them() {
         },
         "cancelled reads are not errors"
     );
-    let orphans = run.into_orphans();
-    assert_eq!(orphans.len(), 1);
-    assert_eq!(orphans[0].0, reqs[31].read_id);
+    let (pending, _area) = run.into_orphans();
+    assert_eq!(pending, vec![reqs[31].read_id]);
 }
 
 #[test]
@@ -460,4 +465,23 @@ fn only_completions_that_change_what_is_due_ask_for_service() {
     // So may any answer while it winds down.
     run.stop();
     assert!(run.due_after_completion(t0 + 2 * MS));
+}
+
+#[test]
+fn each_slot_reads_into_its_own_page_aligned_part_of_one_area() {
+    let t0 = Instant::now();
+    let mut run = Run::new(config(10, 2), 512, 1 << 20, 3, t0);
+    let (area, len) = run.read_area();
+    let page = page_size();
+    assert_eq!(len, 32 * page, "512-byte reads still get a page each");
+    let reqs = refill(&mut run, t0, &mut Ids(0));
+    assert_eq!(reqs.len(), 32);
+    let mut starts: Vec<usize> = reqs.iter().map(|req| req.buf as usize).collect();
+    for &start in &starts {
+        assert_eq!(start % page, 0, "page-aligned");
+        assert!(start >= area as usize && start + 512 <= area as usize + len);
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len(), 32, "no two slots share a buffer");
 }
