@@ -3,8 +3,9 @@
 //! A buffer is handed to the kernel by raw pointer when a read is submitted. Its memory must stay
 //! allocated until the kernel has posted that read's completion (upstream freed buffers of hung
 //! reads early, and the late DMA then wrote into reused memory). So a buffer is never freed by the
-//! code that submitted it: the ring keeps it in the read's slot, or in its orphan list when the
-//! run ends first, and drops it only after the completion arrived (or leaks it on shutdown).
+//! code that submitted it: the ring keeps it with the read's run (one buffer holds all of a
+//! run's slots), or in its orphan list when the run ends first, and drops it only after the
+//! completions arrived (or leaks it on shutdown).
 use std::{
     alloc::{self, Layout},
     ptr::NonNull,
@@ -18,6 +19,10 @@ pub(crate) struct AlignedBuf {
 
 // The buffer is plain memory; which thread frees it does not matter.
 unsafe impl Send for AlignedBuf {}
+// A shared reference only gives out the address (nothing is read or written through it), so
+// sharing one between threads is harmless; the ring shares a run's area among the entries of
+// its reads still in flight after the run ended.
+unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
     /// `len` bytes aligned to the page size (O_DIRECT needs at least logical-block alignment;
@@ -40,7 +45,6 @@ impl AlignedBuf {
         self.ptr.as_ptr()
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.layout.size()
     }

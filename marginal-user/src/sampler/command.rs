@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use super::target::Target;
+use super::{progress::Progress, target::Target};
 
 /// Messages from handles and opener threads.
 pub(crate) enum Command {
@@ -18,6 +18,8 @@ pub(crate) enum Command {
         key: String,
         node: PathBuf,
         sample_time: Duration,
+        /// Where the ring publishes the run's counts for the handles.
+        progress: Arc<Progress>,
     },
     /// The opener thread is done.
     Opened {

@@ -30,11 +30,15 @@ pub mod cli;
 
 mod buffer;
 mod command;
+mod id_map;
 mod offsets;
+mod progress;
 mod ring;
 mod run;
 mod tally;
 mod target;
+mod timers;
+mod uring;
 
 use std::{
     collections::HashMap,
@@ -52,11 +56,9 @@ pub use tally::{Tally, rate_permille};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use command::{Command, Waker};
+use progress::Progress;
 use ring::Ring;
-
-/// Submission queue size of the shared ring; more in-flight reads than this are fine (the ring
-/// submits in batches and the kernel queues overflowing completions).
-const RING_ENTRIES: u32 = 256;
+use uring::Uring;
 
 /// How the sampler samples. The defaults are the spec's production values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,22 +123,12 @@ impl SampleReport {
     }
 }
 
-/// A run not yet reported, as the handles see it: its id and its progress so far.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A run not yet reported, as the handles see it: its id and its progress so far (which the
+/// ring thread updates as reads complete).
+#[derive(Clone, Debug)]
 pub(crate) struct ActiveRun {
     pub(crate) id: u64,
-    pub(crate) reads: u64,
-    pub(crate) errors: u64,
-}
-
-impl ActiveRun {
-    fn new(id: u64) -> Self {
-        Self {
-            id,
-            reads: 0,
-            errors: 0,
-        }
-    }
+    pub(crate) progress: Arc<Progress>,
 }
 
 /// Starts the sampler thread.
@@ -155,8 +147,7 @@ impl Sampler {
         {
             bail!("sampler options need slots, a refill interval and a read timeout: {options:?}");
         }
-        let uring =
-            io_uring::IoUring::new(RING_ENTRIES).context("sampler: cannot create an io_uring")?;
+        let uring = Uring::new().context("sampler: cannot create an io_uring")?;
         let waker = Waker::new().context("sampler: cannot create its eventfd")?;
         let (commands, command_rx) = mpsc::channel();
         let (report_tx, reports) = unbounded_channel();
@@ -223,18 +214,24 @@ impl SamplerHandle {
         let key = path_key.into();
         let node = device_node.into();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress = Arc::new(Progress::default());
         {
             let mut active = self.lock_active();
             if active.contains_key(&key) {
                 bail!("{key}: already being sampled");
             }
-            active.insert(key.clone(), ActiveRun::new(id));
+            let run = ActiveRun {
+                id,
+                progress: Arc::clone(&progress),
+            };
+            active.insert(key.clone(), run);
         }
         let begin = Command::Begin {
             id,
             key: key.clone(),
             node: node.clone(),
             sample_time,
+            progress,
         };
         if self.shared.commands.send(begin).is_err() {
             self.lock_active().remove(&key);
@@ -290,7 +287,7 @@ impl SamplerHandle {
     pub fn progress(&self, path_key: &str) -> Option<(u64, u64)> {
         self.lock_active()
             .get(path_key)
-            .map(|run| (run.reads, run.errors))
+            .map(|run| run.progress.get())
     }
 
     fn lock_active(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveRun>> {

@@ -2,14 +2,21 @@
 //!
 //! Only this thread touches the ring, the runs and the buffers, so nothing is locked while
 //! waiting for I/O. It sleeps in `io_uring_enter` until a completion, a command (an eventfd
-//! the handle writes, polled on the ring) or the next timer of any run (refill, read deadline,
-//! presence check, end); it never opens devices (a sick device can block `open`: helper threads
-//! do that, see `mod.rs`).
+//! the handle writes, polled on the ring) or the earliest timer of any run (refill, read
+//! deadline, presence check, cutoff, end); it never opens devices (a sick device can block
+//! `open`: helper threads do that, see `mod.rs`).
 //!
-//! Buffer ownership: a read's buffer stays in its run's slot until the read's completion
-//! arrives. When a run ends while the kernel still holds reads (timed out, or not
-//! cancellable), their buffers, and the device file, move to the orphan list, freed one by
-//! one as the late completions arrive, and leaked if the thread must exit before that.
+//! Cost per read stays flat in the number of runs: a wake-up services only the runs whose
+//! timer has come or that a completion, cancel answer or command made due (`timers.rs`), a
+//! completion touches only its own run, progress is published per run as its counts change
+//! (`progress.rs`), and the vectors a wake-up needs are kept and reused, not reallocated.
+//!
+//! Buffer ownership: a read's buffer is its slot's part of the run's read area, registered
+//! with the kernel while the run lasts (`uring.rs`), and the area stays with the run until the
+//! read's completion arrives. When a run ends while the kernel still holds reads (timed out,
+//! or not cancellable), the area is unregistered and moves, with the device file, to the
+//! orphan list, shared by those reads and freed when the last of their late completions
+//! arrives, or leaked if the thread must exit before that.
 use std::{
     collections::HashMap,
     io,
@@ -22,23 +29,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use io_uring::{IoUring, opcode, squeue, types};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
     ActiveRun, SampleOutcome, SampleReport, SamplerOptions,
     buffer::AlignedBuf,
     command::{Command, Waker},
-    run::{Completion, End, Run, RunConfig},
+    id_map::IdMap,
+    progress::Progress,
+    run::{Completion, End, ReadRequest, Run, RunConfig},
     target::Target,
+    timers::TimerQueue,
+    uring::{Answer, READ_ID_MASK, Uring},
 };
-
-/// user_data tags (top two bits); the rest is a read id.
-const TAG_SHIFT: u32 = 62;
-const TAG_READ: u64 = 0;
-const TAG_CANCEL: u64 = 1;
-const TAG_WAKE: u64 = 2;
-const ID_MASK: u64 = (1 << TAG_SHIFT) - 1;
 
 /// How long a shutting-down thread waits for late completions before leaking their buffers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -50,42 +53,53 @@ enum Entry {
         key: String,
         node: PathBuf,
         sample_time: Duration,
+        progress: Arc<Progress>,
         stop: bool,
     },
     Active {
         key: String,
         target: Arc<Target>,
         run: Box<Run>,
+        progress: Arc<Progress>,
+        /// The run's read area's index in the registered buffer table (None: plain reads).
+        registered: Option<u16>,
     },
 }
 
-/// A read the kernel still holds after its run ended.
-struct Orphan {
-    buf: AlignedBuf,
+/// What the reads the kernel still holds after their run ended need: the area they read into
+/// and the device file. Each such read's orphan entry shares it; the last completion frees it.
+struct Leftover {
+    area: AlignedBuf,
     _target: Arc<Target>,
 }
 
 pub(crate) struct Ring {
-    uring: IoUring,
+    uring: Uring,
     options: SamplerOptions,
     commands: Receiver<Command>,
     waker: Waker,
     reports: UnboundedSender<SampleReport>,
     /// Shared with handles: key -> id and progress of runs not yet reported.
     active: Arc<Mutex<HashMap<String, ActiveRun>>>,
-    entries: HashMap<u64, Entry>,
+    entries: IdMap<Entry>,
+    /// When each active run next needs servicing.
+    timers: TimerQueue,
     /// read id -> (run id, slot)
-    in_flight: HashMap<u64, (u64, usize)>,
-    orphans: HashMap<u64, Orphan>,
+    in_flight: IdMap<(u64, usize)>,
+    /// read id -> what it still needs, for reads of runs that ended
+    orphans: IdMap<Arc<Leftover>>,
     next_read_id: u64,
-    /// Completions taken from the ring, not yet processed.
-    backlog: Vec<(u64, i32)>,
+    /// Kept between wake-ups so the steady state allocates nothing: the runs due now, the
+    /// reads one run submits, the answers one wake-up handles.
+    due: Vec<u64>,
+    reads: Vec<ReadRequest>,
+    answers: Vec<Answer>,
     shutdown_since: Option<Instant>,
 }
 
 impl Ring {
     pub(crate) fn new(
-        uring: IoUring,
+        uring: Uring,
         options: SamplerOptions,
         commands: Receiver<Command>,
         waker: Waker,
@@ -99,11 +113,14 @@ impl Ring {
             waker,
             reports,
             active,
-            entries: HashMap::new(),
-            in_flight: HashMap::new(),
-            orphans: HashMap::new(),
+            entries: IdMap::default(),
+            timers: TimerQueue::default(),
+            in_flight: IdMap::default(),
+            orphans: IdMap::default(),
             next_read_id: 1,
-            backlog: Vec::new(),
+            due: Vec::new(),
+            reads: Vec::new(),
+            answers: Vec::new(),
             shutdown_since: None,
         }
     }
@@ -123,8 +140,11 @@ impl Ring {
         }
         // Whatever the kernel still holds may be written to later: never free it.
         let leaked = self.orphans.len();
-        for (_, orphan) in self.orphans.drain() {
-            orphan.buf.leak();
+        for (_, leftover) in self.orphans.drain() {
+            // Shared by a run's pending reads: the last entry drained holds it alone.
+            if let Ok(leftover) = Arc::try_unwrap(leftover) {
+                leftover.area.leak();
+            }
         }
         if leaked > 0 {
             log::warn!(
@@ -134,39 +154,20 @@ impl Ring {
     }
 
     fn serve_until_shutdown(&mut self) -> io::Result<()> {
-        self.arm_wake()?;
+        self.uring.arm_wake(self.waker.as_raw_fd())?;
         loop {
             self.take_commands()?;
             let now = Instant::now();
-            self.service_runs(now)?;
+            self.service_due(now)?;
             if let Some(since) = self.shutdown_since
                 && self.entries.is_empty()
                 && (self.orphans.is_empty() || now >= since + SHUTDOWN_GRACE)
             {
                 return Ok(());
             }
-            let wait = self.next_wake(now);
-            self.submit_and_wait(wait)?;
-            self.reap()?;
-            self.publish_progress();
-        }
-    }
-
-    /// Let handles see each run's counts so far (for "sampling progress" in metrics).
-    fn publish_progress(&self) {
-        let mut active = self
-            .active
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (id, entry) in &self.entries {
-            if let Entry::Active { key, run, .. } = entry
-                && let Some(shared) = active.get_mut(key)
-                && shared.id == *id
-            {
-                let tally = run.tally();
-                shared.reads = tally.reads;
-                shared.errors = tally.errors;
-            }
+            let wait = self.wait_time(now);
+            self.uring.submit_and_wait(wait)?;
+            self.reap(Instant::now())?;
         }
     }
 
@@ -189,6 +190,7 @@ impl Ring {
                 key,
                 node,
                 sample_time,
+                progress,
             } => {
                 self.entries.insert(
                     id,
@@ -196,6 +198,7 @@ impl Ring {
                         key,
                         node,
                         sample_time,
+                        progress,
                         stop: false,
                     },
                 );
@@ -220,6 +223,7 @@ impl Ring {
             key,
             node,
             sample_time,
+            progress,
             stop,
         }) = self.entries.remove(&id)
         else {
@@ -233,6 +237,7 @@ impl Ring {
                         key,
                         node,
                         sample_time,
+                        progress,
                         stop,
                     },
                 );
@@ -264,9 +269,23 @@ impl Ring {
             target.block_size,
             target.blocks
         );
-        self.entries.insert(id, Entry::Active { key, target, run });
+        let (area, len) = run.read_area();
+        // SAFETY: the area lives in the run, then in the orphan list, until every read into it
+        // has completed (or is leaked); `finish` unregisters it before either drops it.
+        let registered = unsafe { self.uring.register(area, len) };
+        let entry = Entry::Active {
+            key,
+            target,
+            run,
+            progress,
+            registered,
+        };
+        self.entries.insert(id, entry);
         if stop {
             self.finish(id, SampleOutcome::Stopped, now);
+        } else {
+            // The first refill, at once.
+            self.timers.schedule(id, Some(now));
         }
     }
 
@@ -284,66 +303,90 @@ impl Ring {
             }
             Some(Entry::Active { run, .. }) => {
                 let cancel = run.stop();
+                // It may have nothing left to wait for: let the next pass end it.
+                self.timers.due_by(id, now);
                 self.cancel_reads(&cancel)
             }
         }
     }
 
-    /// Refill, expire, check presence and end runs, for every run.
-    fn service_runs(&mut self, now: Instant) -> io::Result<()> {
-        let ids: Vec<u64> = self.entries.keys().copied().collect();
-        for id in ids {
-            let Some(Entry::Active { target, run, .. }) = self.entries.get_mut(&id) else {
-                continue;
+    /// Service the runs whose timer has come, or that were made due since the last pass.
+    fn service_due(&mut self, now: Instant) -> io::Result<()> {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        self.timers.take_due(now, &mut due);
+        let serviced = due.iter().try_for_each(|&id| self.service(id, now));
+        self.due = due;
+        serviced
+    }
+
+    /// Expire, check presence, refill and maybe end run `id`, then set its next timer.
+    fn service(&mut self, id: u64, now: Instant) -> io::Result<()> {
+        let Some(Entry::Active {
+            target,
+            run,
+            progress,
+            registered,
+            ..
+        }) = self.entries.get_mut(&id)
+        else {
+            return Ok(());
+        };
+        let registered = *registered;
+        let mut cancel = run.expire(now);
+        if run.presence_check_due(now) {
+            run.presence_checked(now);
+            if let Err(why) = target.check_present() {
+                log::warn!("sampler: {why}");
+                cancel.extend(run.fail(why));
+            }
+        }
+        let next_read_id = &mut self.next_read_id;
+        self.reads.clear();
+        let mut next_id = || {
+            let read_id = *next_read_id;
+            *next_read_id = (*next_read_id + 1) & READ_ID_MASK;
+            read_id
+        };
+        run.refill(now, &mut next_id, &mut self.reads);
+        // Timeouts counted by `expire` show at once; completions publish their own counts.
+        progress.publish(&run.tally());
+        let finished = run.finished(now);
+        if finished.is_none() {
+            self.timers.schedule(id, run.next_wake(now));
+        }
+        let fd = target.file.as_raw_fd();
+        for read in &self.reads {
+            self.in_flight.insert(read.read_id, (id, read.slot));
+            // SAFETY: the buffer is in the run's area, which stays with the run (or, later, the
+            // orphan list) until this read's completion is taken; the file stays open as long
+            // (Arc in both).
+            unsafe {
+                self.uring.push_read(
+                    fd,
+                    registered,
+                    read.buf,
+                    read.len,
+                    read.offset,
+                    read.read_id,
+                )?;
+            }
+        }
+        self.cancel_reads(&cancel)?;
+        if let Some(end) = finished {
+            let outcome = match end {
+                End::Completed => SampleOutcome::Completed,
+                End::Stopped => SampleOutcome::Stopped,
+                End::Failed(why) => SampleOutcome::Failed(why),
             };
-            let mut cancel = run.expire(now);
-            if run.presence_check_due(now) {
-                run.presence_checked(now);
-                if let Err(why) = target.check_present() {
-                    log::warn!("sampler: {why}");
-                    cancel.extend(run.fail(why));
-                }
-            }
-            let next_read_id = &mut self.next_read_id;
-            let reads = run.refill(now, &mut || {
-                let read_id = *next_read_id;
-                *next_read_id = (*next_read_id + 1) & ID_MASK;
-                read_id
-            });
-            let fd = types::Fd(target.file.as_raw_fd());
-            let finished = run.finished(now);
-            for read in &reads {
-                self.in_flight.insert(read.read_id, (id, read.slot));
-            }
-            for read in reads {
-                let sqe = opcode::Read::new(fd, read.buf, read.len)
-                    .offset(read.offset)
-                    .build()
-                    .user_data(read_user_data(read.read_id));
-                // SAFETY: the buffer belongs to the run's slot (or, later, the orphan list) until
-                // this read's completion is reaped; the file stays open as long (Arc in both).
-                self.push(&sqe)?;
-            }
-            self.cancel_reads(&cancel)?;
-            if let Some(end) = finished {
-                let outcome = match end {
-                    End::Completed => SampleOutcome::Completed,
-                    End::Stopped => SampleOutcome::Stopped,
-                    End::Failed(why) => SampleOutcome::Failed(why),
-                };
-                self.finish(id, outcome, now);
-            }
+            self.finish(id, outcome, now);
         }
         Ok(())
     }
 
     fn cancel_reads(&mut self, read_ids: &[u64]) -> io::Result<()> {
         for &read_id in read_ids {
-            let sqe = opcode::AsyncCancel::new(read_user_data(read_id))
-                .build()
-                .user_data((TAG_CANCEL << TAG_SHIFT) | read_id);
-            // SAFETY: a cancel request references no memory of ours.
-            self.push(&sqe)?;
+            self.uring.push_cancel(read_id)?;
         }
         Ok(())
     }
@@ -353,6 +396,7 @@ impl Ring {
         let Some(entry) = self.entries.remove(&id) else {
             return;
         };
+        self.timers.remove(id);
         let report = match entry {
             Entry::Opening { key, node, .. } => SampleReport {
                 path_key: key,
@@ -365,18 +409,28 @@ impl Ring {
                 elapsed: Duration::ZERO,
                 outcome,
             },
-            Entry::Active { key, target, run } => {
+            Entry::Active {
+                key,
+                target,
+                run,
+                registered,
+                ..
+            } => {
+                if let Some(index) = registered {
+                    self.uring.unregister(index);
+                }
                 let tally = run.tally();
                 let elapsed = run.elapsed(now);
-                for (read_id, buf) in run.into_orphans() {
-                    self.in_flight.remove(&read_id);
-                    self.orphans.insert(
-                        read_id,
-                        Orphan {
-                            buf,
-                            _target: Arc::clone(&target),
-                        },
-                    );
+                let (pending, area) = run.into_orphans();
+                if !pending.is_empty() {
+                    let leftover = Arc::new(Leftover {
+                        area,
+                        _target: Arc::clone(&target),
+                    });
+                    for read_id in pending {
+                        self.in_flight.remove(&read_id);
+                        self.orphans.insert(read_id, Arc::clone(&leftover));
+                    }
                 }
                 SampleReport {
                     path_key: key,
@@ -413,16 +467,12 @@ impl Ring {
         let _ = self.reports.send(report);
     }
 
-    fn next_wake(&self, now: Instant) -> Duration {
-        let next = self
-            .entries
-            .values()
-            .filter_map(|entry| match entry {
-                Entry::Active { run, .. } => run.next_wake(now),
-                Entry::Opening { .. } => None,
-            })
-            .min();
-        let mut wait = next
+    /// How long to sleep: until the earliest timer, at most `IDLE_WAIT` (and the end of the
+    /// shutdown grace).
+    fn wait_time(&self, now: Instant) -> Duration {
+        let mut wait = self
+            .timers
+            .next()
             .map_or(IDLE_WAIT, |at| at.saturating_duration_since(now))
             .min(IDLE_WAIT);
         if let Some(since) = self.shutdown_since {
@@ -432,132 +482,95 @@ impl Ring {
         wait.max(Duration::from_millis(1))
     }
 
-    fn submit_and_wait(&mut self, wait: Duration) -> io::Result<()> {
-        let ts = types::Timespec::from(wait);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.uring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(err)
-                if matches!(
-                    err.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(err),
+    /// Handle what the kernel answered: the completion queue once, then whatever handling it
+    /// moved aside (cancels queued while the submission queue was full).
+    fn reap(&mut self, now: Instant) -> io::Result<()> {
+        let mut answers = std::mem::take(&mut self.answers);
+        answers.clear();
+        self.uring.take_answers(&mut answers);
+        let mut handled = Ok(());
+        while !answers.is_empty() && handled.is_ok() {
+            handled = answers
+                .iter()
+                .try_for_each(|&answer| self.answer(answer, now));
+            answers.clear();
+            self.uring.take_backlog(&mut answers);
         }
+        self.answers = answers;
+        handled
     }
 
-    /// Move completions out of the ring (cheap, no processing: `push` calls it too).
-    fn collect_completions(&mut self) {
-        self.backlog.extend(
-            self.uring
-                .completion()
-                .map(|cqe| (cqe.user_data(), cqe.result())),
-        );
-    }
-
-    fn reap(&mut self) -> io::Result<()> {
-        self.collect_completions();
-        while !self.backlog.is_empty() {
-            for (user_data, res) in std::mem::take(&mut self.backlog) {
-                self.completion(user_data, res)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn completion(&mut self, user_data: u64, res: i32) -> io::Result<()> {
-        let read_id = user_data & ID_MASK;
-        match user_data >> TAG_SHIFT {
-            TAG_WAKE => {
+    fn answer(&mut self, answer: Answer, now: Instant) -> io::Result<()> {
+        match answer {
+            Answer::Wake => {
                 self.waker.drain();
-                self.arm_wake()?;
+                self.uring.arm_wake(self.waker.as_raw_fd())
             }
-            TAG_CANCEL => {
+            Answer::Cancel { read_id, res } => {
                 if let Some(&(id, slot)) = self.in_flight.get(&read_id)
                     && let Some(Entry::Active { run, .. }) = self.entries.get_mut(&id)
                 {
                     run.cancel_answered(slot, read_id, res);
+                    if run.due_after_completion(now) {
+                        self.timers.due_by(id, now);
+                    }
                 }
+                Ok(())
             }
-            _ => self.read_done(read_id, res)?,
+            Answer::Read { read_id, res } => self.read_done(read_id, res, now),
         }
-        Ok(())
     }
 
-    fn read_done(&mut self, read_id: u64, res: i32) -> io::Result<()> {
+    fn read_done(&mut self, read_id: u64, res: i32, now: Instant) -> io::Result<()> {
         if self.orphans.remove(&read_id).is_some() {
             // The kernel is done with it at last: now the buffer may go.
-            log::debug!("sampler: late completion of read {read_id} ({res}); buffer freed");
+            // (The area goes with the run's last such read.)
+            log::debug!("sampler: late completion of read {read_id} ({res}); buffer released");
             return Ok(());
         }
         let Some((id, slot)) = self.in_flight.remove(&read_id) else {
             return Ok(());
         };
-        let Some(Entry::Active { target, run, .. }) = self.entries.get_mut(&id) else {
+        let Some(Entry::Active {
+            target,
+            run,
+            progress,
+            ..
+        }) = self.entries.get_mut(&id)
+        else {
             return Ok(());
         };
         let why = match run.complete(slot, read_id, res) {
-            Completion::Counted | Completion::Ignored => return Ok(()),
-            Completion::DeviceGone(errno) => {
-                format!(
-                    "device {} vanished: read failed with {}",
-                    target.describe(),
-                    io::Error::from_raw_os_error(errno)
-                )
+            Completion::Counted => {
+                progress.publish(&run.tally());
+                None
             }
-            Completion::Refused(errno) => {
-                format!(
-                    "device {}: the kernel refused the read: {}",
-                    target.describe(),
-                    io::Error::from_raw_os_error(errno)
-                )
+            Completion::Ignored => None,
+            Completion::DeviceGone(errno) => Some(format!(
+                "device {} vanished: read failed with {}",
+                target.describe(),
+                io::Error::from_raw_os_error(errno)
+            )),
+            Completion::Refused(errno) => Some(format!(
+                "device {}: the kernel refused the read: {}",
+                target.describe(),
+                io::Error::from_raw_os_error(errno)
+            )),
+        };
+        let cancel = match why {
+            None => Vec::new(),
+            Some(why) => {
+                if !run.is_ending() {
+                    log::warn!("sampler: {why}");
+                }
+                run.fail(why)
             }
         };
-        if !run.is_ending() {
-            log::warn!("sampler: {why}");
+        // Usually nothing to do until the next refill tick; an error (presence check) or a
+        // run that may now end is serviced on this wake-up.
+        if run.due_after_completion(now) {
+            self.timers.due_by(id, now);
         }
-        let cancel = run.fail(why);
-        self.cancel_reads(&cancel)?;
-        // The run ends in a later service pass, once its reads are settled.
-        Ok(())
+        self.cancel_reads(&cancel)
     }
-
-    fn arm_wake(&mut self) -> io::Result<()> {
-        let sqe = opcode::PollAdd::new(types::Fd(self.waker.as_raw_fd()), libc::POLLIN as u32)
-            .build()
-            .user_data(TAG_WAKE << TAG_SHIFT);
-        // SAFETY: poll references only the eventfd, which lives as long as the ring thread.
-        self.push(&sqe)
-    }
-
-    /// Queue one SQE, submitting first if the queue is full.
-    fn push(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: callers guarantee what the entry points at outlives the operation.
-            if unsafe { self.uring.submission().push(sqe) }.is_ok() {
-                return Ok(());
-            }
-            match self.uring.submit() {
-                Ok(_) => {}
-                Err(err)
-                    if matches!(
-                        err.raw_os_error(),
-                        Some(libc::EBUSY | libc::EAGAIN | libc::EINTR)
-                    ) =>
-                {
-                    // Completion queue backed up (only with hundreds of paths): make room by
-                    // moving completions aside; they are processed by `reap` as usual.
-                    self.collect_completions();
-                }
-                Err(err) => return Err(err),
-            }
-        }
-    }
-}
-
-fn read_user_data(read_id: u64) -> u64 {
-    (TAG_READ << TAG_SHIFT) | read_id
 }

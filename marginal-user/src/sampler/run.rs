@@ -3,7 +3,11 @@
 //! of the spec's "Sampling" paragraph is testable with made-up completions and instants.
 use std::time::{Duration, Instant};
 
-use super::{buffer::AlignedBuf, offsets::OffsetPicker, tally::Tally};
+use super::{
+    buffer::{AlignedBuf, page_size},
+    offsets::OffsetPicker,
+    tally::Tally,
+};
 
 /// How often a run checks that its device still exists (and at once after a failed read).
 const PRESENCE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -26,6 +30,10 @@ pub(crate) struct ReadRequest {
     pub(crate) buf: *mut u8,
     pub(crate) len: u32,
 }
+
+// The pointer is into a slot's buffer, which may be used from any thread (`buffer.rs`); the
+// ring keeps its (emptied) vector of requests across wake-ups, and moves it to its thread.
+unsafe impl Send for ReadRequest {}
 
 /// What a completion meant for the run.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,9 +85,8 @@ enum SlotState {
     },
 }
 
+/// A slot's buffer is its stride of the run's read area (see [`Run::read_area`]).
 struct Slot {
-    /// Handed to the kernel while `Reading`; only freed after its completion (see `buffer.rs`).
-    buf: AlignedBuf,
     state: SlotState,
 }
 
@@ -101,7 +108,16 @@ pub(crate) struct Run {
     config: RunConfig,
     block_size: u32,
     slots: Vec<Slot>,
+    /// Every slot's buffer, one after the other, each `stride` bytes from the previous: one
+    /// allocation, so the ring can register it with the kernel once for the whole run. Slot
+    /// buffers are handed to the kernel while `Reading`, so the area is only freed once every
+    /// read has completed (see `buffer.rs` and [`Run::into_orphans`]).
+    area: AlignedBuf,
+    /// The block size rounded up to the page size: every slot's buffer is page-aligned.
+    stride: usize,
     picker: OffsetPicker,
+    /// Blocks being read, gathered at each refill for the picker (kept to reuse its memory).
+    reading_blocks: Vec<u64>,
     tally: Tally,
     started: Instant,
     next_refill: Instant,
@@ -123,16 +139,19 @@ impl Run {
         // Tiny devices cannot hold 32 non-adjacent reads at once.
         let slots = config.slots.min(picker.max_in_flight()).max(1);
         let len = usize::try_from(block_size).expect("u32 fits usize");
+        let stride = len.next_multiple_of(page_size());
         Self {
             config,
             block_size,
             slots: (0..slots)
                 .map(|_| Slot {
-                    buf: AlignedBuf::new(len),
                     state: SlotState::Idle,
                 })
                 .collect(),
+            area: AlignedBuf::new(slots * stride),
+            stride,
             picker,
+            reading_blocks: Vec::with_capacity(slots),
             tally: Tally::default(),
             started: now,
             next_refill: now,
@@ -168,15 +187,18 @@ impl Run {
         self.ending.is_some()
     }
 
-    /// Reads to submit now: every idle slot, if a refill is due (at the start, then every
-    /// refill interval) and the cutoff has not passed. `next_id` hands out read ids.
+    /// Reads to submit now, appended to `requests`: every idle slot, if a refill is due (at the
+    /// start, then every refill interval) and the cutoff has not passed. `next_id` hands out
+    /// read ids. The caller's vector is reused from wake-up to wake-up, so refilling allocates
+    /// nothing.
     pub(crate) fn refill(
         &mut self,
         now: Instant,
         next_id: &mut impl FnMut() -> u64,
-    ) -> Vec<ReadRequest> {
+        requests: &mut Vec<ReadRequest>,
+    ) {
         if self.ending.is_some() || now < self.next_refill || now >= self.cutoff() {
-            return Vec::new();
+            return;
         }
         // Keep the 100 ms rhythm; after a late wake-up, restart it from now instead of
         // refilling several times in a row.
@@ -184,14 +206,19 @@ impl Run {
         if self.next_refill <= now {
             self.next_refill = now + self.config.refill_interval;
         }
-        let mut in_flight: Vec<u64> = self.reading_blocks().collect();
+        let in_flight = &mut self.reading_blocks;
+        in_flight.clear();
+        in_flight.extend(self.slots.iter().filter_map(|slot| match slot.state {
+            SlotState::Reading { block, .. } => Some(block),
+            SlotState::Idle => None,
+        }));
         let deadline = now + self.config.read_timeout;
-        let mut requests = Vec::new();
+        let area = self.area.as_mut_ptr();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if !matches!(slot.state, SlotState::Idle) {
                 continue;
             }
-            let Some(block) = self.picker.pick(&in_flight) else {
+            let Some(block) = self.picker.pick(in_flight) else {
                 break;
             };
             in_flight.push(block);
@@ -207,18 +234,11 @@ impl Run {
                 read_id,
                 slot: index,
                 offset: block * u64::from(self.block_size),
-                buf: slot.buf.as_mut_ptr(),
+                // Inside the area: index < slots, and the area is slots * stride long.
+                buf: area.wrapping_add(index * self.stride),
                 len: self.block_size,
             });
         }
-        requests
-    }
-
-    fn reading_blocks(&self) -> impl Iterator<Item = u64> + '_ {
-        self.slots.iter().filter_map(|slot| match slot.state {
-            SlotState::Reading { block, .. } => Some(block),
-            SlotState::Idle => None,
-        })
     }
 
     /// Count reads that reached their deadline as timed out (once: the flag keeps a later
@@ -336,6 +356,15 @@ impl Run {
         cancel
     }
 
+    /// Whether the run needs the ring now rather than at its next timer ([`Run::next_wake`]),
+    /// after a completion or a cancel answer: a failed read asks for a presence check at once,
+    /// and a run winding down or past its cutoff may be able to end. Otherwise a completion
+    /// only frees a slot, which waits for the next refill tick anyway. Constant time: the ring
+    /// asks this for every completion.
+    pub(crate) fn due_after_completion(&self, now: Instant) -> bool {
+        self.ending.is_some() || self.error_since_check || now >= self.cutoff()
+    }
+
     /// Whether the ring should check that the device still exists now.
     pub(crate) fn presence_check_due(&self, now: Instant) -> bool {
         self.ending.is_none() && (self.error_since_check || now >= self.next_presence_check)
@@ -349,11 +378,14 @@ impl Run {
     /// `Some(end)` once the run is over: sample time reached, or past the cutoff with nothing
     /// left to wait for, or winding down with every read completed or given up on.
     pub(crate) fn finished(&self, now: Instant) -> Option<End> {
-        let settled = self.slots.iter().all(Slot::settled);
+        // Only looked at (a walk over the slots) when it can matter.
+        let settled = || self.slots.iter().all(Slot::settled);
         match &self.ending {
-            None if now >= self.end() || (now >= self.cutoff() && settled) => Some(End::Completed),
+            None if now >= self.end() || (now >= self.cutoff() && settled()) => {
+                Some(End::Completed)
+            }
             None => None,
-            Some(_) if !settled => None,
+            Some(_) if !settled() => None,
             Some(Ending::Stopped) => Some(End::Stopped),
             Some(Ending::Failed(why)) => Some(End::Failed(why.clone())),
         }
@@ -387,16 +419,25 @@ impl Run {
         wake
     }
 
-    /// The run is over: the buffers of reads the kernel still holds, by read id, for the
-    /// ring's orphan list (idle buffers are freed here).
-    pub(crate) fn into_orphans(self) -> Vec<(u64, AlignedBuf)> {
-        self.slots
-            .into_iter()
+    /// The memory all of this run's reads go into, and its length (for the ring to register
+    /// with the kernel).
+    pub(crate) fn read_area(&self) -> (*mut u8, usize) {
+        (self.area.as_mut_ptr(), self.area.len())
+    }
+
+    /// The run is over: the ids of the reads the kernel still holds, and the read area, which
+    /// must outlive them (the ring's orphan list keeps it until the last one completes; with
+    /// none pending it can go at once).
+    pub(crate) fn into_orphans(self) -> (Vec<u64>, AlignedBuf) {
+        let pending = self
+            .slots
+            .iter()
             .filter_map(|slot| match slot.state {
-                SlotState::Reading { read_id, .. } => Some((read_id, slot.buf)),
+                SlotState::Reading { read_id, .. } => Some(read_id),
                 SlotState::Idle => None,
             })
-            .collect()
+            .collect();
+        (pending, self.area)
     }
 }
 

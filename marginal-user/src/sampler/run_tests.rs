@@ -22,6 +22,13 @@ impl Ids {
     }
 }
 
+/// The reads `run` wants to submit at `now`.
+fn refill(run: &mut Run, now: Instant, ids: &mut Ids) -> Vec<ReadRequest> {
+    let mut requests = Vec::new();
+    run.refill(now, &mut ids.next(), &mut requests);
+    requests
+}
+
 fn new_run(sample_secs: u64, timeout_secs: u64) -> (Run, Instant, Ids) {
     let t0 = Instant::now();
     (
@@ -34,7 +41,7 @@ fn new_run(sample_secs: u64, timeout_secs: u64) -> (Run, Instant, Ids) {
 #[test]
 fn fills_every_slot_at_start_then_only_on_the_refill_tick() {
     let (mut run, t0, mut ids) = new_run(10, 2);
-    let first = run.refill(t0, &mut ids.next());
+    let first = refill(&mut run, t0, &mut ids);
     assert_eq!(first.len(), 32);
     for req in &first {
         assert_eq!(req.len, 4096);
@@ -48,8 +55,8 @@ fn fills_every_slot_at_start_then_only_on_the_refill_tick() {
             Completion::Counted
         );
     }
-    assert!(run.refill(t0 + 50 * MS, &mut ids.next()).is_empty());
-    let second = run.refill(t0 + 100 * MS, &mut ids.next());
+    assert!(refill(&mut run, t0 + 50 * MS, &mut ids).is_empty());
+    let second = refill(&mut run, t0 + 100 * MS, &mut ids);
     assert_eq!(second.len(), 3, "only the idle slots");
     // Read ids are never reused, so a stale cancel cannot hit a newer read.
     assert!(second.iter().all(|r| r.read_id > 32));
@@ -61,7 +68,7 @@ fn reads_of_a_run_are_never_adjacent() {
     let mut now = t0;
     let mut in_flight: Vec<ReadRequest> = Vec::new();
     for round in 0..50 {
-        for req in run.refill(now, &mut ids.next()) {
+        for req in refill(&mut run, now, &mut ids) {
             for other in &in_flight {
                 assert!(
                     req.offset.abs_diff(other.offset) > 4096,
@@ -86,7 +93,7 @@ fn no_read_starts_once_elapsed_plus_timeout_reaches_sample_time() {
     let mut now = t0;
     let mut last_start = None;
     while now < t0 + Duration::from_secs(10) {
-        let reqs = run.refill(now, &mut ids.next());
+        let reqs = refill(&mut run, now, &mut ids);
         if !reqs.is_empty() {
             last_start = Some(now);
         }
@@ -100,8 +107,8 @@ fn no_read_starts_once_elapsed_plus_timeout_reaches_sample_time() {
     assert!(last_start + Duration::from_secs(3) < t0 + Duration::from_secs(10));
     // And a read started just before the cutoff has its deadline inside the window.
     let (mut run, t0, mut ids) = new_run(10, 3);
-    run.refill(t0, &mut ids.next());
-    let reqs = run.refill(t0 + Duration::from_millis(6_999), &mut ids.next());
+    refill(&mut run, t0, &mut ids);
+    let reqs = refill(&mut run, t0 + Duration::from_millis(6_999), &mut ids);
     assert!(reqs.is_empty(), "slots are busy");
     assert!(run.next_wake(t0).unwrap() <= t0 + Duration::from_secs(10));
 }
@@ -109,7 +116,7 @@ fn no_read_starts_once_elapsed_plus_timeout_reaches_sample_time() {
 #[test]
 fn sample_time_not_above_timeout_means_no_reads() {
     let (mut run, t0, mut ids) = new_run(2, 2);
-    assert!(run.refill(t0, &mut ids.next()).is_empty());
+    assert!(refill(&mut run, t0, &mut ids).is_empty());
     assert_eq!(run.finished(t0), Some(End::Completed));
     assert_eq!(run.tally().rate_permille(), 0);
 }
@@ -120,7 +127,7 @@ fn every_tenth_read_failing_gives_100_permille() {
     let mut now = t0;
     let mut n = 0u64;
     while run.finished(now).is_none() {
-        for req in run.refill(now, &mut ids.next()) {
+        for req in refill(&mut run, now, &mut ids) {
             n += 1;
             let res = if n.is_multiple_of(10) {
                 -libc::EIO
@@ -146,7 +153,7 @@ fn every_tenth_read_failing_gives_100_permille() {
 #[test]
 fn a_hung_read_counts_once_and_its_late_completion_is_ignored() {
     let (mut run, t0, mut ids) = new_run(10, 2);
-    let reqs = run.refill(t0, &mut ids.next());
+    let reqs = refill(&mut run, t0, &mut ids);
     // All but one complete fine.
     for req in &reqs[1..] {
         run.complete(req.slot, req.read_id, 4096);
@@ -174,7 +181,7 @@ fn a_hung_read_counts_once_and_its_late_completion_is_ignored() {
         }
     );
     // Its slot stays busy (the kernel owns the buffer) until it completes, late, successfully.
-    let refilled = run.refill(t0 + Duration::from_millis(2_100), &mut ids.next());
+    let refilled = refill(&mut run, t0 + Duration::from_millis(2_100), &mut ids);
     assert!(refilled.iter().all(|r| r.slot != hung.slot));
     run.cancel_answered(hung.slot, hung.read_id, -libc::ENOENT);
     assert_eq!(
@@ -191,7 +198,7 @@ fn a_device_that_hangs_every_read_reads_1000_never_more() {
     let mut now = t0;
     let mut submitted = Vec::new();
     while run.finished(now).is_none() {
-        submitted.extend(run.refill(now, &mut ids.next()));
+        submitted.extend(refill(&mut run, now, &mut ids));
         for id in run.expire(now) {
             let req = submitted.iter().find(|r| r.read_id == id).unwrap();
             run.cancel_answered(req.slot, id, -libc::EALREADY);
@@ -210,13 +217,19 @@ fn a_device_that_hangs_every_read_reads_1000_never_more() {
     );
     assert_eq!(tally.rate_permille(), 1000);
     // The run ended with the reads still in the kernel: their buffers go to the orphan list.
-    assert_eq!(run.into_orphans().len(), 32);
+    let (pending, area) = run.into_orphans();
+    assert_eq!(pending.len(), 32);
+    assert_eq!(
+        area.len(),
+        32 * 4096,
+        "the area they read into goes with them"
+    );
 }
 
 #[test]
 fn stopping_cancels_in_flight_reads_and_waits_for_them() {
     let (mut run, t0, mut ids) = new_run(10, 2);
-    let reqs = run.refill(t0, &mut ids.next());
+    let reqs = refill(&mut run, t0, &mut ids);
     for req in &reqs[..10] {
         run.complete(req.slot, req.read_id, 4096);
     }
@@ -224,7 +237,7 @@ fn stopping_cancels_in_flight_reads_and_waits_for_them() {
     assert_eq!(cancel.len(), 22);
     assert!(run.stop().is_empty(), "cancel asked once");
     assert!(
-        run.refill(t0 + 100 * MS, &mut ids.next()).is_empty(),
+        refill(&mut run, t0 + 100 * MS, &mut ids).is_empty(),
         "no new reads once stopping"
     );
     assert_eq!(run.finished(t0 + MS), None, "still waiting for the kernel");
@@ -252,15 +265,14 @@ fn stopping_cancels_in_flight_reads_and_waits_for_them() {
         },
         "cancelled reads are not errors"
     );
-    let orphans = run.into_orphans();
-    assert_eq!(orphans.len(), 1);
-    assert_eq!(orphans[0].0, reqs[31].read_id);
+    let (pending, _area) = run.into_orphans();
+    assert_eq!(pending, vec![reqs[31].read_id]);
 }
 
 #[test]
 fn a_stopped_read_that_never_answers_is_given_up_at_its_timeout() {
     let (mut run, t0, mut ids) = new_run(10, 2);
-    run.refill(t0, &mut ids.next());
+    refill(&mut run, t0, &mut ids);
     run.stop();
     assert_eq!(run.finished(t0 + Duration::from_secs(1)), None);
     assert_eq!(run.next_wake(t0), Some(t0 + Duration::from_secs(2)));
@@ -277,7 +289,7 @@ fn a_stopped_read_that_never_answers_is_given_up_at_its_timeout() {
 #[test]
 fn device_gone_and_refused_reads_are_not_rates() {
     let (mut run, t0, mut ids) = new_run(10, 2);
-    let reqs = run.refill(t0, &mut ids.next());
+    let reqs = refill(&mut run, t0, &mut ids);
     assert_eq!(
         run.complete(reqs[0].slot, reqs[0].read_id, -libc::ENXIO),
         Completion::DeviceGone(libc::ENXIO)
@@ -328,7 +340,7 @@ fn device_gone_and_refused_reads_are_not_rates() {
 #[test]
 fn stale_completions_are_ignored() {
     let (mut run, t0, mut ids) = new_run(10, 2);
-    let reqs = run.refill(t0, &mut ids.next());
+    let reqs = refill(&mut run, t0, &mut ids);
     assert_eq!(
         run.complete(reqs[0].slot, reqs[0].read_id, 4096),
         Completion::Counted
@@ -354,7 +366,7 @@ fn stale_completions_are_ignored() {
 #[test]
 fn ends_early_after_the_cutoff_once_nothing_is_pending() {
     let (mut run, t0, mut ids) = new_run(10, 3);
-    let reqs = run.refill(t0, &mut ids.next());
+    let reqs = refill(&mut run, t0, &mut ids);
     assert_eq!(
         run.finished(t0 + Duration::from_secs(7)),
         None,
@@ -382,12 +394,12 @@ fn ends_early_after_the_cutoff_once_nothing_is_pending() {
 fn wakes_for_refills_deadlines_cutoff_and_the_end() {
     let (mut run, t0, mut ids) = new_run(10, 3);
     assert_eq!(run.next_wake(t0), Some(t0), "first fill at once");
-    run.refill(t0, &mut ids.next());
+    refill(&mut run, t0, &mut ids);
     assert_eq!(run.next_wake(t0), Some(t0 + 100 * MS));
     // sample 4 s, timeout 3 s: cutoff at 1 s.
     let (mut run, t0, mut ids) = new_run(4, 3);
     for tick in 0..10 {
-        run.refill(t0 + tick * 100 * MS, &mut ids.next());
+        refill(&mut run, t0 + tick * 100 * MS, &mut ids);
     }
     // The next refill would be at the cutoff, so none is planned; the cutoff itself is a
     // wake-up (the run may end there) and coincides with the first presence check.
@@ -410,7 +422,7 @@ fn wakes_for_refills_deadlines_cutoff_and_the_end() {
     );
     // Everything completed: wake at the end (or a presence check), never in the past.
     let (mut run, t0, mut ids) = new_run(4, 3);
-    for req in run.refill(t0, &mut ids.next()) {
+    for req in refill(&mut run, t0, &mut ids) {
         run.complete(req.slot, req.read_id, 4096);
     }
     let now = t0 + 500 * MS;
@@ -419,7 +431,7 @@ fn wakes_for_refills_deadlines_cutoff_and_the_end() {
         Some(t0 + 100 * MS),
         "a refill is due (overdue)"
     );
-    run.refill(now, &mut ids.next());
+    refill(&mut run, now, &mut ids);
     assert!(run.next_wake(now).unwrap() > now);
 }
 
@@ -427,9 +439,49 @@ fn wakes_for_refills_deadlines_cutoff_and_the_end() {
 fn tiny_devices_use_fewer_slots() {
     let t0 = Instant::now();
     let mut run = Run::new(config(10, 2), 512, 5, 3, t0);
-    let reqs = run.refill(t0, &mut Ids(0).next());
+    let reqs = refill(&mut run, t0, &mut Ids(0));
     assert!(!reqs.is_empty() && reqs.len() <= 3);
     for req in &reqs {
         assert!(req.offset + 512 <= 5 * 512, "inside the device");
     }
+}
+
+#[test]
+fn only_completions_that_change_what_is_due_ask_for_service() {
+    let (mut run, t0, mut ids) = new_run(10, 3);
+    let reqs = refill(&mut run, t0, &mut ids);
+    // A good read before the cutoff: its slot just waits for the next refill tick.
+    run.complete(reqs[0].slot, reqs[0].read_id, 4096);
+    assert!(!run.due_after_completion(t0 + MS));
+    // A failed read: the presence check is due at once.
+    run.complete(reqs[1].slot, reqs[1].read_id, -libc::EIO);
+    assert!(run.due_after_completion(t0 + MS));
+    assert!(run.presence_check_due(t0 + MS));
+    run.presence_checked(t0 + MS);
+    assert!(!run.due_after_completion(t0 + 2 * MS));
+    // Past the cutoff (7 s here) any completion may be the last one the run waits for.
+    assert!(!run.due_after_completion(t0 + Duration::from_millis(6_999)));
+    assert!(run.due_after_completion(t0 + Duration::from_secs(7)));
+    // So may any answer while it winds down.
+    run.stop();
+    assert!(run.due_after_completion(t0 + 2 * MS));
+}
+
+#[test]
+fn each_slot_reads_into_its_own_page_aligned_part_of_one_area() {
+    let t0 = Instant::now();
+    let mut run = Run::new(config(10, 2), 512, 1 << 20, 3, t0);
+    let (area, len) = run.read_area();
+    let page = page_size();
+    assert_eq!(len, 32 * page, "512-byte reads still get a page each");
+    let reqs = refill(&mut run, t0, &mut Ids(0));
+    assert_eq!(reqs.len(), 32);
+    let mut starts: Vec<usize> = reqs.iter().map(|req| req.buf as usize).collect();
+    for &start in &starts {
+        assert_eq!(start % page, 0, "page-aligned");
+        assert!(start >= area as usize && start + 512 <= area as usize + len);
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len(), 32, "no two slots share a buffer");
 }
