@@ -43,7 +43,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10_000)]
     trials: usize,
     /// Part 3: numbers of paths sampled at once, one measurement each.
-    #[arg(long, value_delimiter = ',', default_value = "16,64,256,1024,4096")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "16,64,256,1024,2048,4096"
+    )]
     sampler_paths: Vec<usize>,
     /// Part 3: seconds of reading per measurement.
     #[arg(long, default_value_t = 5)]
@@ -254,7 +258,7 @@ fn command_line(args: &BenchArgs) -> String {
         (args.reads != 20_000, format!(" --reads {}", args.reads)),
         (args.trials != 10_000, format!(" --trials {}", args.trials)),
         (
-            args.sampler_paths != [16, 64, 256, 1024, 4096],
+            args.sampler_paths != [16, 64, 256, 1024, 2048, 4096],
             format!(
                 " --sampler-paths {}",
                 args.sampler_paths

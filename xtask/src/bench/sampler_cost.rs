@@ -151,11 +151,11 @@ pub fn part(results: &Value) -> Part {
         findings.push(format!(
             "From {} to {} paths the kernel's part of a read (io_uring submission, block \
              layer, loop queueing, completion) goes from {} to {}, the sampler's own \
-             user-space part from {} to {}. On every wake-up (any completion) the sampler \
-             thread walks every run (refill, expiry, presence check, next deadline, progress \
-             publication), so its work per read grows with the number of runs: that is what \
-             saturates the one sampler thread first. Servicing only the runs whose refill or \
-             deadline is due (a timer queue) would keep the per-read cost flat.",
+             user-space part from {} to {}. The sampler thread keeps its runs in a timer \
+             queue: a wake-up services only the runs whose refill or deadline is due and the \
+             runs whose reads completed, so its own work per read stays nearly flat as runs \
+             are added; reads use buffers registered with io_uring once per run, so the kernel \
+             does not pin a page per read.",
             u(&small["paths"]),
             u(&large["paths"]),
             duration_ns(f(&small["process_kernel_ns_per_read"])),
