@@ -329,6 +329,36 @@ vm_udev_wwid() {
 	udevadm settle -t 30
 }
 
+# vm_mpvm_conf [DEFAULTS]: /etc/multipath.conf for the scenarios where multipathd manages the
+# map: mpvm over the paths udev gives WWID marginal-vm-lun0 (vm_udev_wwid), loop devices allowed
+# as paths, its directio checker every second; DEFAULTS (keyword lines) go into `defaults`.
+vm_mpvm_conf() {
+	cat >/etc/multipath.conf <<-CONF
+		defaults {
+			user_friendly_names   no
+			find_multipaths       no
+			polling_interval      1
+			max_polling_interval  2
+			path_checker          directio
+			path_grouping_policy  multibus
+			path_selector         "round-robin 0"
+			rr_min_io_rq          1
+			no_path_retry         fail
+		${1:-}
+		}
+		blacklist_exceptions {
+			devnode  "^loop"
+			property "ID_WWN"
+		}
+		multipaths {
+			multipath {
+				wwid  marginal-vm-lun0
+				alias mpvm
+			}
+		}
+	CONF
+}
+
 # The daemon scenarios' map: mp0 over path_a and path_b (dm-linear) on one 64 MiB LUN. Sets
 # lun, pa, pb, mp, a, b (MAJ:MIN of the paths) and nb (path_b's kernel name).
 vm_two_path_map() {

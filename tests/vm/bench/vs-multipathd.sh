@@ -69,33 +69,7 @@ echo 16384 >"$T/buffer_size_kb"
 echo "dev == $(vm_kernel_devt "$b")" >"$T/events/block/block_bio_queue/filter"
 echo 1 >"$T/events/block/block_bio_queue/enable"
 
-# multipath.conf: the map, and (round one only) multipathd's marginal-path checking.
-write_conf() {
-	cat >/etc/multipath.conf <<-CONF
-		defaults {
-			user_friendly_names   no
-			find_multipaths       no
-			polling_interval      1
-			max_polling_interval  2
-			path_checker          directio
-			path_grouping_policy  multibus
-			path_selector         "round-robin 0"
-			rr_min_io_rq          1
-			no_path_retry         fail
-		$1
-		}
-		blacklist_exceptions {
-			devnode  "^loop"
-			property "ID_WWN"
-		}
-		multipaths {
-			multipath {
-				wwid  marginal-vm-lun0
-				alias mpvm
-			}
-		}
-	CONF
-}
+# multipathd's own marginal-path checking, for round one.
 MARGINAL_SETTINGS="marginal_path_double_failed_time 60
 	marginal_path_err_sample_time 120
 	marginal_path_err_rate_threshold 100
@@ -198,7 +172,7 @@ round() {
 }
 
 # Round one: multipathd checks the path itself.
-write_conf "$MARGINAL_SETTINGS"
+vm_mpvm_conf "$MARGINAL_SETTINGS"
 start_multipathd
 multipathd show config 2>/dev/null | grep marginal_path || true
 round multipathd "$MPD_PID" multipathd_holds multipathd_verdict
@@ -208,7 +182,7 @@ round multipathd "$MPD_PID" multipathd_holds multipathd_verdict
 vm_heal_path pdev_b
 kill "$MPD_PID"
 wait "$MPD_PID" 2>/dev/null || true
-write_conf ""
+vm_mpvm_conf
 start_multipathd
 
 # Round two: marginal, same settings, production run lengths, through multipathd's socket.

@@ -43,29 +43,7 @@ b=$(vm_majmin "$lb")
 vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
 log "paths: $na ($a) over pdev_a, $nb ($b) over pdev_b, both over $lun"
 
-cat >/etc/multipath.conf <<'CONF'
-defaults {
-	user_friendly_names   no
-	find_multipaths       no
-	polling_interval      1
-	max_polling_interval  2
-	path_checker          directio
-	path_grouping_policy  multibus
-	path_selector         "round-robin 0"
-	rr_min_io_rq          1
-	no_path_retry         fail
-}
-blacklist_exceptions {
-	devnode  "^loop"
-	property "ID_WWN"
-}
-multipaths {
-	multipath {
-		wwid  marginal-vm-lun0
-		alias mpvm
-	}
-}
-CONF
+vm_mpvm_conf
 multipathd -d -s -v2 >"$MPD_LOG" 2>&1 &
 check "multipathd made map mpvm over both paths" \
 	vm_wait_for 30 sh -c "[ \"\$(dmsetup status mpvm 2>/dev/null | grep -o ' A ' | wc -l)\" -ge 2 ]"
