@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use marginal::{
     daemon::core::monotonic_now,
     engine::{Decision, Engine, Event, MapName, Params, PathKey, Timestamp},
@@ -74,6 +74,7 @@ pub fn run(args: Args) -> Result<Value> {
     let mut kernel = Vec::with_capacity(args.trials);
     let mut delivery = Vec::with_capacity(args.trials);
     let mut engine_ns = Vec::with_capacity(args.trials);
+    let mut missed_by_kernel = 0;
     let started = Instant::now();
     for trial in 0..args.trials {
         unwatch(&mut probes, dev)?;
@@ -85,9 +86,23 @@ pub fn run(args: Args) -> Result<Value> {
             bail!("trial {trial}: the second read did not fail");
         }
         let read_returned = measure::mono_ns();
-        let seen = seen_rx
-            .recv_timeout(Duration::from_secs(5))
-            .with_context(|| format!("trial {trial}: no decision within 5 s"))?;
+        let seen = match seen_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(seen) => seen,
+            Err(e) => {
+                // The kernel skips a tracing program when the CPU is already inside BPF (a
+                // recursion miss); such a trial has no second failure to react to. Counted and
+                // reported, within reason; anything else is a failure of the benchmark.
+                let counted = probes.record(dev).map_or(0, |r| r.io_errors);
+                if counted < 2 && missed_by_kernel < args.trials / 100 + 1 {
+                    missed_by_kernel += 1;
+                    continue;
+                }
+                bail!(
+                    "trial {trial}: no decision within 5 s ({e}); the kernel counted \
+                     {counted} of the 2 failed reads"
+                );
+            }
+        };
         if seen.decisions != ["FailPath", "StartSampling"] {
             bail!("trial {trial}: unexpected decisions {:?}", seen.decisions);
         }
@@ -104,7 +119,8 @@ pub fn run(args: Args) -> Result<Value> {
     runtime.shutdown_background();
 
     Ok(json!({
-        "trials": args.trials,
+        "trials": kernel.len(),
+        "trials_missed_by_kernel": missed_by_kernel,
         "wall_s": wall.as_secs_f64(),
         "kernel_to_decision_ns": summary_u(&mut kernel),
         "read_return_to_decision_ns": summary_i(&mut user),

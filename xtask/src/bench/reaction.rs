@@ -101,6 +101,15 @@ pub fn part(results: &Value, vm: &Value) -> Part {
             duration_ns(f(&results["event_loop_to_decision_ns"]["median"]))
         ),
     ];
+    let missed = u(&results["trials_missed_by_kernel"]);
+    if missed > 0 {
+        findings.push(format!(
+            "{missed} more trial(s) had no decision: the kernel counted fewer than two failed \
+             reads, i.e. it skipped the program for one of them (a recursion miss: the CPU was \
+             already inside BPF when the request completed). Such a failure is not seen by \
+             marginal; the next one is. They are left out of the figures."
+        ));
+    }
     if vm["error"].is_null() {
         let r = &vm["dm_reaction"];
         findings.push(format!(
