@@ -73,8 +73,12 @@ cleanup() {
 	echo >/sys/kernel/tracing/trace 2>/dev/null
 	rm -rf /sys/fs/bpf/* 2>/dev/null
 	grep ' /scratch' /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m"; done
-	dmsetup remove_all --force >/dev/null 2>&1
-	for l in /dev/loop[0-9]*; do losetup -d "$l" 2>/dev/null; done
+	# Twice: dm devices under loop devices (a scenario's paths) stay busy until the loop devices
+	# are gone, and loop devices under dm devices until those are.
+	for _pass in 1 2; do
+		dmsetup remove_all --force >/dev/null 2>&1
+		for l in /dev/loop[0-9]*; do losetup -d "$l" 2>/dev/null; done
+	done
 	umount /scratch 2>/dev/null
 }
 
