@@ -176,9 +176,23 @@ fn seconds(s: f64) -> String {
     }
 }
 
+/// "12x faster" when `a` took less time than `b`, "2x slower" otherwise.
+fn faster(a: f64, b: f64) -> String {
+    if a < b {
+        format!("{} faster", ratio(b, a))
+    } else {
+        format!("{} slower", ratio(a, b))
+    }
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 && a.is_finite() && b.is_finite() {
-        format!("{:.0}x", a / b)
+        let r = a / b;
+        if r < 10.0 {
+            format!("{r:.1}x")
+        } else {
+            format!("{r:.0}x")
+        }
     } else {
         "-".into()
     }
@@ -199,10 +213,10 @@ pub fn summary(vm: &Value) -> Vec<(String, String, &'static str, Option<bool>)> 
         (
             "2nd failure -> path held and sampled: multipathd / marginal".into(),
             format!(
-                "{} / {} ({} faster)",
+                "{} / {} (marginal {})",
                 seconds(f(&m["to_held_s"])),
                 seconds(f(&g["to_held_s"])),
-                ratio(f(&m["to_held_s"]), f(&g["to_held_s"]))
+                faster(f(&g["to_held_s"]), f(&m["to_held_s"]))
             ),
             "faster",
             Some(f(&g["to_held_s"]) < f(&m["to_held_s"])),
@@ -309,13 +323,6 @@ pub fn part(vm: &Value) -> Part {
         "-".into(),
     ]);
     let (held_m, held_g) = (f(&m["to_held_s"]), f(&g["to_held_s"]));
-    let faster = |a: f64, b: f64| {
-        if a < b {
-            format!("{} faster", ratio(b, a))
-        } else {
-            format!("{} slower", ratio(a, b))
-        }
-    };
     let findings = vec![
         format!(
             "From the second failure, marginal had the path held and its sampling started \
