@@ -61,6 +61,10 @@ pub struct BenchArgs {
     /// Skip the VM runs (part 2's device-mapper row and part 5), which take about 6 minutes.
     #[arg(long)]
     no_vm: bool,
+    /// Measure nothing: print (and with --write, write) the tables of the last run again, from
+    /// its raw results in <target>/bench/results.json (after a change to the report's text).
+    #[arg(long)]
+    report_only: bool,
 }
 
 /// The built binaries.
@@ -108,6 +112,15 @@ impl Drop for LoopDevices<'_> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.report_only {
+        let path = target_dir(&workspace_root()).join("bench/results.json");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("reading {} (run `cargo xtask bench` first)", path.display())
+        })?;
+        let results: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not the JSON a bench run writes", path.display()))?;
+        return report(&args, &results, &path);
+    }
     let started = std::time::Instant::now();
     if !args.no_setup {
         crate::setup::run()?;
@@ -206,6 +219,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     });
     let json_path = out_dir.join("results.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
+    report(&args, &results, &json_path)?;
+    println!("bench: done in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Prints the tables of `results` and, with --write, writes BENCHMARKS.md; fails when the VM
+/// part did not run (after printing the rest).
+fn report(args: &BenchArgs, results: &Value, json_path: &Path) -> Result<()> {
     let parts = vec![
         ebpf_cost::part(&results["ebpf_cost"]),
         reaction::part(&results["reaction"], &results["vm"]),
@@ -214,14 +235,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         vm::part(&results["vm"]),
     ];
     print!("{}", report::terminal(&parts));
-    println!(
-        "\nbench: raw results in {}; done in {:.0?}",
-        json_path.display(),
-        started.elapsed()
-    );
+    println!("\nbench: raw results in {}", json_path.display());
     if args.write {
-        let path = workspace.join("BENCHMARKS.md");
-        std::fs::write(&path, report::document(&results, &parts))?;
+        let path = workspace_root().join("BENCHMARKS.md");
+        std::fs::write(&path, report::document(results, &parts))?;
         println!("bench: wrote {}", path.display());
     }
     if let Some(e) = results["vm"]["error"].as_str() {

@@ -146,7 +146,7 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
             much less.\n\n";
     out += "Options: `--write` (rewrite this file), `--no-setup` (skip `cargo xtask setup`), \
             `--reads`, `--trials`, `--sampler-paths 16,64,...`, `--sampler-seconds`, \
-            `--scale-paths`, `--idle-seconds`, `--no-vm`. Each part can also be run on its own with the \
+            `--scale-paths`, `--idle-seconds`, `--no-vm`, `--report-only` (write the tables of the last run again from its raw results). Each part can also be run on its own with the \
             harness: `target/release/examples/marginal-bench --help` (source in \
             `marginal-user/examples/marginal-bench/`, one JSON object per run).\n\n";
     out += "## Summary\n\n";
@@ -158,7 +158,7 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
                 measure,
                 result,
                 target.into(),
-                pass.map_or("pending".into(), verdict),
+                pass.map_or("-".into(), verdict),
             ]);
         }
     }

@@ -168,6 +168,11 @@ pub fn reaction_summary(vm: &Value) -> (String, String, &'static str, Option<boo
     )
 }
 
+/// A count that went through a JSON number.
+fn count(v: &Value) -> String {
+    format!("{:.0}", f(v))
+}
+
 fn seconds(s: f64) -> String {
     if s < 1.0 {
         duration_ns(s * 1e9)
@@ -263,9 +268,9 @@ pub fn part(vm: &Value) -> Part {
         two is `marginal run` with the same settings, acting through multipathd's socket \
         (multipathd restarted without them). The second failure is dm-mpath's PATH_FAILED \
         (a kprobe on dm_path_uevent); \"held\" is when the tool first shows the path held for \
-        sampling (multipathd: it logs `enqueue path ... to check`; marginal: /status says \
-        `sampling`) \
-        to a poll every 0.1 s; all on the kernel's CLOCK_MONOTONIC (trace_clock mono, the \
+        sampling, as seen by a grep of its log every 0.05 s started before the failure \
+        (multipathd logs `enqueue path ... to check`, marginal `sampling <path> for 120s`); \
+        all on the kernel's CLOCK_MONOTONIC (trace_clock mono, the \
         poll's marks through trace_marker). CPU is each daemon's user + system time from the \
         second failure to the verdict."
         .to_string();
@@ -297,10 +302,10 @@ pub fn part(vm: &Value) -> Part {
             tool.into(),
             seconds(f(&r["to_held_s"])),
             seconds(f(&r["to_verdict_s"])),
-            r["reinstated"].to_string(),
+            count(&r["reinstated"]),
             r["verdict"].as_str().unwrap_or("?").into(),
             format!("{}‰", r["rate_permille"]),
-            r["reads"].to_string(),
+            count(&r["reads"]),
             format!(
                 "{:.2} s ({:.2}%)",
                 f(&r["cpu_s"]),
@@ -338,11 +343,12 @@ pub fn part(vm: &Value) -> Part {
             seconds(f(&g["daemon_reaction_s"])),
         ),
         format!(
-            "Verdicts: multipathd {} at {}‰, marginal {} at {}‰, for a path down a quarter of \
+            "Verdicts: multipathd said {} at {}‰, marginal said {} at {}‰, for a path down a \
+             quarter of \
              the time; {} after the second failure for multipathd, {} for marginal. Both stop \
              issuing reads 60 s (the read timeout) before the end of the 120 s run; multipathd \
              then waits out the run, marginal gives its verdict as soon as its last read has \
-             ended, with the same reads counted.",
+             ended (waiting out the run would add no read to its count).",
             m["verdict"].as_str().unwrap_or("?"),
             m["rate_permille"],
             g["verdict"].as_str().unwrap_or("?"),
@@ -351,13 +357,13 @@ pub fn part(vm: &Value) -> Part {
             seconds(f(&g["to_verdict_s"])),
         ),
         format!(
-            "CPU from the second failure to the verdict: multipathd {:.2} s for {} reads, \
-             marginal {:.2} s for {} reads ({} against {} per read, under emulation: the guest's \
+            "CPU from the second failure to the verdict: multipathd {:.2} s for {} reads on \
+             the path, marginal {:.2} s for {} reads ({} against {} per read, under emulation: the guest's \
              CPU is emulated, so only the ratio carries over).",
             f(&m["cpu_s"]),
-            m["reads"],
+            count(&m["reads"]),
             f(&g["cpu_s"]),
-            g["reads"],
+            count(&g["reads"]),
             duration_ns(f(&m["cpu_per_read_s"]) * 1e9),
             duration_ns(f(&g["cpu_per_read_s"]) * 1e9),
         ),
@@ -365,7 +371,8 @@ pub fn part(vm: &Value) -> Part {
             "Reinstatements of the path between the second failure and the verdict: \
              multipathd {}, marginal {} (a reinstatement would put the flaky path back under \
              I/O).",
-            m["reinstated"], g["reinstated"]
+            count(&m["reinstated"]),
+            count(&g["reinstated"])
         ),
     ];
     Part {
