@@ -329,6 +329,23 @@ vm_udev_wwid() {
 	udevadm settle -t 30
 }
 
+# vm_show_multipathd_on_failure LOG: if the scenario exits non-zero, shows vm_show_daemon's
+# diagnostics and multipathd's: its marginal-path checking and the end of its log LOG, and its
+# view of the paths.
+vm_show_multipathd_on_failure() {
+	VM_MPD_LOG=$1
+	trap '_rc=$?; if [ "$_rc" != 0 ]; then vm_show_daemon; vm_show_multipathd; fi; exit "$_rc"' EXIT
+}
+vm_show_multipathd() {
+	echo "--- multipathd log: its marginal-path checking ---"
+	grep -a -e "io error statistic" -e "io_err" "$VM_MPD_LOG" 2>/dev/null | tail -n 40 || true
+	grep -a -m 3 "path is now marginal" "$VM_MPD_LOG" 2>/dev/null || true
+	echo "--- multipathd log (last 40 lines) ---"
+	tail -n 40 "$VM_MPD_LOG" 2>/dev/null || true
+	echo "--- multipathd show paths ---"
+	multipathd show paths 2>&1 || true
+}
+
 # vm_mpvm_conf [DEFAULTS]: /etc/multipath.conf for the scenarios where multipathd manages the
 # map: mpvm over the paths udev gives WWID marginal-vm-lun0 (vm_udev_wwid), loop devices allowed
 # as paths, its directio checker every second; DEFAULTS (keyword lines) go into `defaults`.

@@ -36,17 +36,7 @@ vm_private_system "$0" "$@"
 
 T=/sys/kernel/tracing
 MPD_LOG=$SCRATCH/multipathd.log
-show_all() {
-	vm_show_daemon
-	echo "--- multipathd log: its marginal-path checking ---"
-	grep -a -e "io error statistic" -e "io_err" "$MPD_LOG" 2>/dev/null | tail -n 40 || true
-	grep -a -m 3 "path is now marginal" "$MPD_LOG" 2>/dev/null || true
-	echo "--- multipathd log (last 30 lines) ---"
-	tail -n 30 "$MPD_LOG" 2>/dev/null || true
-	echo "--- multipathd show paths ---"
-	multipathd show paths 2>&1 || true
-}
-trap '_rc=$?; if [ "$_rc" != 0 ]; then show_all; fi; exit "$_rc"' EXIT
+vm_show_multipathd_on_failure "$MPD_LOG"
 
 vm_udevd
 lun=$(vm_loop 64)

@@ -15,14 +15,7 @@
 vm_private_system "$0" "$@"
 
 MPD_LOG=$SCRATCH/multipathd.log
-show_all() {
-	vm_show_daemon
-	echo "--- multipathd log (last 40 lines) ---"
-	tail -n 40 "$MPD_LOG" 2>/dev/null || true
-	echo "--- multipathd show paths ---"
-	multipathd show paths 2>&1 || true
-}
-trap '_rc=$?; if [ "$_rc" != 0 ]; then show_all; fi; exit "$_rc"' EXIT
+vm_show_multipathd_on_failure "$MPD_LOG"
 
 vm_udevd
 lun=$(vm_loop 64)
