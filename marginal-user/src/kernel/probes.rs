@@ -150,6 +150,9 @@ impl KernelProbes {
     /// device changes its settings and keeps its counters.
     pub fn watch(&mut self, dev: u32, settings: WatchSettings) -> Result<()> {
         let record = match self.watched.get(&dev, 0) {
+            // Rewriting the record would drop whatever the kernel counted between our read and
+            // our write: only a change of settings is worth that (rare) risk.
+            Ok(existing) if existing.settings == settings => return Ok(()),
             Ok(mut existing) => {
                 existing.settings = settings;
                 existing
