@@ -179,8 +179,8 @@ pub fn part(results: &Value) -> Part {
              with direct loads at compiled-in offsets (tracepoint `dev` at 8, `error` at 28, \
              the layout of every kernel marginal was run on, 6.1 to 6.18); on a kernel whose \
              tracefs layout differs, the daemon loads the variant that takes the offsets from \
-             tracefs and reads each field through a helper call, as every field was read \
-             before (about 100 ns more per error)."
+             tracefs and reads each field through a helper call (as every kernel did \
+             before the compiled-in variant existed)."
                 .into(),
         );
     }
