@@ -12,8 +12,8 @@
 //!   included). Then it times one re-apply of a changed topology (one path failed in dm), which
 //!   the daemon does after any change.
 //!
-//! CPU time is the sum over all threads' schedstat, RSS is VmRSS; BPF map memory is kernel
-//! memory, not RSS, so it is reported beside it (`memlock` of the map fds).
+//! CPU time is the process's CPU-time clock (exited threads included), RSS is VmRSS; BPF map
+//! memory is kernel memory, not RSS, so it is reported beside it (`memlock` of the map fds).
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
@@ -219,7 +219,7 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     Ok(body.to_string())
 }
 
-/// Share of one core `pid` used over `window`, from all its threads' schedstat.
+/// Share of one core `pid` used over `window`, from its CPU-time clock.
 fn idle_cpu(pid: u32, window: Duration) -> Result<f64> {
     let before = measure::process_cpu_ns(pid)?;
     let started = Instant::now();
