@@ -122,25 +122,16 @@ pub fn run(args: Args) -> Result<Value> {
         "trials": kernel.len(),
         "trials_missed_by_kernel": missed_by_kernel,
         "wall_s": wall.as_secs_f64(),
-        "kernel_to_decision_ns": summary_u(&mut kernel),
-        "read_return_to_decision_ns": summary_i(&mut user),
-        "kernel_to_event_loop_ns": summary_u(&mut delivery),
-        "event_loop_to_decision_ns": summary_u(&mut engine_ns),
+        "kernel_to_decision_ns": summary(&mut kernel),
+        "read_return_to_decision_ns": summary(&mut user),
+        "kernel_to_event_loop_ns": summary(&mut delivery),
+        "event_loop_to_decision_ns": summary(&mut engine_ns),
         "decided_before_read_returned": user.iter().filter(|&&v| v < 0).count(),
     }))
 }
 
-fn summary_u(values: &mut [u64]) -> Value {
-    values.sort_unstable();
-    json!({
-        "min": values[0],
-        "median": measure::quantile(values, 0.5),
-        "p99": measure::quantile(values, 0.99),
-        "max": values[values.len() - 1],
-    })
-}
-
-fn summary_i(values: &mut [i64]) -> Value {
+/// Min, median, p99 and max of `values` (sorted in place).
+fn summary<T: Copy + Ord + serde::Serialize>(values: &mut [T]) -> Value {
     values.sort_unstable();
     json!({
         "min": values[0],
