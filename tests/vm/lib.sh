@@ -126,6 +126,15 @@ vm_md5() {
 	fi
 }
 
+# vm_known_data DEVICE: writes 256 KiB of known data at the start of DEVICE (numbered lines, so
+# every block differs; cheaper than /dev/urandom in emulation) and sets `want` to its md5, for
+# `[ "$(vm_md5 DEVICE 262144)" = "$want" ]` later.
+vm_known_data() {
+	seq 1 60000 | head -c 262144 >"$SCRATCH/data"
+	dd if="$SCRATCH/data" of="$1" bs=65536 oflag=direct conv=fsync 2>/dev/null
+	want=$(vm_md5 "$SCRATCH/data" 262144)
+}
+
 # ---- Paths that misbehave, and I/O that makes dm-mpath notice -------------------------------
 
 # vm_now: seconds since boot (whole seconds), for deadlines.
@@ -150,6 +159,16 @@ vm_fail_by_io() {
 		[ "$(vm_now)" -lt "$_end" ] || return 1
 		vm_read "/dev/mapper/$1" 4 || true
 	done
+}
+
+# vm_fail_path_b_twice: path_b of vm_two_path_map breaks for good; I/O makes dm-mpath fail it,
+# a checker reinstates it, the daemon counts the failure, and I/O fails it a second time.
+vm_fail_path_b_twice() {
+	vm_break_path path_b
+	check "first failure" vm_fail_by_io mp0 "$b" 10
+	vm_reinstate mp0 "$b"
+	check "daemon counts it" vm_wait_for 10 vm_path_is "$nb" state suspect
+	check "second failure" vm_fail_by_io mp0 "$b" 10
 }
 
 # vm_kname MAJ:MIN: the kernel's name of a block device (dm-1, loop2): how the daemon names paths.
@@ -315,6 +334,30 @@ vm_loop_direct() {
 vm_kernel_devt() {
 	echo $(((${1%:*} << 20) | ${1#*:}))
 }
+
+# ---- The kernel's own timestamps, for the benchmark's scenarios -----------------------------
+# Events land in $VM_TRACE/trace stamped with CLOCK_MONOTONIC (trace_clock mono), the clock of
+# the daemon's eBPF events; `echo "bench ..." >"$VM_TRACE/trace_marker"` adds marks on it.
+VM_TRACE=/sys/kernel/tracing
+
+# vm_trace_dm_path_events: records dm-mpath's path events, as `dmpu:` lines with type=0
+# (PATH_FAILED) or type=1 (PATH_REINSTATED) and path="MAJ:MIN" (a kprobe on dm_path_uevent).
+vm_trace_dm_path_events() {
+	echo mono >"$VM_TRACE/trace_clock"
+	echo 'p:dmpu dm_path_uevent type=%di:s32 path=+0(%dx):string' >>"$VM_TRACE/kprobe_events"
+	echo 1 >"$VM_TRACE/events/kprobes/dmpu/enable"
+}
+
+# vm_trace_block_event EVENT MAJ:MIN: records the block tracepoint EVENT (block_rq_error,
+# block_bio_queue, ...) for that one device.
+vm_trace_block_event() {
+	echo mono >"$VM_TRACE/trace_clock"
+	echo "dev == $(vm_kernel_devt "$2")" >"$VM_TRACE/events/block/$1/filter"
+	echo 1 >"$VM_TRACE/events/block/$1/enable"
+}
+
+# The awk function `ts(line)`: the timestamp (seconds) of a trace line.
+VM_TRACE_TS_AWK='function ts(line) { if (match(line, /[0-9]+\.[0-9]+: /)) return substr(line, RSTART, RLENGTH - 2) }'
 
 # vm_udev_wwid WWID NAME...: udev gives the block devices NAME... (kernel names) ID_SERIAL and
 # ID_WWN WWID, so multipathd sees them as paths to one LUN; applies it to them at once.

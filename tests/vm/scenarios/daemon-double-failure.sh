@@ -9,9 +9,7 @@
 vm_show_daemon_on_failure
 
 vm_two_path_map
-seq 1 60000 | head -c 262144 >"$SCRATCH/data"
-dd if="$SCRATCH/data" of="$mp" bs=65536 oflag=direct conv=fsync 2>/dev/null
-want=$(vm_md5 "$SCRATCH/data" 262144)
+vm_known_data "$mp"
 
 # Window 30 s, threshold 100 permille, recheck gap 4 s; sampling runs of 3 s.
 vm_marginal_conf 30 100 4

@@ -18,12 +18,8 @@ log "failing path_a by hand: path_b is the last active path"
 dmsetup message mp0 0 fail_path "$a"
 check "path_a failed" [ "$(vm_path_state mp0 "$a")" = F ]
 log "path_b breaks (error target); I/O fails it twice, a checker reinstates it each time"
-vm_break_path path_b
 # With no path left the map's reads fail: that is dm-mpath's doing, not the daemon's.
-check "first failure" vm_fail_by_io mp0 "$b" 10
-vm_reinstate mp0 "$b"
-check "daemon counts it" vm_wait_for 10 vm_path_is "$nb" state suspect
-check "second failure" vm_fail_by_io mp0 "$b" 10
+vm_fail_path_b_twice
 vm_reinstate mp0 "$b"
 check "path_b active again" [ "$(vm_path_state mp0 "$b")" = A ]
 check "daemon keeps $nb in service" \

@@ -22,9 +22,7 @@ lun=$(vm_loop 64)
 # Known data on the LUN, written before the paths exist: each loop device reads its dm device
 # through that device's page cache, and two page caches over one LUN are coherent only for data
 # that was on it before either cached anything (the scenario writes nothing later).
-seq 1 60000 | head -c 262144 >"$SCRATCH/data"
-dd if="$SCRATCH/data" of="$lun" bs=65536 oflag=direct conv=fsync 2>/dev/null
-want=$(vm_md5 "$SCRATCH/data" 262144)
+vm_known_data "$lun"
 da=$(vm_linear pdev_a "$lun")
 db=$(vm_linear pdev_b "$lun")
 la=$(vm_loop_over "$da")

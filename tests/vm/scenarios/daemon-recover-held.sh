@@ -8,18 +8,12 @@
 vm_show_daemon_on_failure
 
 vm_two_path_map
-seq 1 60000 | head -c 262144 >"$SCRATCH/data"
-dd if="$SCRATCH/data" of="$mp" bs=65536 oflag=direct conv=fsync 2>/dev/null
-want=$(vm_md5 "$SCRATCH/data" 262144)
+vm_known_data "$mp"
 
 vm_marginal_conf 30 100 60
 vm_marginal_start
 
-vm_break_path path_b
-check "first failure" vm_fail_by_io mp0 "$b" 10
-vm_reinstate mp0 "$b"
-check "daemon counts it" vm_wait_for 10 vm_path_is "$nb" state suspect
-check "second failure" vm_fail_by_io mp0 "$b" 10
+vm_fail_path_b_twice
 check "daemon fails $nb" vm_wait_for 10 vm_marginal_logged "failing $nb of mp0: failed twice within"
 check "verdict: marginal, held out" vm_wait_for 20 vm_path_is "$nb" state marginal
 check "path_b failed in dm" [ "$(vm_path_state mp0 "$b")" = F ]

@@ -12,11 +12,7 @@ vm_two_path_map
 vm_marginal_conf 30 100 4
 vm_marginal_start
 
-vm_break_path path_b
-check "first failure" vm_fail_by_io mp0 "$b" 10
-vm_reinstate mp0 "$b"
-check "daemon counts it" vm_wait_for 10 vm_path_is "$nb" state suspect
-check "second failure" vm_fail_by_io mp0 "$b" 10
+vm_fail_path_b_twice
 check "daemon fails $nb" vm_wait_for 10 vm_marginal_logged "failing $nb of mp0: failed twice within"
 check "state file lists $nb" vm_wait_for 5 grep -q "\"$nb\"" "$SCRATCH/held.json"
 echo "state file: $(tr -d " \n" <"$SCRATCH/held.json")"

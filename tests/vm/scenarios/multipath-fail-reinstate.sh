@@ -5,20 +5,11 @@
 # vm-timeout: 60
 . "$VM_LIB"
 
-lun=$(vm_loop 64)
-pa=$(vm_linear path_a "$lun")
-pb=$(vm_linear path_b "$lun")
-mp=$(vm_multipath mp0 "$pa" "$pb")
-a=$(vm_majmin "$pa")
-b=$(vm_majmin "$pb")
-log "map $mp over path_a=$a path_b=$b (loop $lun)"
+vm_two_path_map
 dmsetup table mp0
 
-# Known data on the LUN, written through the map: numbered lines, so every block differs (cheaper
-# than /dev/urandom in emulation).
-seq 1 60000 | head -c 262144 >"$SCRATCH/data"
-dd if="$SCRATCH/data" of="$mp" bs=65536 oflag=direct conv=fsync 2>/dev/null
-want=$(vm_md5 "$SCRATCH/data" 262144)
+# Known data on the LUN, written through the map.
+vm_known_data "$mp"
 check "data reads back through the map" [ "$(vm_md5 "$mp" 262144)" = "$want" ]
 check "path_a active" [ "$(vm_path_state mp0 "$a")" = A ]
 check "path_b active" [ "$(vm_path_state mp0 "$b")" = A ]
