@@ -58,7 +58,8 @@ pub struct BenchArgs {
     /// Part 4: seconds of idle measured per configuration.
     #[arg(long, default_value_t = 30)]
     idle_seconds: u64,
-    /// Skip the VM runs (part 2's device-mapper row and part 5), which take about 6 minutes.
+    /// Skip the VM runs (part 2's device-mapper row and part 5): 5 of the 7 minutes of
+    /// measuring in the run BENCHMARKS.md records.
     #[arg(long)]
     no_vm: bool,
     /// Measure nothing: print (and with --write, write) the tables of the last run again, from
