@@ -13,7 +13,7 @@
 vm_show_daemon_on_failure
 
 TRIALS=${VM_BENCH_TRIALS:-30}
-T=/sys/kernel/tracing
+T=$VM_TRACE
 
 lun=$(vm_loop 64)
 pdev_a=$(vm_linear pdev_a "$lun")
@@ -25,11 +25,8 @@ b=$(vm_majmin "$lb")
 nb=$(vm_kname "$b")
 log "map $mp over $la and $lb ($b), loop devices in direct-I/O mode over dm paths"
 
-echo mono >"$T/trace_clock"
-echo 'p:dmpu dm_path_uevent type=%di:s32 path=+0(%dx):string' >>"$T/kprobe_events"
-echo "dev == $(vm_kernel_devt "$b")" >"$T/events/block/block_rq_error/filter"
-echo 1 >"$T/events/block/block_rq_error/enable"
-echo 1 >"$T/events/kprobes/dmpu/enable"
+vm_trace_block_event block_rq_error "$b"
+vm_trace_dm_path_events
 
 # Double failure within 1 s (the smallest window), so that trials a few seconds apart never pair
 # up; every failed read its own failure (episode gap 0). The path heals as soon as it is seen
@@ -59,7 +56,7 @@ echo 0 >"$T/events/block/block_rq_error/enable"
 
 # Per trial: the last block error before the PATH_FAILED of the path, and that PATH_FAILED.
 awk -v path="\"$b\"" '
-	function ts(line) { if (match(line, /[0-9]+\.[0-9]+: /)) return substr(line, RSTART, RLENGTH - 2) }
+	'"$VM_TRACE_TS_AWK"'
 	/tracing_mark_write: bench trial=/ { sub(/.*trial=/, ""); trial = $1; err = ""; failed = ""; next }
 	/block_rq_error:/ && failed == "" { err = ts($0); next }
 	/dmpu:/ && index($0, "type=0 ") && index($0, "path=" path) && failed == "" { failed = ts($0); next }

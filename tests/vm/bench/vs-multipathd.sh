@@ -34,7 +34,7 @@
 . "$VM_LIB"
 vm_private_system "$0" "$@"
 
-T=/sys/kernel/tracing
+T=$VM_TRACE
 MPD_LOG=$SCRATCH/multipathd.log
 vm_show_multipathd_on_failure "$MPD_LOG"
 
@@ -50,14 +50,11 @@ b=$(vm_majmin "$lb")
 vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
 log "paths: $na over pdev_a, $nb ($b) over pdev_b, both over $lun"
 
-echo mono >"$T/trace_clock"
-echo 'p:dmpu dm_path_uevent type=%di:s32 path=+0(%dx):string' >>"$T/kprobe_events"
-echo 1 >"$T/events/kprobes/dmpu/enable"
+vm_trace_dm_path_events
 # Every bio queued on the path (the sampling reads, a checker's reads): 320 reads a second for
 # minutes need a bigger buffer than the default.
 echo 16384 >"$T/buffer_size_kb"
-echo "dev == $(vm_kernel_devt "$b")" >"$T/events/block/block_bio_queue/filter"
-echo 1 >"$T/events/block/block_bio_queue/enable"
+vm_trace_block_event block_bio_queue "$b"
 
 # multipathd 0.9.4 samples a path only once the monotonic clock is past the recheck gap (see
 # above): in a guest booted seconds ago, it would wait for that, not for its checker.
@@ -151,7 +148,7 @@ round() {
 	# the hold and verdict marks, and any reinstatement of $b in between.
 	awk -v tool="$tool" -v path="\"$b\"" -v ticks=$((ticks1 - ticks0)) -v rate="$rate" \
 		-v says="$says" -v poll="$poll" -v reaction="$reaction" -v tck="$(getconf CLK_TCK 2>/dev/null || echo 100)" '
-		function ts(line) { if (match(line, /[0-9]+\.[0-9]+: /)) return substr(line, RSTART, RLENGTH - 2) }
+		'"$VM_TRACE_TS_AWK"'
 		index($0, "bench second " tool) { on = 1; next }
 		!on { next }
 		/dmpu:/ && index($0, "type=0 ") && index($0, "path=" path) && failed == "" { failed = ts($0); next }
