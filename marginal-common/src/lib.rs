@@ -14,6 +14,10 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const LAYOUT_MAP: &str = "LAYOUT";
 /// Name of the map counting dm-mpath's own path transitions for every path (key: kernel `dev_t`).
 pub const DM_TRANSITIONS_MAP: &str = "DM_TRANSITIONS";
+/// Name of the map of what user space is doing to each watched path (key: kernel `dev_t`,
+/// value: [`PathControl`]). Only user space writes it, so its writes never race the kernel's
+/// counters in [`WATCHED_MAP`].
+pub const CONTROL_MAP: &str = "CONTROL";
 
 /// Program names inside the eBPF object. The block error program comes in two variants, of
 /// which user space loads one: [`BLOCK_ERROR_PROGRAM`] when the tracepoint's record matches
@@ -68,15 +72,66 @@ pub const COMPILED_IN_LAYOUT: TracepointLayout = TracepointLayout {
     error_offset: 28,
 };
 
-/// Per-path settings written by user space when it starts watching a path.
+/// Per-path settings written by user space when it starts watching a path (and again only
+/// when they change: rewriting the record can lose an increment the kernel makes meanwhile).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WatchSettings {
     /// Two failures at most this far apart raise a [`EventKind::DoubleFailure`]
     /// (`marginal_path_double_failed_time`).
     pub window_ns: u64,
-    /// Block-layer errors closer together than this belong to one failure episode.
+    /// Block-layer errors closer together than this belong to one failure episode (only for
+    /// paths without [`WATCH_DM_REPORTED`]).
     pub episode_gap_ns: u64,
+    /// `WATCH_*` bits.
+    pub flags: u64,
+}
+
+/// dm-mpath reports this path's transitions (the kprobe, or PATH_FAILED uevents that user
+/// space feeds in): its PATH_FAILED transitions are the path's failures and block-layer errors
+/// are only counted, never failures. Without it (`--watch` devices) block-layer errors are
+/// grouped into failure episodes.
+pub const WATCH_DM_REPORTED: u64 = 1;
+
+/// The kernel's `blk_path_error()`: whether a failed request's status could be the path's
+/// fault, so that dm-mpath fails the path for it. `errno` is the tracepoint's `error` field,
+/// `blk_status_to_errno()` of the status (negative). Not-supported (EOPNOTSUPP), no-space
+/// (ENOSPC), target (EREMOTEIO), reservation conflict / nexus (EBADE), medium (ENODATA) and
+/// protection (EILSEQ) errors are the device's answer, the same on every path: dm-mpath does
+/// not fail a path for them, and neither does marginal. Those errno values have meant those
+/// statuses in every kernel since blk_status_t exists (4.13).
+pub const fn is_path_error(errno: i32) -> bool {
+    !matches!(
+        errno,
+        ERRNO_EOPNOTSUPP
+            | ERRNO_ENOSPC
+            | ERRNO_EREMOTEIO
+            | ERRNO_EBADE
+            | ERRNO_ENODATA
+            | ERRNO_EILSEQ
+    )
+}
+
+const ERRNO_EOPNOTSUPP: i32 = -95;
+const ERRNO_ENOSPC: i32 = -28;
+const ERRNO_EREMOTEIO: i32 = -121;
+const ERRNO_EBADE: i32 = -52;
+const ERRNO_ENODATA: i32 = -61;
+const ERRNO_EILSEQ: i32 = -84;
+
+/// What user space is doing to a watched path right now, so that the kernel does not count
+/// marginal's own work as the path's failures. Written only by user space ([`CONTROL_MAP`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathControl {
+    /// Non-zero while marginal samples the path: its block-layer errors are not failures.
+    pub sampling: u64,
+    /// marginal is failing the path itself: one PATH_FAILED before this time
+    /// (`CLOCK_MONOTONIC` ns) is its own action, counted in [`PathRecord::own_fails`]. 0: none.
+    pub own_fail_until_ns: u64,
+    /// The path's last return to service (a passed check, a recovery): a failure before it
+    /// never pairs with a later one. 0: never returned.
+    pub fence_ns: u64,
 }
 
 /// A watched path: its settings and what the kernel counted for it. All times are
@@ -85,20 +140,28 @@ pub struct WatchSettings {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PathRecord {
     pub settings: WatchSettings,
-    /// Failed block requests on the path device.
+    /// Failed block requests on the path device, whoever issued them.
     pub io_errors: u64,
-    /// Failure transitions: block-error episodes, plus dm-mpath's PATH_FAILED where that is seen.
+    /// Of those, errors that are not path errors ([`is_path_error`]): never failures.
+    pub non_path_errors: u64,
+    /// Failure transitions: dm-mpath's PATH_FAILED for [`WATCH_DM_REPORTED`] paths, block-layer
+    /// error episodes for the others. marginal's own fails and reads are never among them.
     pub failures: u64,
+    /// PATH_FAILED transitions that were marginal's own action (see [`PathControl`]).
+    pub own_fails: u64,
     /// dm-mpath reinstatements of the path.
     pub reinstates: u64,
     /// Double failures reported to user space.
     pub double_failures: u64,
-    /// Time of the last block-layer error (episode tracking); 0 before the first.
+    /// Time of the last block-layer error that counts for episodes; 0 before the first.
     pub last_error_ns: u64,
     /// Time of the last failure; 0 before the first.
     pub last_failure_ns: u64,
     /// Start of the current double-failure window (the time of its first failure); 0 if none.
     pub window_start_ns: u64,
+    /// The [`PathControl::own_fail_until_ns`] already taken by a PATH_FAILED, so that one
+    /// announcement covers one transition.
+    pub own_fail_taken_ns: u64,
 }
 
 impl PathRecord {
@@ -107,12 +170,15 @@ impl PathRecord {
         Self {
             settings,
             io_errors: 0,
+            non_path_errors: 0,
             failures: 0,
+            own_fails: 0,
             reinstates: 0,
             double_failures: 0,
             last_error_ns: 0,
             last_failure_ns: 0,
             window_start_ns: 0,
+            own_fail_taken_ns: 0,
         }
     }
 }
@@ -159,6 +225,8 @@ pub enum FailureSource {
     BlockError = 1,
     /// dm-mpath's `dm_path_uevent` (PATH_FAILED).
     DmPath = 2,
+    /// A PATH_FAILED that was marginal's own `fail path`: not a failure of the path.
+    OwnAction = 3,
 }
 
 impl FailureSource {
@@ -166,6 +234,7 @@ impl FailureSource {
         match value {
             1 => Some(Self::BlockError),
             2 => Some(Self::DmPath),
+            3 => Some(Self::OwnAction),
             _ => None,
         }
     }
@@ -198,6 +267,7 @@ mod pod {
     unsafe impl aya::Pod for super::TracepointLayout {}
     unsafe impl aya::Pod for super::WatchSettings {}
     unsafe impl aya::Pod for super::PathRecord {}
+    unsafe impl aya::Pod for super::PathControl {}
     unsafe impl aya::Pod for super::DmTransitions {}
     unsafe impl aya::Pod for super::PathEvent {}
 }
@@ -214,10 +284,41 @@ mod tests {
         assert_eq!(kernel_dev_split(kernel_dev(254, 1048575)), (254, 1048575));
     }
 
+    /// Every `blk_status_t` the kernel has, by the errno `blk_status_to_errno()` gives it
+    /// (block/blk-core.c's table), against `blk_path_error()` (include/linux/blk_types.h).
+    #[test]
+    fn path_errors_follow_blk_path_error() {
+        let statuses: [(&str, i32, bool); 19] = [
+            ("BLK_STS_NOTSUPP", -95, false),
+            ("BLK_STS_TIMEOUT", -110, true),
+            ("BLK_STS_NOSPC", -28, false),
+            ("BLK_STS_TRANSPORT", -67, true),
+            ("BLK_STS_TARGET", -121, false),
+            ("BLK_STS_RESV_CONFLICT (NEXUS)", -52, false),
+            ("BLK_STS_MEDIUM", -61, false),
+            ("BLK_STS_PROTECTION", -84, false),
+            ("BLK_STS_RESOURCE", -12, true),
+            ("BLK_STS_IOERR", -5, true),
+            ("BLK_STS_DM_REQUEUE (EREMCHG)", -78, true),
+            ("BLK_STS_AGAIN", -11, true),
+            ("BLK_STS_DEV_RESOURCE", -16, true),
+            ("BLK_STS_ZONE_OPEN_RESOURCE (ETOOMANYREFS)", -109, true),
+            ("BLK_STS_ZONE_ACTIVE_RESOURCE (EOVERFLOW)", -75, true),
+            ("BLK_STS_OFFLINE", -19, true),
+            ("BLK_STS_DURATION_LIMIT", -62, true),
+            ("BLK_STS_INVAL", -22, true),
+            ("an errno no status maps to", -1, true),
+        ];
+        for (status, errno, path_error) in statuses {
+            assert_eq!(is_path_error(errno), path_error, "{status} ({errno})");
+        }
+    }
+
     #[test]
     fn event_layout_is_stable() {
         assert_eq!(core::mem::size_of::<PathEvent>(), 40);
-        assert_eq!(core::mem::size_of::<PathRecord>(), 72);
+        assert_eq!(core::mem::size_of::<PathRecord>(), 104);
+        assert_eq!(core::mem::size_of::<PathControl>(), 24);
         assert_eq!(EventKind::from_u32(1), Some(EventKind::DoubleFailure));
         assert_eq!(EventKind::from_u32(9), None);
         assert_eq!(FailureSource::from_u32(2), Some(FailureSource::DmPath));

@@ -1,12 +1,25 @@
 //! marginal's kernel side: counts path failures where they happen.
 //!
 //! * `block_rq_failed` runs on `block:block_rq_error` (or `block:block_rq_complete`, filtered on
-//!   `error != 0`, on kernels before 5.18). For a watched path device it counts the I/O error,
-//!   groups errors into failure episodes and, when a path fails twice within its window, sends a
-//!   `DoubleFailure` event through the ring buffer. Unwatched devices cost one map lookup.
+//!   `error != 0`, on kernels before 5.18). For a watched path device it counts the I/O error.
+//!   A failure, though, is a transition of the path to failed, not a failed request: for paths
+//!   dm-mpath reports on (`WATCH_DM_REPORTED`) the errors are only counted; for the others
+//!   (`--watch` devices) path errors are grouped into failure episodes. Errors that are not
+//!   path errors (`is_path_error`) and errors while marginal samples the path never fail it.
+//!   Unwatched devices cost one map lookup.
 //! * `dm_path_uevent` is a kprobe on dm-mpath's `dm_path_uevent()`: every PATH_FAILED and
 //!   PATH_REINSTATED transition, counted per path and sent to user space; on watched paths a
-//!   PATH_FAILED is a failure in the same window logic (the best signal there is).
+//!   PATH_FAILED is the failure (unless marginal announced it as its own `fail path`).
+//!
+//! Both feed one double-failure window per path: when a path fails twice within its window
+//! (and the first failure is not older than its last return to service), a `DoubleFailure`
+//! event goes through the ring buffer at once.
+//!
+//! Concurrency: dm-mpath calls `dm_path_uevent()` with the map's spinlock held
+//! (`fail_path()`/`reinstate_path()` in drivers/md/dm-mpath.c), so a path's transitions reach
+//! the kprobe one at a time. Block errors complete on any CPU at once: the episode boundary is an
+//! atomic exchange of the last error's time, so of errors racing on several CPUs exactly one
+//! sees the old time and starts the failure.
 //!
 //! `block_rq_failed` reads the tracepoint record at compiled-in offsets; user space loads it
 //! only on kernels whose record has them (all current ones), and loads
@@ -26,11 +39,15 @@ use aya_ebpf::{
 };
 use marginal_common::{
     COMPILED_IN_LAYOUT, DmTransitions, EVENTS_RING_BYTES, EventKind, FailureSource,
-    MAX_WATCHED_PATHS, PathEvent, PathRecord, TracepointLayout, kernel_dev,
+    MAX_WATCHED_PATHS, PathControl, PathEvent, PathRecord, TracepointLayout, WATCH_DM_REPORTED,
+    is_path_error, kernel_dev,
 };
 
 #[map(name = "WATCHED")]
 static WATCHED: HashMap<u32, PathRecord> = HashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
+
+#[map(name = "CONTROL")]
+static CONTROL: HashMap<u32, PathControl> = HashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
 
 #[map(name = "EVENTS")]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
@@ -67,7 +84,7 @@ pub fn block_rq_failed(ctx: TracePointContext) -> u32 {
     }
     let dev: u32 = unsafe { record_field(&ctx, COMPILED_IN_LAYOUT.dev_offset) };
     if let Some(record) = WATCHED.get_ptr_mut(&dev) {
-        io_error(dev, unsafe { &mut *record });
+        io_error(dev, unsafe { &mut *record }, error);
     }
     0
 }
@@ -106,32 +123,51 @@ pub fn block_rq_failed_tracefs_layout(ctx: TracePointContext) -> u32 {
         return 0;
     };
     if error != 0 {
-        io_error(dev, unsafe { &mut *record });
+        io_error(dev, unsafe { &mut *record }, error);
     }
     0
 }
 
-/// A failed request on the watched path `dev`: count it and group it into failure episodes.
+/// A failed request on the watched path `dev`: count it; on a path without dm's report,
+/// group path errors into failure episodes.
 #[inline(always)]
-fn io_error(dev: u32, record: &mut PathRecord) {
+fn io_error(dev: u32, record: &mut PathRecord, error: i32) {
+    count(&mut record.io_errors);
+    if !is_path_error(error) {
+        count(&mut record.non_path_errors);
+        return;
+    }
+    if record.settings.flags & WATCH_DM_REPORTED != 0 {
+        return; // dm-mpath's PATH_FAILED is this path's failure, not its errors
+    }
     // The largest single part of a watched error's cost in `marginal-bench ebpf-cost`, and
     // it must stay: episode boundaries need each error's precise time. The cheap clocks
     // (bpf_jiffies64, bpf_ktime_get_coarse_ns) lag by a tick or more (4 ms at HZ=250; more
     // when the tick was stopped or the vCPU preempted), which would move boundaries for the
-    // short episode gaps the daemon accepts. Taking the time before the lookup does not hide
-    // it behind the lookup's cache misses either (tried), and unwatched devices would pay it.
+    // short episode gaps the daemon accepts.
     let now = unsafe { bpf_ktime_get_ns() };
-    count(&mut record.io_errors);
-    let last_error = record.last_error_ns;
-    record.last_error_ns = now;
-    let gap = record.settings.episode_gap_ns;
-    if within(last_error, now, gap) {
+    let control = unsafe { CONTROL.get(&dev) };
+    if control.is_some_and(|c| c.sampling != 0) {
+        return; // marginal's own reads (and whatever fails beside them) start nothing
+    }
+    // Atomic: of errors of one burst completing on several CPUs, exactly one gets the time
+    // from before the burst and starts the failure; the others see its time.
+    let last_error = exchange(&mut record.last_error_ns, now);
+    if within(last_error, now, record.settings.episode_gap_ns) {
         return; // same episode: one failure however many errors it holds
     }
-    if within(record.last_failure_ns, now, gap) {
-        return; // dm-mpath already reported this failure (the kprobe can fire first)
+    path_failed(dev, record, now, control, FailureSource::BlockError);
+}
+
+/// Atomic exchange (BPF_XCHG, kernel 5.12 and later); like [`count`], through the intrinsic
+/// because bpfel has no atomic types with read-modify-write methods.
+#[inline(always)]
+fn exchange(value: &mut u64, new: u64) -> u64 {
+    unsafe {
+        core::intrinsics::atomic_xchg::<u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            value, new,
+        )
     }
-    path_failed(dev, record, now, FailureSource::BlockError);
 }
 
 /// Whether `then` (0 = never) is less than `gap` before `now`.
@@ -142,7 +178,13 @@ fn within(then: u64, now: u64, gap: u64) -> bool {
 
 /// A failure transition of a watched path: count it and run the double-failure window.
 #[inline(always)]
-fn path_failed(dev: u32, record: &mut PathRecord, now: u64, source: FailureSource) {
+fn path_failed(
+    dev: u32,
+    record: &mut PathRecord,
+    now: u64,
+    control: Option<&PathControl>,
+    source: FailureSource,
+) {
     count(&mut record.failures);
     record.last_failure_ns = now;
     let window_start = record.window_start_ns;
@@ -150,6 +192,10 @@ fn path_failed(dev: u32, record: &mut PathRecord, now: u64, source: FailureSourc
     // is judged against the second (the window restarts).
     record.window_start_ns = now;
     if window_start == 0 || now.wrapping_sub(window_start) > record.settings.window_ns {
+        return;
+    }
+    // A first failure from before the path's last return to service is history.
+    if control.is_some_and(|c| window_start < c.fence_ns) {
         return;
     }
     count(&mut record.double_failures);
@@ -206,12 +252,16 @@ pub fn dm_path_uevent(ctx: ProbeContext) -> u32 {
     let _ = DM_TRANSITIONS.insert(&dev, &transitions, 0);
 
     let mut failures = 0;
+    let mut source = FailureSource::DmPath;
     if let Some(record) = WATCHED.get_ptr_mut(&dev) {
         let record = unsafe { &mut *record };
         if failed {
-            // The block errors that made dm-mpath fail the path were this same failure.
-            if !within(record.last_error_ns, now, record.settings.episode_gap_ns) {
-                path_failed(dev, record, now, FailureSource::DmPath);
+            let control = unsafe { CONTROL.get(&dev) };
+            if own_fail(record, control, now) {
+                source = FailureSource::OwnAction;
+                count(&mut record.own_fails);
+            } else {
+                path_failed(dev, record, now, control, FailureSource::DmPath);
             }
         } else {
             count(&mut record.reinstates);
@@ -229,9 +279,24 @@ pub fn dm_path_uevent(ctx: ProbeContext) -> u32 {
         window_start_ns: 0,
         failures,
         valid_paths,
-        source: FailureSource::DmPath as u32,
+        source: source as u32,
     });
     0
+}
+
+/// Whether this PATH_FAILED is the one marginal announced before its own `fail path`; each
+/// announcement covers one transition (dm reports none while the path stays failed).
+#[inline(always)]
+fn own_fail(record: &mut PathRecord, control: Option<&PathControl>, now: u64) -> bool {
+    let Some(control) = control else {
+        return false;
+    };
+    let until = control.own_fail_until_ns;
+    if until == 0 || now >= until || record.own_fail_taken_ns == until {
+        return false;
+    }
+    record.own_fail_taken_ns = until;
+    true
 }
 
 /// Parse dm's "major:minor" path name into a kernel `dev_t`.

@@ -10,8 +10,20 @@ pub struct Snapshot {
     pub uptime_seconds: f64,
     /// Kernel signals and whether each is live, e.g. "block:block_rq_error".
     pub signals: Vec<SignalStatus>,
-    /// How the daemon acts on paths: "multipathd", "dm-message" or "observe".
+    /// How the daemon acts on paths: "multipathd", "device-mapper messages" or "observe".
     pub actuator: String,
+    /// Why that actuator (multipathd answers, or not).
+    #[serde(default)]
+    pub actuator_reason: String,
+    /// Actuator calls that failed (each is retried), over the daemon's life.
+    #[serde(default)]
+    pub actuator_errors_total: u64,
+    /// What was wrong with the state file at start-up (it was moved aside); empty if nothing.
+    #[serde(default)]
+    pub state_file_problem: String,
+    /// Observe mode: the paths the state file says a previous run holds out.
+    #[serde(default)]
+    pub held_by_previous_run: Vec<String>,
     pub maps: Vec<MapStatus>,
     /// Cost of each eBPF program as the kernel accounts it.
     pub programs: Vec<ProgramStatus>,
@@ -62,10 +74,29 @@ pub struct PathStatus {
     pub active: bool,
     /// Whether marginal took it out of service (and owes it a return).
     pub failed_by_marginal: bool,
-    /// Counted in the kernel (eBPF).
+    /// Failure transitions (marginal's own fails and reads never among them), counted by
+    /// `failure_signal`: "dm_kprobe" and "block_errors" in the kernel, "dm_uevent" by the
+    /// daemon from dm's uevents.
     pub kernel_failures: u64,
+    #[serde(default)]
+    pub failure_signal: String,
+    /// Failed requests on the path device (anyone's), and of those the ones that are not path
+    /// errors (medium, no space, target, reservation, protection, not supported).
     pub kernel_io_errors: u64,
+    #[serde(default)]
+    pub kernel_non_path_errors: u64,
     pub kernel_double_failures: u64,
+    /// dm transitions to failed that were marginal's own `fail path`.
+    #[serde(default)]
+    pub own_fails: u64,
+    /// Observe mode: a previous run holds this path out (the state file says so).
+    #[serde(default)]
+    pub held_by_previous_run: bool,
+    /// An action that failed and waits for its next attempt ("fail" or "return(...)").
+    #[serde(default)]
+    pub pending_action: String,
+    #[serde(default)]
+    pub last_action_error: String,
     /// Sampling, over the daemon's life.
     pub sampling_runs: u64,
     pub sampling_reads: u64,

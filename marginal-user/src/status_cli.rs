@@ -284,6 +284,7 @@ mod tests {
                 ..Default::default()
             }],
             programs: vec![],
+            ..Default::default()
         };
         let text = render(&snapshot);
         assert!(text.contains("actuator: observe\n"), "{text}");

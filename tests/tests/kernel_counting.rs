@@ -8,9 +8,11 @@ use std::time::Duration;
 use marginal::kernel::{BlockErrorProgram, EventStream, KernelEvent, KernelProbes};
 use marginal_common::{
     BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM, FailureSource, PathRecord,
-    WatchSettings,
+    WATCH_DM_REPORTED, WatchSettings, is_path_error,
 };
-use marginal_tests::{FlakyDevice, FlakyOptions, Schedule, read_direct, require_root};
+use marginal_tests::{
+    FlakyDevice, FlakyOptions, Schedule, read_direct, read_direct_at, require_root, sample_offset,
+};
 
 const SECOND: u64 = 1_000_000_000;
 
@@ -79,7 +81,181 @@ test_both_programs!(
     failures_outside_the_window_raise_nothing_and_restart_it,
     unwatched_devices_are_not_counted,
     rewatching_changes_settings_and_keeps_counts,
+    errors_of_a_dm_reported_path_are_counted_never_failures,
+    non_path_errors_are_counted_and_start_nothing,
+    errors_while_marginal_samples_start_nothing,
+    a_failure_from_before_the_fence_never_pairs,
+    one_burst_on_two_cpus_is_one_failure,
 );
+
+/// `count` O_DIRECT reads of `device`, at non-adjacent offsets; returns the errno of each
+/// failed one (any error: non-path errors reach the reader as their own errno).
+fn read_errors(device: &FlakyDevice, count: usize) -> Vec<i32> {
+    (0..count)
+        .filter_map(|i| {
+            read_direct_at(device.loop_path(), sample_offset(i, device.size_bytes()))
+                .err()
+                .map(|e| e.raw_os_error().expect("an OS error"))
+        })
+        .collect()
+}
+
+fn watch_settings(window_ns: u64, episode_gap_ns: u64, flags: u64) -> WatchSettings {
+    WatchSettings {
+        window_ns,
+        episode_gap_ns,
+        flags,
+    }
+}
+
+/// A dm path's failures are dm-mpath's transitions: a dead path read again and again (by
+/// multipathd's checker, blkid, the sampler) stays one failure, here none at all.
+fn errors_of_a_dm_reported_path_are_counted_never_failures(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
+    let rt = runtime();
+    let mut events = rt
+        .block_on(async { EventStream::new(probes.take_events().unwrap()) })
+        .unwrap();
+    let dev = device.kernel_dev();
+    probes
+        .watch(dev, watch_settings(60 * SECOND, 0, WATCH_DM_REPORTED))
+        .unwrap();
+    device.set_schedule(Schedule::FailAll);
+    for _ in 0..5 {
+        assert_eq!(read_direct(&device, 4), (0, 4));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let record = record(&probes, &device);
+    assert_eq!(record.io_errors, 20);
+    assert_eq!((record.failures, record.double_failures), (0, 0));
+    assert!(
+        events_for(&rt, &mut events, dev, Duration::from_millis(300)).is_empty(),
+        "block errors of a dm path raise nothing"
+    );
+}
+
+/// `blk_path_error()`'s rule on the real kernel: the loop device turns the flaky file's errno
+/// into the block status `errno_to_blk_status()` gives it, and the tracepoint reports it.
+fn non_path_errors_are_counted_and_start_nothing(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
+    let dev = device.kernel_dev();
+    // No episode gap, a long window: two path errors would be a double failure.
+    probes
+        .watch(dev, watch_settings(60 * SECOND, 0, 0))
+        .unwrap();
+    device.set_schedule(Schedule::FailAll);
+    let non_path = [
+        libc::ENODATA,    // BLK_STS_MEDIUM
+        libc::ENOSPC,     // BLK_STS_NOSPC
+        libc::EOPNOTSUPP, // BLK_STS_NOTSUPP
+        libc::EREMOTEIO,  // BLK_STS_TARGET
+        libc::EBADE,      // BLK_STS_RESV_CONFLICT
+        libc::EILSEQ,     // BLK_STS_PROTECTION
+    ];
+    for (i, errno) in non_path.into_iter().enumerate() {
+        assert!(!is_path_error(-errno));
+        device.set_error(errno);
+        let seen = read_errors(&device, 3);
+        assert_eq!(seen, vec![errno; 3], "the reader sees the device's answer");
+        let record = record(&probes, &device);
+        let counted = 3 * (i as u64 + 1);
+        assert_eq!(
+            (record.io_errors, record.non_path_errors),
+            (counted, counted),
+            "errno {errno}"
+        );
+        assert_eq!(record.failures, 0, "errno {errno} failed the path");
+    }
+    // A path error now is the first failure.
+    device.set_error(libc::EIO);
+    assert_eq!(read_errors(&device, 1), vec![libc::EIO]);
+    assert_eq!(record(&probes, &device).failures, 1);
+}
+
+/// marginal's own sampling reads of a `--watch` device never fail it.
+fn errors_while_marginal_samples_start_nothing(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
+    let dev = device.kernel_dev();
+    probes
+        .watch(dev, watch_settings(60 * SECOND, 0, 0))
+        .unwrap();
+    probes.control(dev, |c| c.sampling = 1).unwrap();
+    device.set_schedule(Schedule::FailAll);
+    assert_eq!(read_direct(&device, 10), (0, 10));
+    let during = record(&probes, &device);
+    assert_eq!((during.io_errors, during.failures), (10, 0));
+    probes.control(dev, |c| c.sampling = 0).unwrap();
+    assert_eq!(read_direct(&device, 1), (0, 1));
+    assert_eq!(record(&probes, &device).failures, 1);
+}
+
+/// A failure from before the path's last return to service never pairs with a later one.
+fn a_failure_from_before_the_fence_never_pairs(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
+    let rt = runtime();
+    let mut events = rt
+        .block_on(async { EventStream::new(probes.take_events().unwrap()) })
+        .unwrap();
+    let dev = device.kernel_dev();
+    probes
+        .watch(dev, watch_settings(60 * SECOND, 0, 0))
+        .unwrap();
+    device.set_schedule(Schedule::FailAll);
+    assert_eq!(read_direct(&device, 1), (0, 1));
+    let returned = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let returned_ns = returned.tv_sec() as u64 * SECOND + returned.tv_nsec() as u64;
+    probes.control(dev, |c| c.fence_ns = returned_ns).unwrap();
+    assert_eq!(read_direct(&device, 1), (0, 1));
+    let after = record(&probes, &device);
+    assert_eq!((after.failures, after.double_failures), (2, 0));
+    assert!(events_for(&rt, &mut events, dev, Duration::from_millis(300)).is_empty());
+    // A third failure pairs with the second, which is after the fence.
+    assert_eq!(read_direct(&device, 1), (0, 1));
+    assert_eq!(record(&probes, &device).double_failures, 1);
+    let seen = events_for(&rt, &mut events, dev, Duration::from_secs(2));
+    assert!(
+        matches!(seen.as_slice(), [KernelEvent::DoubleFailure { first_ns, .. }] if *first_ns > returned_ns),
+        "{seen:?}"
+    );
+}
+
+/// Errors of one burst completing on both CPUs at once are one failure: the episode boundary
+/// is an atomic exchange in the kernel program.
+fn one_burst_on_two_cpus_is_one_failure(program: BlockErrorProgram) {
+    let (mut probes, device) = setup(program);
+    let dev = device.kernel_dev();
+    probes
+        .watch(dev, watch_settings(60 * SECOND, SECOND, 0))
+        .unwrap();
+    device.set_schedule(Schedule::FailAll);
+    let cpus = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
+    const READS: usize = 64;
+    let start = std::sync::Barrier::new(cpus);
+    std::thread::scope(|scope| {
+        for cpu in 0..cpus {
+            let (device, start) = (&device, &start);
+            scope.spawn(move || {
+                let mut set = nix::sched::CpuSet::new();
+                set.set(cpu % nix::sched::CpuSet::count()).unwrap();
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                start.wait();
+                let offsets =
+                    (0..READS).map(|i| sample_offset(cpu * READS + i, device.size_bytes()));
+                for offset in offsets {
+                    assert!(read_direct_at(device.loop_path(), offset).is_err());
+                }
+            });
+        }
+    });
+    let record = record(&probes, &device);
+    assert_eq!(record.io_errors, (cpus * READS) as u64);
+    assert_eq!(
+        record.failures, 1,
+        "one burst on {cpus} CPUs, well inside one episode gap"
+    );
+}
 
 fn every_injected_error_is_counted_exactly(program: BlockErrorProgram) {
     let (mut probes, device) = setup(program);
@@ -87,6 +263,7 @@ fn every_injected_error_is_counted_exactly(program: BlockErrorProgram) {
     let settings = WatchSettings {
         window_ns: 0,
         episode_gap_ns: 0,
+        flags: 0,
     };
     probes.watch(device.kernel_dev(), settings).unwrap();
     device.set_schedule(Schedule::EveryNth(5));
@@ -111,6 +288,7 @@ fn errors_close_together_are_one_failure_episode(program: BlockErrorProgram) {
             WatchSettings {
                 window_ns: 0,
                 episode_gap_ns: SECOND / 2,
+                flags: 0,
             },
         )
         .unwrap();
@@ -145,6 +323,7 @@ fn two_failures_within_the_window_raise_one_event(program: BlockErrorProgram) {
             WatchSettings {
                 window_ns: 10 * SECOND,
                 episode_gap_ns: SECOND / 5,
+                flags: 0,
             },
         )
         .unwrap();
@@ -196,6 +375,7 @@ fn failures_outside_the_window_raise_nothing_and_restart_it(program: BlockErrorP
             WatchSettings {
                 window_ns: SECOND / 2,
                 episode_gap_ns: SECOND / 10,
+                flags: 0,
             },
         )
         .unwrap();
@@ -241,6 +421,7 @@ fn unwatched_devices_are_not_counted(program: BlockErrorProgram) {
             WatchSettings {
                 window_ns: SECOND,
                 episode_gap_ns: 0,
+                flags: 0,
             },
         )
         .unwrap();
@@ -264,6 +445,7 @@ fn rewatching_changes_settings_and_keeps_counts(program: BlockErrorProgram) {
     let first = WatchSettings {
         window_ns: SECOND,
         episode_gap_ns: 0,
+        flags: 0,
     };
     probes.watch(device.kernel_dev(), first).unwrap();
     device.set_schedule(Schedule::FailAll);
@@ -271,6 +453,7 @@ fn rewatching_changes_settings_and_keeps_counts(program: BlockErrorProgram) {
     let second = WatchSettings {
         window_ns: 5 * SECOND,
         episode_gap_ns: SECOND,
+        flags: 0,
     };
     probes.watch(device.kernel_dev(), second).unwrap();
     let after_change = record(&probes, &device);

@@ -69,6 +69,7 @@ pub fn run(args: Args) -> Result<Value> {
         // the daemon's 1 s episode gap the two would have to be a second apart; what happens
         // after the second failure is the same.)
         episode_gap_ns: 0,
+        flags: 0,
     };
     let mut user = Vec::with_capacity(args.trials);
     let mut kernel = Vec::with_capacity(args.trials);

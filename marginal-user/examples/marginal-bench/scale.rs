@@ -25,15 +25,15 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use marginal::{
-    actuator::Observe,
+    actuator::{Fixed, Observe},
     config::{Config, MapIdentity},
     daemon::{
-        core::{Daemon, DaemonSettings, monotonic_now},
+        core::{Daemon, DaemonParts, DaemonSettings, monotonic_now},
         held_out::HeldOutFile,
         topology::{Topology, WatchedMap, WatchedPath},
     },
     device::BlockDevice,
-    engine::{Engine, PathKey},
+    engine::PathKey,
     kernel::{EventStream, KernelProbes, stats::RunStatsGuard},
     sampler::{Sampler, SamplerOptions},
 };
@@ -253,16 +253,14 @@ pub fn run_library(args: LibraryArgs) -> Result<Value> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         let state = std::env::temp_dir().join(format!("marginal-bench-lib-held-{pid}.json"));
-        let mut daemon = Daemon {
-            engine: Engine::new(),
-            probes,
-            sampler,
-            actuator: Arc::new(Observe::new()),
-            actuator_reason: "benchmark".into(),
-            topology: Topology {
-                maps: Vec::new(),
-                device_mapper: true,
-            },
+        let signals = probes.signals().clone();
+        let mut daemon = Daemon::new(DaemonParts {
+            kernel: Box::new(probes),
+            signals,
+            sampler: Box::new(sampler),
+            actuators: Box::new(Fixed::new(Arc::new(Observe::new()), "benchmark")),
+            // dm-like maps without device-mapper: nothing reads dm in this benchmark.
+            dm: None,
             config,
             settings: DaemonSettings {
                 episode_gap: Duration::from_secs(1),
@@ -270,13 +268,11 @@ pub fn run_library(args: LibraryArgs) -> Result<Value> {
             },
             held_out: HeldOutFile::open(&state)?,
             observe: true,
-            totals: Default::default(),
-            reacting_to: None,
-        };
+        });
         let setup_started = Instant::now();
         daemon.apply_topology(synthetic_topology(args.paths), monotonic_now())?;
         let setup = setup_started.elapsed();
-        let watched = daemon.probes.records().len();
+        let watched = daemon.kernel.watched_count();
         let checked = daemon.engine.maps().iter().filter(|m| m.params.is_some()).count();
 
         let started = Instant::now();
@@ -291,13 +287,9 @@ pub fn run_library(args: LibraryArgs) -> Result<Value> {
         loop {
             let timer = next_engine_timer(&daemon);
             tokio::select! {
-                batch = events.next_batch() => {
-                    for event in batch? {
-                        daemon.on_kernel_event(event);
-                    }
-                }
-                Some(report) = reports.recv() => daemon.on_sample_report(report),
-                _ = tokio::time::sleep_until(timer) => daemon.on_timer(),
+                batch = events.next_batch() => daemon.on_kernel_events(batch?, monotonic_now()),
+                Some(report) = reports.recv() => daemon.on_sample_report(report, monotonic_now()),
+                _ = tokio::time::sleep_until(timer) => daemon.on_timer(monotonic_now()),
                 _ = resync.tick() => {
                     // dm answered with the same maps: the daemon compares and applies nothing.
                     let discovered = synthetic_topology(args.paths);
@@ -374,6 +366,7 @@ fn synthetic_topology(paths: usize) -> Topology {
                         active: true,
                     })
                     .collect(),
+                dev: None,
             }
         })
         .collect();
@@ -386,7 +379,7 @@ fn synthetic_topology(paths: usize) -> Topology {
 /// As the daemon's own (private) `next_engine_timer`.
 fn next_engine_timer(daemon: &Daemon) -> tokio::time::Instant {
     let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-    match daemon.engine.next_deadline() {
+    match daemon.next_deadline() {
         None => far,
         Some(at) => tokio::time::Instant::now() + at.saturating_since(monotonic_now()),
     }

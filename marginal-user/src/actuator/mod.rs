@@ -1,11 +1,14 @@
 //! Actuators: how the daemon takes a path out of service and brings it back.
 //!
 //! The engine decides (`FailPath`, `ReinstatePath`, `RecoverPath`); an [`Actuator`] carries it
-//! out. Which one, [`choose_actuator`] decides once at start-up:
+//! out. Which one, [`choose_actuator`] decides at start-up and [`switch::FollowMultipathd`]
+//! keeps up to date as multipathd starts, stops and restarts:
 //!
 //! 1. [`Observe`] in observe mode: log, change nothing.
 //! 2. [`MultipathdSocket`] when multipathd answers `show daemon` on its socket: `fail path sdX`
-//!    there also stops multipathd's checker from reinstating the path behind our back.
+//!    there also stops multipathd's checker from reinstating the path behind our back. For a
+//!    path multipathd does not manage (or when it stops answering), device-mapper messages;
+//!    never for a path it manages and refused, which would leave its checker disabled.
 //! 3. [`DmMessage`] otherwise: `fail_path MAJ:MIN` / `reinstate_path MAJ:MIN` target messages,
 //!    refusing to fail a map's last active path.
 //!
@@ -14,6 +17,7 @@
 pub mod dm_message;
 pub mod multipathd;
 pub mod observe;
+pub mod switch;
 
 use std::{fmt, sync::Arc};
 
@@ -22,6 +26,7 @@ use anyhow::{Result, anyhow};
 pub use dm_message::{DmMessage, MapControl};
 pub use multipathd::{MultipathdSocket, SocketAddress};
 pub use observe::{Observe, ObservedAction};
+pub use switch::{ActuatorChange, Actuators, Fixed, FollowMultipathd};
 
 use crate::dm::{DevNum, MapPath};
 
@@ -67,6 +72,10 @@ pub trait Actuator: Send + Sync {
     fn fail_path(&self, map: &str, path: &PathRef) -> Result<()>;
     /// Puts `path` of `map` back into service.
     fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()>;
+    /// Whether this actuator manages `path`, if it can tell (multipathd: it lists the path).
+    fn manages(&self, _path: &PathRef) -> Option<bool> {
+        None
+    }
 }
 
 /// The actuator picked at start-up and why, for the log and the status output.
@@ -139,16 +148,29 @@ pub fn choose_from(
     }
 }
 
-/// multipathd first; device-mapper messages for a path multipathd refuses (a map it does not
-/// manage), so such maps are still protected.
-struct WithFallback {
-    primary: Arc<dyn Actuator>,
-    fallback: Arc<dyn Actuator>,
+/// multipathd first; device-mapper messages for a path multipathd does not manage (or when it
+/// does not answer), so such maps are still protected. A path multipathd manages but refused
+/// stays an error (the daemon retries): a dm message behind multipathd's back would fail a
+/// path its checker then reinstates, or reinstate one while its checker stays disabled.
+pub(crate) struct WithFallback {
+    pub primary: Arc<dyn Actuator>,
+    pub fallback: Arc<dyn Actuator>,
 }
 
 impl WithFallback {
-    fn act(&self, what: &str, act: impl Fn(&dyn Actuator) -> Result<()>) -> Result<()> {
+    fn act(
+        &self,
+        what: &str,
+        path: &PathRef,
+        act: impl Fn(&dyn Actuator) -> Result<()>,
+    ) -> Result<()> {
         act(self.primary.as_ref()).or_else(|refused| {
+            if self.primary.manages(path) == Some(true) {
+                return Err(refused.context(format!(
+                    "{} manages {path}: not going around it",
+                    self.primary.name()
+                )));
+            }
             log::warn!("{refused:#}; trying {} to {what}", self.fallback.name());
             act(self.fallback.as_ref()).map_err(|e| anyhow!("{refused:#}; and {e:#}"))
         })
@@ -161,11 +183,15 @@ impl Actuator for WithFallback {
     }
 
     fn fail_path(&self, map: &str, path: &PathRef) -> Result<()> {
-        self.act("fail it", |a| a.fail_path(map, path))
+        self.act("fail it", path, |a| a.fail_path(map, path))
     }
 
     fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()> {
-        self.act("reinstate it", |a| a.reinstate_path(map, path))
+        self.act("reinstate it", path, |a| a.reinstate_path(map, path))
+    }
+
+    fn manages(&self, path: &PathRef) -> Option<bool> {
+        self.primary.manages(path)
     }
 }
 
@@ -286,6 +312,45 @@ mod tests {
         };
         let err = format!("{:#}", neither.fail_path("mpatha", &path).unwrap_err());
         assert_eq!(err.matches("refused").count(), 2, "both reasons: {err}");
+    }
+
+    /// Refuses, and says it manages the path (multipathd answering `fail` for its own path).
+    struct RefusingOwner;
+
+    impl Actuator for RefusingOwner {
+        fn name(&self) -> &str {
+            "multipathd"
+        }
+        fn fail_path(&self, map: &str, path: &PathRef) -> Result<()> {
+            Err(anyhow!(
+                "fail path {path} of {map}: multipathd answered \"fail\""
+            ))
+        }
+        fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()> {
+            Err(anyhow!(
+                "reinstate path {path} of {map}: multipathd answered \"fail\""
+            ))
+        }
+        fn manages(&self, _path: &PathRef) -> Option<bool> {
+            Some(true)
+        }
+    }
+
+    #[test]
+    fn a_path_multipathd_manages_and_refused_is_not_sent_around_it() {
+        let observe = Arc::new(Observe::new());
+        let both = WithFallback {
+            primary: Arc::new(RefusingOwner),
+            fallback: observe.clone(),
+        };
+        let path = PathRef::new("sdb", (8, 16));
+        let err = format!("{:#}", both.reinstate_path("mpatha", &path).unwrap_err());
+        assert!(err.contains("not going around it"), "{err}");
+        assert!(both.fail_path("mpatha", &path).is_err());
+        assert!(
+            observe.recent().is_empty(),
+            "no dm message behind multipathd's back"
+        );
     }
 
     #[test]

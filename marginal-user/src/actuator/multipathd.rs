@@ -224,9 +224,42 @@ impl MultipathdSocket {
     }
 }
 
+impl MultipathdSocket {
+    /// The kernel names of the paths multipathd manages (`show paths raw format "%d"`).
+    pub fn path_names(&self) -> Result<Vec<String>> {
+        let reply = self.command("show paths raw format \"%d\"")?;
+        Ok(reply
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// multipathd, with device-mapper messages for the paths it does not manage.
+pub fn with_dm_fallback(
+    multipathd: MultipathdSocket,
+    dm: std::sync::Arc<dyn Actuator>,
+) -> std::sync::Arc<dyn Actuator> {
+    std::sync::Arc::new(super::WithFallback {
+        primary: std::sync::Arc::new(multipathd),
+        fallback: dm,
+    })
+}
+
 impl Actuator for MultipathdSocket {
     fn name(&self) -> &str {
         "multipathd"
+    }
+
+    fn manages(&self, path: &PathRef) -> Option<bool> {
+        let names = self.path_names().ok()?;
+        Some(
+            names
+                .iter()
+                .any(|n| n == &path.name || n == &path.numbers()),
+        )
     }
 
     fn fail_path(&self, map: &str, path: &PathRef) -> Result<()> {

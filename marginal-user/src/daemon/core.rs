@@ -1,30 +1,35 @@
-//! The daemon's heart: feeds kernel events and sampling reports into the engine and carries out
-//! its decisions with the sampler and the actuator. Single-threaded (the event loop owns it).
+//! The daemon's heart: feeds kernel events, path uevents and sampling reports into the engine,
+//! and hands the engine's decisions to [`super::actions`]. Single-threaded (the event loop
+//! owns it); every edge is a trait object ([`super::edges`], [`crate::dm::MapSource`],
+//! [`crate::actuator::Actuators`]), so the rules here are unit-tested with fakes.
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::Duration,
 };
 
-use anyhow::Result;
-use marginal_common::WatchSettings;
+use marginal_common::kernel_dev;
 
 use super::{
-    held_out::{HeldOutFile, HeldOutPath},
+    actions::Retry,
+    edges::{KernelEdge, SamplerEdge},
+    held_out::HeldOutFile,
+    reconcile::Absence,
     topology::Topology,
 };
 use crate::{
-    actuator::{Actuator, PathRef},
+    actuator::Actuators,
     config::Config,
-    engine::{Decision, Engine, Event, MapName, Params, PathKey, Timestamp},
-    kernel::{KernelEvent, KernelProbes},
-    sampler::{SampleOutcome, SampleReport, SamplerHandle},
+    dm::MapSource,
+    engine::{Decision, Engine, Event, Params, PathKey, Timestamp},
+    kernel::{KernelEvent, LiveSignals},
+    sampler::{SampleOutcome, SampleReport},
 };
 
-/// Daemon-wide settings that are not multipath.conf's.
+/// Daemon-wide settings that are not the configuration file's.
 #[derive(Clone, Debug)]
 pub struct DaemonSettings {
-    /// Block-layer errors closer together than this are one failure.
+    /// Block-layer errors closer together than this are one failure (`--watch` devices).
     pub episode_gap: Duration,
     /// Testing and demos only: sampling runs last this long, whatever the configuration says.
     pub sample_time_for_testing: Option<Duration>,
@@ -38,27 +43,75 @@ pub struct PathTotals {
     pub sampling_timeouts: u64,
     pub failed_by_daemon: u64,
     pub returned_by_daemon: u64,
+    /// PATH_FAILED uevents that were marginal's own fail (uevent mode; the kprobe counts its
+    /// own in the kernel).
+    pub own_fails_seen: u64,
     /// The daemon's reaction the last time it failed the path on a double failure: from the
     /// kernel's timestamp of the second failure to the actuator having taken the path out.
-    pub last_reaction: Option<std::time::Duration>,
+    pub last_reaction: Option<Duration>,
+}
+
+/// Which signal counts a path's failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureSignal {
+    /// dm-mpath's PATH_FAILED, seen by the `dm_path_uevent` kprobe.
+    DmKprobe,
+    /// dm-mpath's PATH_FAILED uevents (kernels without kprobes).
+    DmUevent,
+    /// Block-layer error episodes (`--watch` devices, no dm above them).
+    BlockErrors,
+}
+
+impl FailureSignal {
+    /// As status and the metrics' `signal` label show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DmKprobe => "dm_kprobe",
+            Self::DmUevent => "dm_uevent",
+            Self::BlockErrors => "block_errors",
+        }
+    }
+}
+
+/// The edges and settings a [`Daemon`] is made of.
+pub struct DaemonParts {
+    pub kernel: Box<dyn KernelEdge>,
+    pub signals: LiveSignals,
+    pub sampler: Box<dyn SamplerEdge>,
+    pub actuators: Box<dyn Actuators>,
+    /// None for `--watch` devices (no device-mapper).
+    pub dm: Option<Arc<dyn MapSource>>,
+    pub config: Config,
+    pub settings: DaemonSettings,
+    pub held_out: HeldOutFile,
+    pub observe: bool,
 }
 
 pub struct Daemon {
     pub engine: Engine,
-    pub probes: KernelProbes,
-    pub sampler: SamplerHandle,
-    pub actuator: Arc<dyn Actuator>,
-    pub actuator_reason: String,
+    pub kernel: Box<dyn KernelEdge>,
+    pub signals: LiveSignals,
+    pub sampler: Box<dyn SamplerEdge>,
+    pub actuators: Box<dyn Actuators>,
+    pub dm: Option<Arc<dyn MapSource>>,
     pub topology: Topology,
     pub config: Config,
     pub settings: DaemonSettings,
     pub held_out: HeldOutFile,
-    /// Observe mode: nothing is really failed, so nothing is recorded as held out.
+    /// Observe mode: nothing is really failed, and the state file is only read.
     pub observe: bool,
     pub totals: HashMap<PathKey, PathTotals>,
-    /// The second failure being acted on, while its decisions are applied: a `FailPath` for the
-    /// same path then records how long the reaction took.
-    pub reacting_to: Option<(PathKey, Timestamp)>,
+    /// Actions that failed, waiting for their next attempt.
+    pub retries: BTreeMap<PathKey, Retry>,
+    /// Actuator calls that failed, over the daemon's life.
+    pub actuator_errors: u64,
+    /// Maps missing from discovery, kept for a few rounds (a reload race is not a removal).
+    pub(crate) absent_maps: HashMap<String, Absence>,
+    /// State-file entries whose path is in no map: discovery rounds seen so.
+    pub(crate) orphan_rounds: HashMap<String, Absence>,
+    /// Second failures being acted on in this batch: a `FailPath` for the same path records
+    /// how long the reaction took.
+    pub(crate) reacting_to: HashMap<PathKey, Timestamp>,
 }
 
 /// CLOCK_MONOTONIC now, the clock the kernel's events are stamped with.
@@ -69,6 +122,31 @@ pub fn monotonic_now() -> Timestamp {
 }
 
 impl Daemon {
+    pub fn new(parts: DaemonParts) -> Self {
+        Self {
+            engine: Engine::new(),
+            kernel: parts.kernel,
+            signals: parts.signals,
+            sampler: parts.sampler,
+            actuators: parts.actuators,
+            topology: Topology {
+                maps: Vec::new(),
+                device_mapper: parts.dm.is_some(),
+            },
+            dm: parts.dm,
+            config: parts.config,
+            settings: parts.settings,
+            held_out: parts.held_out,
+            observe: parts.observe,
+            totals: HashMap::new(),
+            retries: BTreeMap::new(),
+            actuator_errors: 0,
+            absent_maps: HashMap::new(),
+            orphan_rounds: HashMap::new(),
+            reacting_to: HashMap::new(),
+        }
+    }
+
     /// The effective parameters of a map, after the testing override.
     pub fn params_for(&self, identity: &crate::config::MapIdentity) -> Option<Params> {
         let mut params = self.config.resolve(identity).params()?;
@@ -78,114 +156,37 @@ impl Daemon {
         Some(params)
     }
 
-    /// Bring engine and kernel watch map in line with `topology` (start-up and re-discovery).
-    pub fn apply_topology(&mut self, topology: Topology, now: Timestamp) -> Result<()> {
+    /// Which signal counts the failures of the daemon's paths.
+    pub fn failure_signal(&self) -> FailureSignal {
+        if !self.topology.device_mapper {
+            FailureSignal::BlockErrors
+        } else if self.signals.dm_path_kprobe.is_ok() {
+            FailureSignal::DmKprobe
+        } else {
+            FailureSignal::DmUevent
+        }
+    }
+
+    /// Whether dm's PATH_FAILED/PATH_REINSTATED uevents must be fed in ([`Daemon::on_path_uevent`]):
+    /// dm maps, and no kprobe to see the transitions in the kernel.
+    pub fn wants_path_uevents(&self) -> bool {
+        self.failure_signal() == FailureSignal::DmUevent
+    }
+
+    /// A batch of kernel events: all of them reach the engine before anything is acted on, so
+    /// that a later event of the batch (another path failing) is known before a path is failed.
+    pub fn on_kernel_events(&mut self, events: Vec<KernelEvent>, now: Timestamp) {
         let mut decisions = Vec::new();
-        let wanted: BTreeSet<PathKey> = topology.paths().map(|(_, p)| p.key.clone()).collect();
-        for (_, path) in self.topology.paths() {
-            if !wanted.contains(&path.key) {
-                decisions.extend(self.engine.remove_path(&path.key, now));
-                self.probes.unwatch(path.device.kernel_dev())?;
-            }
+        for event in events {
+            decisions.extend(self.feed_kernel_event(event, now));
         }
-        let wanted_maps: BTreeSet<&str> = topology.maps.iter().map(|m| m.name.as_str()).collect();
-        for map in &self.topology.maps {
-            if !wanted_maps.contains(map.name.as_str()) {
-                decisions.extend(self.engine.remove_map(&MapName::new(map.name.clone()), now));
-            }
-        }
-        for map in &topology.maps {
-            // An unchanged map (paths and their states alike) has nothing new for the engine;
-            // re-applying every map on every change would cost time quadratic in the paths.
-            if self.topology.maps.contains(map) {
-                continue;
-            }
-            let params = self.params_for(&map.identity);
-            let name = MapName::new(map.name.clone());
-            decisions.extend(self.engine.upsert_map(name.clone(), params, now));
-            for path in &map.paths {
-                decisions.extend(self.engine.add_path(
-                    &name,
-                    path.key.clone(),
-                    path.active,
-                    now,
-                )?);
-                // Unchecked maps are still counted: the counters are worth exporting.
-                let window = params.map_or(Duration::ZERO, |p| p.double_failed_time);
-                self.probes.watch(
-                    path.device.kernel_dev(),
-                    WatchSettings {
-                        window_ns: window.as_nanos() as u64,
-                        episode_gap_ns: self.settings.episode_gap.as_nanos() as u64,
-                    },
-                )?;
-            }
-            let active = map
-                .paths
-                .iter()
-                .filter(|p| p.active)
-                .map(|p| p.key.clone())
-                .collect();
-            decisions.extend(
-                self.engine
-                    .handle(now, Event::MapActivePaths { map: name, active }),
-            );
-        }
-        self.topology = topology;
-        self.apply(decisions);
-        Ok(())
+        self.apply(decisions, now);
+        self.reacting_to.clear();
     }
 
-    /// Apply every map again, changed or not (after the configuration changed).
-    pub fn reapply_all(&mut self, now: Timestamp) -> Result<()> {
-        let device_mapper = self.topology.device_mapper;
-        let topology = std::mem::replace(
-            &mut self.topology,
-            Topology {
-                maps: Vec::new(),
-                device_mapper,
-            },
-        );
-        self.apply_topology(topology, now)
-    }
-
-    /// Take up the paths a previous run of the daemon failed.
-    pub fn adopt_held_out(&mut self, now: Timestamp) {
-        let held: Vec<(String, HeldOutPath)> = self
-            .held_out
-            .held_out()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for (name, entry) in held {
-            let key = PathKey::new(name.clone());
-            match self.topology.path(&key) {
-                Some((_, path)) if path.device.numbers() == entry.device => {
-                    log::warn!(
-                        "taking up {name} of map {}: a previous run failed it; it will be \
-                         sampled again",
-                        entry.map
-                    );
-                    match self.engine.adopt_failed_path(&key, now) {
-                        Ok(decisions) => self.apply(decisions),
-                        Err(e) => log::error!("cannot take up {name}: {e}"),
-                    }
-                }
-                _ => log::warn!(
-                    "{name} ({}) of map {} was failed by a previous run but is not a path of \
-                     any map now; keeping it in {} until it returns",
-                    entry.device,
-                    entry.map,
-                    "the state file"
-                ),
-            }
-        }
-    }
-
-    pub fn on_kernel_event(&mut self, event: KernelEvent) {
-        let now = monotonic_now();
+    fn feed_kernel_event(&mut self, event: KernelEvent, now: Timestamp) -> Vec<Decision> {
         let Some((_, path)) = self.topology.path_by_kernel_dev(event.dev()) else {
-            return; // dm events of paths we do not watch
+            return Vec::new(); // dm events of paths we do not watch
         };
         let key = path.key.clone();
         let engine_events = match event {
@@ -194,7 +195,8 @@ impl Daemon {
                 second_ns,
                 ..
             } => {
-                self.reacting_to = Some((key.clone(), Timestamp::from_nanos(second_ns)));
+                self.reacting_to
+                    .insert(key.clone(), Timestamp::from_nanos(second_ns));
                 let mut events = vec![Event::DoubleFailure {
                     path: key.clone(),
                     first_at: Timestamp::from_nanos(first_ns),
@@ -210,26 +212,69 @@ impl Daemon {
                 }
                 events
             }
-            KernelEvent::DmPathFailed { at_ns, .. } => vec![
-                Event::PathActive {
-                    path: key.clone(),
-                    active: false,
-                },
-                Event::PathFailed {
-                    path: key,
-                    at: Timestamp::from_nanos(at_ns),
-                },
-            ],
+            KernelEvent::DmPathFailed { at_ns, own, .. } => {
+                self.path_failed_events(key, Timestamp::from_nanos(at_ns), own)
+            }
             KernelEvent::DmPathReinstated { .. } => vec![Event::PathReinstated { path: key }],
         };
+        let mut decisions = Vec::new();
         for event in engine_events {
-            let decisions = self.engine.handle(now, event);
-            self.apply(decisions);
+            decisions.extend(self.engine.handle(now, event));
         }
-        self.reacting_to = None;
+        decisions
     }
 
-    pub fn on_sample_report(&mut self, report: SampleReport) {
+    /// dm failed a path: a failure, unless it was marginal's own `fail path`.
+    fn path_failed_events(&mut self, key: PathKey, at: Timestamp, own: bool) -> Vec<Event> {
+        let inactive = Event::PathActive {
+            path: key.clone(),
+            active: false,
+        };
+        if own {
+            log::debug!("{key}: dm failed it at marginal's request (not a failure)");
+            return vec![inactive];
+        }
+        vec![inactive, Event::PathFailed { path: key, at }]
+    }
+
+    /// dm's PATH_FAILED (`failed`) or PATH_REINSTATED uevent for the path `major:minor`, where
+    /// no kprobe sees them ([`Daemon::wants_path_uevents`]). marginal's own fail is recognised
+    /// by the announcement [`super::actions`] made before sending it.
+    pub fn on_path_uevent(&mut self, failed: bool, path: (u32, u32), now: Timestamp) {
+        let dev = kernel_dev(path.0, path.1);
+        let Some((_, watched)) = self.topology.path_by_kernel_dev(dev) else {
+            return;
+        };
+        let key = watched.key.clone();
+        let events = if failed {
+            let own = self.take_own_fail(dev, now);
+            if own {
+                self.totals.entry(key.clone()).or_default().own_fails_seen += 1;
+            }
+            self.path_failed_events(key, now, own)
+        } else {
+            vec![Event::PathReinstated { path: key }]
+        };
+        let mut decisions = Vec::new();
+        for event in events {
+            decisions.extend(self.engine.handle(now, event));
+        }
+        self.apply(decisions, now);
+    }
+
+    /// Whether a PATH_FAILED of `dev` now is the one marginal announced (taking it).
+    fn take_own_fail(&mut self, dev: u32, now: Timestamp) -> bool {
+        let until = self.kernel.current_control(dev).own_fail_until_ns;
+        if until == 0 || now.as_nanos() >= until {
+            return false;
+        }
+        if let Err(e) = self.kernel.control(dev, &mut |c| c.own_fail_until_ns = 0) {
+            log::warn!("{e:#}");
+        }
+        true
+    }
+
+    pub fn on_sample_report(&mut self, report: SampleReport, now: Timestamp) {
         let key = PathKey::new(report.path_key.clone());
         let totals = self.totals.entry(key.clone()).or_default();
         totals.sampling_reads += report.reads;
@@ -244,6 +289,7 @@ impl Daemon {
             report.timeouts,
             report.rate_permille
         );
+        self.set_sampling(&key, false);
         let event = match report.outcome {
             SampleOutcome::Completed => Event::SamplingFinished {
                 path: key,
@@ -254,119 +300,38 @@ impl Daemon {
             // The engine asked for the stop; it expects no verdict.
             SampleOutcome::Stopped => return,
         };
-        let decisions = self.engine.handle(monotonic_now(), event);
-        self.apply(decisions);
+        let decisions = self.engine.handle(now, event);
+        self.apply(decisions, now);
     }
 
-    pub fn on_timer(&mut self) {
-        let decisions = self.engine.poll(monotonic_now());
-        self.apply(decisions);
+    /// Time-driven work: the engine's deadlines and the actions due for another attempt.
+    pub fn on_timer(&mut self, now: Timestamp) {
+        let decisions = self.engine.poll(now);
+        self.apply(decisions, now);
+        self.retry_due(now);
     }
 
-    /// Carry out the engine's decisions, in order.
-    pub fn apply(&mut self, decisions: Vec<Decision>) {
-        for decision in decisions {
-            if let Err(e) = self.apply_one(&decision) {
-                log::error!("{e:#}");
-            }
+    /// The earliest time [`Daemon::on_timer`] has something to do.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let retry = self.retries.values().map(|r| r.next_at).min();
+        match (self.engine.next_deadline(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    fn apply_one(&mut self, decision: &Decision) -> Result<()> {
-        match decision {
-            Decision::FailPath { path, map, reason } => {
-                log::warn!("failing {path} of {map}: {reason}");
-                let path_ref = self.path_ref(path)?;
-                // Record first: if we die between the two, the restart re-checks the path
-                // rather than forgetting it.
-                if !self.observe {
-                    self.held_out.insert(
-                        path.as_str(),
-                        HeldOutPath {
-                            map: map.to_string(),
-                            device: path_ref.numbers(),
-                        },
-                    )?;
-                }
-                if let Err(e) = self.actuator.fail_path(map.as_str(), &path_ref) {
-                    // Nothing was failed, so nothing is owed a return.
-                    self.held_out.remove(path.as_str())?;
-                    return Err(e);
-                }
-                let totals = self.totals.entry(path.clone()).or_default();
-                totals.failed_by_daemon += 1;
-                if let Some((_, second_at)) = self.reacting_to.take_if(|(p, _)| p == path) {
-                    totals.last_reaction = Some(monotonic_now().saturating_since(second_at));
-                }
-            }
-            Decision::ReinstatePath { path, map, reason }
-            | Decision::RecoverPath { path, map, reason } => {
-                log::warn!("returning {path} to {map}: {reason}");
-                let path_ref = self.path_ref(path)?;
-                self.actuator.reinstate_path(map.as_str(), &path_ref)?;
-                self.held_out.remove(path.as_str())?;
-                self.totals
-                    .entry(path.clone())
-                    .or_default()
-                    .returned_by_daemon += 1;
-            }
-            Decision::StartSampling {
-                path,
-                duration,
-                reason,
-            } => {
-                log::info!("sampling {path} for {duration:?}: {reason}");
-                let (_, watched) = self
-                    .topology
-                    .path(path)
-                    .ok_or_else(|| anyhow::anyhow!("{path} is not a watched path"))?;
-                self.sampler
-                    .start(path.as_str(), watched.device.node(), *duration)?;
-            }
-            Decision::StopSampling { path, reason } => {
-                log::info!("stopping the sampling of {path}: {reason}");
-                self.sampler.stop(path.as_str())?;
-            }
-            Decision::KeepInService { path, map, reason } => {
-                log::warn!("keeping {path} of {map} in service: {reason}");
-            }
-            Decision::Released { path, reason } => {
-                log::warn!("forgetting {path}: {reason}");
-                self.held_out.remove(path.as_str())?;
-            }
-            Decision::Measured { path, measurement } => {
-                log::debug!("{path}: {measurement:?}");
-            }
-            Decision::StateChanged { path, from, to } => {
-                log::info!("{path}: {} -> {}", from.as_str(), to.as_str());
-            }
-        }
-        Ok(())
-    }
-
-    fn path_ref(&self, key: &PathKey) -> Result<PathRef> {
-        let (_, path) = self
-            .topology
-            .path(key)
-            .ok_or_else(|| anyhow::anyhow!("{key} is not a watched path"))?;
-        Ok(PathRef::new(
-            path.device.name.clone(),
-            (path.device.major, path.device.minor),
-        ))
-    }
-
-    /// On shutdown: return the paths the daemon holds out (unless told to keep them out).
-    pub fn shutdown(&mut self, keep_failed: bool) {
-        if keep_failed {
-            let held = self.held_out.held_out().len();
-            if held > 0 {
-                log::warn!(
-                    "leaving {held} path(s) failed as asked; the next start takes them up again"
-                );
-            }
+    /// Tell the kernel whether marginal is sampling the path (its block errors are then
+    /// marginal's own reads, never failures).
+    pub(crate) fn set_sampling(&mut self, key: &PathKey, sampling: bool) {
+        let Some((_, path)) = self.topology.path(key) else {
             return;
+        };
+        let dev = path.device.kernel_dev();
+        if let Err(e) = self
+            .kernel
+            .control(dev, &mut |c| c.sampling = u64::from(sampling))
+        {
+            log::warn!("{e:#}");
         }
-        let plan = self.engine.shutdown_plan();
-        self.apply(plan);
     }
 }

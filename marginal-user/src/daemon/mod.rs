@@ -1,20 +1,27 @@
 //! `marginal run`: the daemon.
 //!
-//! Start-up loads the eBPF programs, reads multipath.conf, picks an actuator, finds the paths
-//! to watch (device-mapper's multipath maps, or `--watch` devices as one group), takes up
-//! any path a previous run failed, then loops:
+//! Start-up loads the eBPF programs, reads the configuration, picks an actuator, finds the
+//! paths to watch (device-mapper's multipath maps, or `--watch` devices as one group), takes up
+//! any path the state file says marginal failed, then loops:
 //!
 //! ```text
-//!   kernel ring buffer ──> Daemon::on_kernel_event ──┐
-//!   sampler reports   ──> Daemon::on_sample_report ─┼─> engine ─> decisions ─> actuator
-//!   engine deadline   ──> Daemon::on_timer ─────────┘                     └──> sampler
-//!   uevents (maps/paths changed) ──> re-discovery ──> Daemon::apply_topology
+//!   kernel ring buffer ──> Daemon::on_kernel_events ─┐
+//!   path uevents (no kprobe) ─> Daemon::on_path_uevent ┤
+//!   sampler reports   ──> Daemon::on_sample_report ──┼─> engine ─> actions ─> actuator
+//!   deadlines, retries ─> Daemon::on_timer ──────────┘                  └──> sampler
+//!   uevents, resync   ──> Daemon::rediscover ─> topology, adoption, reconcile with dm
+//!   resync            ──> Daemon::refresh_actuators (multipathd started/stopped/restarted)
 //! ```
 //!
-//! [`core`] holds the wiring, [`topology`] what is watched, [`held_out`] the state file
-//! under /run, [`report`] the snapshot for /metrics and /status.
+//! [`core`] holds the event handlers, [`actions`] carries out decisions against dm's truth
+//! (retrying what fails), [`reconcile`] keeps engine, watch map and state file in line with
+//! dm, [`edges`] are the traits the core is tested through, [`topology`] what is watched,
+//! [`held_out`] the state file under /run, [`report`] the snapshot for /metrics and /status.
+pub mod actions;
 pub mod core;
+pub mod edges;
 pub mod held_out;
+pub mod reconcile;
 pub mod report;
 pub mod topology;
 
@@ -30,20 +37,21 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::{
-    core::{Daemon, DaemonSettings, monotonic_now},
+    core::{Daemon, DaemonParts, DaemonSettings, monotonic_now},
     held_out::HeldOutFile,
     topology::Topology,
 };
 use crate::{
-    actuator::{Actuator, Observe, choose_actuator},
+    actuator::{
+        Actuator, Actuators, DmMessage, Fixed, FollowMultipathd, MultipathdSocket, Observe,
+    },
     config::ConfigArgs,
-    dm::DmDiscovery,
-    kernel::{EventStream, KernelEvent, KernelProbes, stats::RunStatsGuard},
+    dm::{DmDiscovery, MapSource},
+    kernel::{EventStream, KernelProbes, stats::RunStatsGuard},
     sampler::{Sampler, SamplerOptions},
     status::Snapshot,
-    uevent::{MultipathEvent, UeventListener},
+    uevent::{DeviceChange, MultipathEvent, UeventListener},
 };
-use marginal_common::kernel_dev;
 
 /// Options of `marginal run`.
 #[derive(Debug, clap::Args)]
@@ -130,75 +138,100 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     }
     let (sampler, mut reports) = Sampler::spawn(options)?;
 
-    let dm = if args.watch.is_empty() {
-        Some(DmDiscovery::open().context(
+    let dm: Option<Arc<dyn MapSource>> = if args.watch.is_empty() {
+        Some(Arc::new(DmDiscovery::open().context(
             "no device-mapper here; use --watch DEVICE... --observe to watch devices directly",
-        )?)
+        )?))
     } else {
         None
     };
     let topology = match &dm {
-        Some(dm) => Topology::discover(dm)?,
+        Some(dm) => Topology::discover(dm.as_ref())?,
         None => Topology::from_watch_list(&args.watch)?,
     };
-    let (actuator, actuator_reason): (Arc<dyn Actuator>, String) = if dm.is_none() {
+    let observe = args.observe || dm.is_none();
+    let actuators: Box<dyn Actuators> = if dm.is_none() {
         if !args.observe {
             log::warn!("--watch devices are not dm paths: nothing will be failed (observe mode)");
         }
-        (
+        Box::new(Fixed::new(
             Arc::new(Observe::new()),
-            "observe: --watch devices are watched, never acted on".into(),
-        )
+            "observe: --watch devices are watched, never acted on",
+        ))
+    } else if args.observe {
+        Box::new(Fixed::new(
+            Arc::new(Observe::new()),
+            "observe mode: decisions are logged, no path is failed or reinstated",
+        ))
     } else {
-        let chosen = choose_actuator(args.observe)?;
-        (chosen.actuator, chosen.reason)
+        let dm_messages = DmMessage::open()
+            .map(|dm| Arc::new(dm) as Arc<dyn Actuator>)
+            .ok();
+        Box::new(FollowMultipathd::start(
+            MultipathdSocket::new(),
+            dm_messages,
+        )?)
     };
-    log::info!("actuator: {} ({actuator_reason})", actuator.name());
+    log::info!(
+        "actuator: {} ({})",
+        actuators.current().name(),
+        actuators.reason()
+    );
 
-    let held_out = HeldOutFile::open(&args.state_file)?;
-    let mut daemon = Daemon {
-        engine: crate::engine::Engine::new(),
-        probes,
-        sampler,
-        actuator,
-        actuator_reason,
-        topology: Topology {
-            maps: Vec::new(),
-            device_mapper: dm.is_some(),
-        },
+    let held_out = if observe {
+        HeldOutFile::open_read_only(&args.state_file)?
+    } else {
+        HeldOutFile::open(&args.state_file)?
+    };
+    if let Some(problem) = held_out.problem() {
+        log::error!("state file: {problem}");
+    }
+    let signals = probes.signals().clone();
+    let mut daemon = Daemon::new(DaemonParts {
+        kernel: Box::new(probes),
+        signals,
+        sampler: Box::new(sampler),
+        actuators,
+        dm: dm.clone(),
         config,
         settings: DaemonSettings {
             episode_gap: Duration::from_millis(args.episode_gap_ms),
             sample_time_for_testing: args.sample_time_for_testing.map(Duration::from_secs),
         },
         held_out,
-        observe: args.observe || dm.is_none(),
-        totals: Default::default(),
-        reacting_to: None,
-    };
+        observe,
+    });
     if daemon.settings.sample_time_for_testing.is_some() {
         log::warn!("sampling runs shortened for testing; not for production");
     }
     daemon.apply_topology(topology, monotonic_now())?;
-    daemon.adopt_held_out(monotonic_now());
+    daemon.adopt_held_out(&Default::default(), monotonic_now());
+    daemon.reconcile(monotonic_now());
     for map in &daemon.topology.maps {
         let paths: Vec<_> = map.paths.iter().map(|p| p.device.to_string()).collect();
         log::info!("watching map {}: {}", map.name, paths.join(", "));
+    }
+    if observe {
+        for (name, entry) in daemon.held_out.held_out() {
+            log::warn!(
+                "{name} ({}) of map {} is held out by a previous run; observe mode leaves it so",
+                entry.device,
+                entry.map
+            );
+        }
     }
 
     let uevents = match &dm {
         Some(_) => Some(UeventListener::open().context("listening to uevents")?),
         None => None,
     };
-    let use_uevent_path_events =
-        uevents.is_some() && daemon.probes.signals().dm_path_kprobe.is_err();
     if dm.is_some() {
         log::info!(
-            "path failures from: {}",
-            if use_uevent_path_events {
-                "PATH_FAILED/PATH_REINSTATED uevents and block-layer errors"
+            "path failures from: {} (block-layer errors are counted, never failures)",
+            if daemon.wants_path_uevents() {
+                "dm-mpath's PATH_FAILED uevents"
             } else {
-                "the dm_path_uevent kprobe and block-layer errors"
+                "dm-mpath's PATH_FAILED via the dm_path_uevent kprobe"
             }
         );
     }
@@ -230,43 +263,32 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         .duration
         .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
     loop {
-        let timer = next_engine_timer(&daemon);
+        let timer = next_timer(&daemon);
         tokio::select! {
-            batch = events.next_batch() => {
-                for event in batch? {
-                    daemon.on_kernel_event(event);
-                }
-            }
-            Some(report) = reports.recv() => daemon.on_sample_report(report),
-            _ = tokio::time::sleep_until(timer) => daemon.on_timer(),
+            batch = events.next_batch() => daemon.on_kernel_events(batch?, monotonic_now()),
+            Some(report) = reports.recv() => daemon.on_sample_report(report, monotonic_now()),
+            _ = tokio::time::sleep_until(timer) => daemon.on_timer(monotonic_now()),
             Some(reply) = snapshot_queue.recv() => {
                 let _ = reply.send(daemon.snapshot(started.elapsed().as_secs_f64()));
             }
             _ = resync.tick(), if dm.is_some() => {
-                if let Some(dm) = &dm {
-                    rediscover(&mut daemon, dm);
-                }
+                daemon.refresh_actuators(monotonic_now());
+                daemon.rediscover(&Default::default(), monotonic_now());
             }
             event = next_uevent(uevents.as_ref()) => match event {
                 Ok(MultipathEvent::DevicesChanged(change)) => {
                     log::debug!("devices changed ({change:?}): re-discovering maps");
-                    if let Some(dm) = &dm {
-                        rediscover(&mut daemon, dm);
+                    let mut removed = std::collections::BTreeSet::new();
+                    if let DeviceChange::Removed(name) = &change {
+                        removed.insert(name.clone());
                     }
+                    daemon.rediscover(&removed, monotonic_now());
                 }
-                Ok(MultipathEvent::PathFailed(path)) if use_uevent_path_events => {
-                    daemon.on_kernel_event(KernelEvent::DmPathFailed {
-                        dev: kernel_dev(path.path.0, path.path.1),
-                        at_ns: monotonic_now().as_nanos(),
-                        valid_paths: path.valid_paths,
-                    });
+                Ok(MultipathEvent::PathFailed(path)) if daemon.wants_path_uevents() => {
+                    daemon.on_path_uevent(true, path.path, monotonic_now());
                 }
-                Ok(MultipathEvent::PathReinstated(path)) if use_uevent_path_events => {
-                    daemon.on_kernel_event(KernelEvent::DmPathReinstated {
-                        dev: kernel_dev(path.path.0, path.path.1),
-                        at_ns: monotonic_now().as_nanos(),
-                        valid_paths: path.valid_paths,
-                    });
+                Ok(MultipathEvent::PathReinstated(path)) if daemon.wants_path_uevents() => {
+                    daemon.on_path_uevent(false, path.path, monotonic_now());
                 }
                 Ok(_) => {}
                 Err(e) => log::warn!("uevent listener: {e:#}"),
@@ -300,21 +322,10 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
     }
 }
 
-const RESYNC_INTERVAL: Duration = Duration::from_secs(15);
-
-/// Read device-mapper's maps again and bring the engine and the watch map in line, if
-/// anything changed (a path's state included).
-fn rediscover(daemon: &mut Daemon, dm: &DmDiscovery) {
-    let result = Topology::discover(dm).and_then(|topology| {
-        if topology == daemon.topology {
-            return Ok(());
-        }
-        daemon.apply_topology(topology, monotonic_now())
-    });
-    if let Err(e) = result {
-        log::warn!("re-discovering multipath maps: {e:#}");
-    }
-}
+/// dm-mpath's own view (paths its checker reinstated, maps that came and went, a table
+/// reload that put a held path back) is read again this often even without a uevent, and
+/// multipathd is looked for; a missed event costs at most this long.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 async fn next_uevent(listener: Option<&UeventListener>) -> Result<MultipathEvent> {
     match listener {
@@ -323,9 +334,9 @@ async fn next_uevent(listener: Option<&UeventListener>) -> Result<MultipathEvent
     }
 }
 
-fn next_engine_timer(daemon: &Daemon) -> tokio::time::Instant {
+fn next_timer(daemon: &Daemon) -> tokio::time::Instant {
     let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-    match daemon.engine.next_deadline() {
+    match daemon.next_deadline() {
         None => far,
         Some(at) => {
             let wait = at.saturating_since(monotonic_now());

@@ -10,12 +10,18 @@ use crate::{
 impl Daemon {
     pub fn snapshot(&self, uptime_seconds: f64) -> Snapshot {
         let now = monotonic_now();
-        let signals = self.probes.signals();
+        let signals = &self.signals;
+        let failure_signal = self.failure_signal();
         let mut signal_list = vec![SignalStatus {
             name: format!("block:{}", signals.block_tracepoint.name()),
             live: true,
             detail: format!(
-                "block-layer errors grouped into failure episodes ({})",
+                "block-layer errors counted{} ({})",
+                if failure_signal == super::core::FailureSignal::BlockErrors {
+                    " and grouped into failure episodes"
+                } else {
+                    "; dm-mpath's transitions are the failures"
+                },
                 signals.block_program.describe()
             ),
         }];
@@ -55,7 +61,7 @@ impl Daemon {
                         .paths
                         .iter()
                         .map(|path| {
-                            let record = self.probes.record(path.device.kernel_dev());
+                            let record = self.kernel.record(path.device.kernel_dev());
                             let engine_path = self.engine.path(&path.key);
                             let totals = self.totals.get(&path.key).cloned().unwrap_or_default();
                             let progress = self.sampler.progress(path.key.as_str());
@@ -70,8 +76,33 @@ impl Daemon {
                                 active: engine_path.as_ref().is_some_and(|p| p.dm_active),
                                 failed_by_marginal: engine_path
                                     .as_ref()
-                                    .is_some_and(|p| p.held_out),
-                                kernel_failures: record.map_or(0, |r| r.failures),
+                                    .is_some_and(|p| p.held_out)
+                                    || (!self.observe
+                                        && self.held_out.get(path.key.as_str()).is_some()),
+                                kernel_failures: if failure_signal
+                                    == super::core::FailureSignal::DmUevent
+                                {
+                                    // No kprobe: the daemon fed the uevents to the engine.
+                                    engine_path.as_ref().map_or(0, |p| p.failures)
+                                } else {
+                                    record.map_or(0, |r| r.failures)
+                                },
+                                failure_signal: failure_signal.as_str().into(),
+                                own_fails: record.map_or(0, |r| r.own_fails)
+                                    + totals.own_fails_seen,
+                                kernel_non_path_errors: record.map_or(0, |r| r.non_path_errors),
+                                held_by_previous_run: self.observe
+                                    && self.held_out.get(path.key.as_str()).is_some(),
+                                pending_action: self
+                                    .retries
+                                    .get(&path.key)
+                                    .map(|r| format!("{:?}", r.action).to_lowercase())
+                                    .unwrap_or_default(),
+                                last_action_error: self
+                                    .retries
+                                    .get(&path.key)
+                                    .map(|r| r.last_error.clone())
+                                    .unwrap_or_default(),
                                 kernel_io_errors: record.map_or(0, |r| r.io_errors),
                                 kernel_double_failures: record.map_or(0, |r| r.double_failures),
                                 sampling_runs: engine_path.as_ref().map_or(0, |p| p.sampling_runs),
@@ -112,10 +143,18 @@ impl Daemon {
         Snapshot {
             uptime_seconds,
             signals: signal_list,
-            actuator: self.actuator.name().to_string(),
+            actuator: self.actuators.current().name().to_string(),
+            actuator_reason: self.actuators.reason().to_string(),
+            actuator_errors_total: self.actuator_errors,
+            state_file_problem: self.held_out.problem().unwrap_or_default().to_string(),
+            held_by_previous_run: if self.observe {
+                self.held_out.held_out().keys().cloned().collect()
+            } else {
+                Vec::new()
+            },
             maps,
             programs: self
-                .probes
+                .kernel
                 .program_stats()
                 .into_iter()
                 .map(|p| ProgramStatus {

@@ -25,6 +25,15 @@ pub struct WatchedMap {
     pub name: String,
     pub identity: MapIdentity,
     pub paths: Vec<WatchedPath>,
+    /// The map's own block device (`dm-N`), for its removal uevent; None for `--watch`.
+    pub dev: Option<(u32, u32)>,
+}
+
+impl WatchedMap {
+    /// The map's kernel name, `dm-N`, as its removal uevent names it.
+    pub fn kernel_name(&self) -> Option<String> {
+        self.dev.map(|(_, minor)| format!("dm-{minor}"))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +67,7 @@ impl Topology {
                     ..Default::default()
                 },
                 paths,
+                dev: None,
             }],
             device_mapper: false,
         })
@@ -114,6 +124,7 @@ impl WatchedMap {
                     active: path.active,
                 })
                 .collect(),
+            dev: Some(map.dev),
         }
     }
 }

@@ -276,6 +276,10 @@ impl MapSource for DmDiscovery {
             .with_context(|| format!("map {name}: no such multipath map"))?;
         assemble_map(&raw, &self.sysfs)
     }
+
+    fn device_exists(&self, dev: DevNum) -> bool {
+        self.sysfs.block_name(dev).is_some()
+    }
 }
 
 #[cfg(test)]

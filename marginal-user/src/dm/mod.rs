@@ -35,6 +35,10 @@ pub trait MapSource: Send + Sync {
 
     /// One map, read afresh (e.g. to check its active paths before acting on it).
     fn read_map(&self, name: &str) -> Result<MultipathMap>;
+
+    /// Whether the block device `dev` still exists (a path that vanished is released, not
+    /// waited for).
+    fn device_exists(&self, dev: DevNum) -> bool;
 }
 
 /// A fixed list of maps, for tests and tools that have no device-mapper: [`MapSource`] over
@@ -67,6 +71,12 @@ impl MapSource for StaticMaps {
             .into_iter()
             .find(|m| m.name == name)
             .ok_or_else(|| anyhow::anyhow!("map {name}: no such multipath map"))
+    }
+
+    /// A device exists while some map lists it.
+    fn device_exists(&self, dev: DevNum) -> bool {
+        self.discover()
+            .is_ok_and(|maps| maps.iter().any(|m| m.path_by_dev(dev).is_some()))
     }
 }
 

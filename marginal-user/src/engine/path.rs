@@ -85,6 +85,9 @@ pub(crate) struct PathStats {
     pub last_measurement: Option<Measurement>,
     pub last_reason: Option<Reason>,
     pub state_since: Timestamp,
+    /// The end of the path's last check (passed, recovered, returned): a failure from before it
+    /// never pairs with a later one.
+    pub returned_at: Option<Timestamp>,
 }
 
 /// What a rule needs to know about the path's map.
@@ -171,6 +174,9 @@ impl PathRecord {
     }
 
     fn set_state(&mut self, ctx: &mut Ctx, next: PathState) {
+        if next == PathState::Healthy && self.is_being_checked() {
+            self.stats.returned_at = Some(ctx.now);
+        }
         let from = self.state.name();
         self.state = next;
         let to = next.name();
@@ -199,8 +205,17 @@ impl PathRecord {
 
     fn pending_first_failure(&self) -> Option<Timestamp> {
         match self.state {
-            PathState::Suspect { first_failure_at } => Some(first_failure_at),
+            PathState::Suspect { first_failure_at } => self.since_last_return(first_failure_at),
             _ => None,
+        }
+    }
+
+    /// `first_at`, unless it is from before the path's last return to service (then it is
+    /// history, and pairs with nothing).
+    fn since_last_return(&self, first_at: Timestamp) -> Option<Timestamp> {
+        match self.stats.returned_at {
+            Some(returned) if first_at <= returned => None,
+            _ => Some(first_at),
         }
     }
 
@@ -238,7 +253,12 @@ impl PathRecord {
         if self.is_being_checked() {
             return;
         }
-        self.apply_window(ctx, map, Some(first_at), second_at);
+        // A first failure from before the last return is history: then this one pairs only
+        // with a failure seen since (or opens the window).
+        let first = self
+            .since_last_return(first_at)
+            .or_else(|| self.pending_first_failure());
+        self.apply_window(ctx, map, first, second_at);
     }
 
     fn apply_window(

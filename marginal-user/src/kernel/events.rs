@@ -20,6 +20,8 @@ pub enum KernelEvent {
         dev: u32,
         at_ns: u64,
         valid_paths: u32,
+        /// marginal had announced this transition as its own `fail path`: not a failure.
+        own: bool,
     },
     /// dm-mpath reinstated a path.
     DmPathReinstated {
@@ -50,6 +52,7 @@ impl KernelEvent {
                 dev: raw.dev,
                 at_ns: raw.time_ns,
                 valid_paths: raw.valid_paths,
+                own: raw.source == FailureSource::OwnAction as u32,
             },
             EventKind::DmPathReinstated => Self::DmPathReinstated {
                 dev: raw.dev,

@@ -8,9 +8,9 @@ use aya::{
     programs::{KProbe, TracePoint},
 };
 use marginal_common::{
-    BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM, COMPILED_IN_LAYOUT,
-    DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_MAP, LAYOUT_MAP, PathRecord,
-    TracepointLayout, WATCHED_MAP, WatchSettings,
+    BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM, COMPILED_IN_LAYOUT, CONTROL_MAP,
+    DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_MAP, LAYOUT_MAP, PathControl,
+    PathRecord, TracepointLayout, WATCHED_MAP, WatchSettings,
 };
 
 use super::tracefs::{self, BlockErrorTracepoint};
@@ -56,6 +56,9 @@ impl fmt::Display for LiveSignals {
 pub struct KernelProbes {
     ebpf: Ebpf,
     watched: HashMap<MapData, u32, PathRecord>,
+    control: HashMap<MapData, u32, PathControl>,
+    /// What was last written to `control`, so an unchanged entry costs no syscall.
+    control_written: std::collections::HashMap<u32, PathControl>,
     signals: LiveSignals,
 }
 
@@ -120,6 +123,10 @@ impl KernelProbes {
             ebpf.take_map(WATCHED_MAP)
                 .context("eBPF object has no WATCHED map")?,
         )?;
+        let control = HashMap::try_from(
+            ebpf.take_map(CONTROL_MAP)
+                .context("eBPF object has no CONTROL map")?,
+        )?;
         let signals = LiveSignals {
             block_tracepoint: tracepoint,
             block_program,
@@ -129,6 +136,8 @@ impl KernelProbes {
         Ok(Self {
             ebpf,
             watched,
+            control,
+            control_written: Default::default(),
             signals,
         })
     }
@@ -164,8 +173,32 @@ impl KernelProbes {
             .with_context(|| format!("adding device {} to the watch map", dev_name(dev)))
     }
 
+    /// Tell the kernel what marginal is doing to the watched path `dev` (see [`PathControl`]):
+    /// `change` edits the current control. Nothing is written when it stays the same.
+    pub fn control(&mut self, dev: u32, change: impl FnOnce(&mut PathControl)) -> Result<()> {
+        let current = self.control_written.get(&dev).copied().unwrap_or_default();
+        let mut next = current;
+        change(&mut next);
+        if next == current && self.control_written.contains_key(&dev) {
+            return Ok(());
+        }
+        self.control
+            .insert(dev, next, 0)
+            .with_context(|| format!("writing the control of device {}", dev_name(dev)))?;
+        self.control_written.insert(dev, next);
+        Ok(())
+    }
+
+    /// The control last written for `dev`.
+    pub fn current_control(&self, dev: u32) -> PathControl {
+        self.control_written.get(&dev).copied().unwrap_or_default()
+    }
+
     /// Stop counting for `dev`; its counters are dropped.
     pub fn unwatch(&mut self, dev: u32) -> Result<()> {
+        if self.control_written.remove(&dev).is_some() {
+            let _ = self.control.remove(&dev);
+        }
         if self.watched.get(&dev, 0).is_err() {
             return Ok(()); // not watched: nothing to do (the kernel's ENOENT is no KeyNotFound)
         }

@@ -40,6 +40,9 @@ pub enum Labels {
     PathState,
     /// Path labels plus `verdict`: the path's last verdict, one of [`VERDICTS`].
     PathVerdict,
+    /// Path labels plus `signal`: which signal counts the path's failures, one of
+    /// [`FAILURE_SIGNALS`].
+    PathSignal,
     /// `program`: the eBPF program's name.
     Program,
 }
@@ -57,6 +60,7 @@ impl Labels {
             Labels::Path => &["map", "path", "device"],
             Labels::PathState => &["map", "path", "device", "state"],
             Labels::PathVerdict => &["map", "path", "device", "verdict"],
+            Labels::PathSignal => &["map", "path", "device", "signal"],
             Labels::Program => &["program"],
         }
     }
@@ -64,6 +68,9 @@ impl Labels {
 
 /// Verdicts of a path's last finished sampling run, as `marginal_path_last_verdict` names them.
 pub const VERDICTS: &[&str] = &["none", "healthy", "marginal"];
+
+/// The signals that count failures, as `marginal_path_failure_signal` names them.
+pub const FAILURE_SIGNALS: &[&str] = &["dm_kprobe", "dm_uevent", "block_errors"];
 
 /// One metric family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +141,20 @@ pub const ACTUATOR: MetricDef = def(
     None,
     Labels::Actuator,
     "How the daemon acts on paths: multipathd, dm-message or observe.",
+);
+pub const ACTUATOR_ERRORS: MetricDef = def(
+    "marginal_actuator_errors",
+    Kind::Counter,
+    None,
+    Labels::None,
+    "Fail and reinstate actions that failed (each is retried with backoff).",
+);
+pub const STATE_FILE_PROBLEM: MetricDef = def(
+    "marginal_state_file_problem",
+    Kind::Gauge,
+    None,
+    Labels::None,
+    "1 if the state file of held-out paths was unreadable at start-up (moved aside; see /status).",
 );
 
 pub const MAP_PATHS: MetricDef = def(
@@ -220,14 +241,31 @@ pub const PATH_FAILURES: MetricDef = def(
     Kind::Counter,
     None,
     Labels::Path,
-    "Path failures (transitions to failed) counted in the kernel.",
+    "Path failures: dm-mpath's transitions of the path to failed (block-layer error episodes for \
+     --watch devices); marginal's own fails and reads are never counted here.",
+);
+pub const PATH_FAILURE_SIGNAL: MetricDef = def(
+    "marginal_path_failure_signal",
+    Kind::Gauge,
+    None,
+    Labels::PathSignal,
+    "Always 1; its signal label says what counts the path's failures: dm_kprobe, dm_uevent or \
+     block_errors.",
 );
 pub const PATH_IO_ERRORS: MetricDef = def(
     "marginal_path_io_errors",
     Kind::Counter,
     None,
     Labels::Path,
-    "Failed I/O requests on the path device counted in the kernel.",
+    "Failed I/O requests on the path device counted in the kernel (anyone's, marginal's included).",
+);
+pub const PATH_NON_PATH_ERRORS: MetricDef = def(
+    "marginal_path_non_path_errors",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "Of the path's I/O errors, those that are not path errors (medium, no space, target, \
+     reservation, protection, not supported): never failures.",
 );
 pub const PATH_DOUBLE_FAILURES: MetricDef = def(
     "marginal_path_double_failures",
@@ -235,6 +273,13 @@ pub const PATH_DOUBLE_FAILURES: MetricDef = def(
     None,
     Labels::Path,
     "Second failures within marginal_path_double_failed_time counted in the kernel.",
+);
+pub const PATH_OWN_FAILS: MetricDef = def(
+    "marginal_path_own_fails",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "dm-mpath transitions of the path to failed that were marginal's own fail (not failures).",
 );
 pub const PATH_SAMPLING_RUNS: MetricDef = def(
     "marginal_path_sampling_runs",
@@ -343,6 +388,8 @@ pub const METRICS: &[MetricDef] = &[
     UPTIME,
     SIGNAL_LIVE,
     ACTUATOR,
+    ACTUATOR_ERRORS,
+    STATE_FILE_PROBLEM,
     MAP_PATHS,
     MAP_ACTIVE_PATHS,
     MAP_CHECKING,
@@ -355,8 +402,11 @@ pub const METRICS: &[MetricDef] = &[
     PATH_ACTIVE,
     PATH_FAILED_BY_MARGINAL,
     PATH_FAILURES,
+    PATH_FAILURE_SIGNAL,
     PATH_IO_ERRORS,
+    PATH_NON_PATH_ERRORS,
     PATH_DOUBLE_FAILURES,
+    PATH_OWN_FAILS,
     PATH_SAMPLING_RUNS,
     PATH_SAMPLING_READS,
     PATH_SAMPLING_ERRORS,

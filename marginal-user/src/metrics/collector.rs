@@ -190,13 +190,25 @@ const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
     ),
     (c::PATH_FAILURES, Always(|p| Value::Int(p.kernel_failures))),
     (
+        c::PATH_FAILURE_SIGNAL,
+        Label {
+            key: "signal",
+            current: |p| &p.failure_signal,
+        },
+    ),
+    (
         c::PATH_IO_ERRORS,
         Always(|p| Value::Int(p.kernel_io_errors)),
+    ),
+    (
+        c::PATH_NON_PATH_ERRORS,
+        Always(|p| Value::Int(p.kernel_non_path_errors)),
     ),
     (
         c::PATH_DOUBLE_FAILURES,
         Always(|p| Value::Int(p.kernel_double_failures)),
     ),
+    (c::PATH_OWN_FAILS, Always(|p| Value::Int(p.own_fails))),
     (
         c::PATH_SAMPLING_RUNS,
         Always(|p| Value::Int(p.sampling_runs)),
@@ -333,6 +345,16 @@ impl Collector for SnapshotCollector {
             e,
             c::ACTUATOR,
             actuator.into_iter().map(|l| (l, Value::Int(1))),
+        )?;
+        family(
+            e,
+            c::ACTUATOR_ERRORS,
+            iter::once(([], Value::Int(s.actuator_errors_total))),
+        )?;
+        family(
+            e,
+            c::STATE_FILE_PROBLEM,
+            iter::once(([], Value::flag(!s.state_file_problem.is_empty()))),
         )?;
         for (def, read) in MAP_FAMILIES {
             map_family(e, s, *def, *read)?;

@@ -34,6 +34,7 @@ fn snapshot() -> Snapshot {
             run_count: 7,
             run_time_ns: 1_500_000_000,
         }],
+        ..Default::default()
     }
 }
 
@@ -94,7 +95,8 @@ fn families_without_series_are_left_out() {
     let out = render(Snapshot::default());
     assert!(out.contains("marginal_build_info"));
     assert!(!out.contains("marginal_path_"), "{out}");
-    assert!(!out.contains("marginal_actuator"), "{out}");
+    assert!(!out.contains("marginal_actuator_info"), "{out}");
+    assert!(out.contains("marginal_actuator_errors_total 0"), "{out}");
 }
 
 #[test]

@@ -166,6 +166,13 @@ impl FlakyDevice {
         self.control.set_schedule(schedule);
     }
 
+    /// The error failing reads get from now on: EIO by default; the loop device turns it into
+    /// the block status the kernel's `errno_to_blk_status()` gives it (ENODATA: a medium
+    /// error, ENOSPC: no space, ...).
+    pub fn set_error(&self, errno: i32) {
+        self.control.set_error(fuser::Errno::from_i32(errno));
+    }
+
     /// The schedule in force.
     pub fn schedule(&self) -> Schedule {
         self.control.schedule()

@@ -32,6 +32,8 @@ struct HungRead {
 
 struct Inner {
     schedule: Schedule,
+    /// What a failing read is answered with (EIO unless a test asks for another error).
+    error: Errno,
     /// Reads seen since `schedule` was set: the schedule's clock.
     index: u64,
     stats: Stats,
@@ -52,6 +54,7 @@ impl Control {
         Control {
             inner: Mutex::new(Inner {
                 schedule,
+                error: Errno::EIO,
                 index: 0,
                 stats: Stats::default(),
                 hung: Vec::new(),
@@ -71,6 +74,10 @@ impl Control {
         let mut inner = self.lock();
         inner.schedule = schedule;
         inner.index = 0;
+    }
+
+    pub(crate) fn set_error(&self, error: Errno) {
+        self.lock().error = error;
     }
 
     pub(crate) fn schedule(&self) -> Schedule {
@@ -147,7 +154,7 @@ impl Control {
     }
 
     fn read(&self, offset: u64, size: u32, reply: ReplyData) {
-        let outcome = {
+        let (outcome, error) = {
             let mut inner = self.lock();
             inner.index += 1;
             inner.stats.reads += 1;
@@ -171,10 +178,10 @@ impl Control {
                     return;
                 }
             }
-            outcome
+            (outcome, inner.error)
         };
         match outcome {
-            Outcome::Fail => reply.error(Errno::EIO),
+            Outcome::Fail => reply.error(error),
             _ => reply.data(&self.image_bytes(offset, size)),
         }
         self.changed.notify_all();

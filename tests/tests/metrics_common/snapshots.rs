@@ -32,6 +32,12 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
         // A power-of-two fraction: exact in JSON both ways.
         last_reaction_seconds: (state != "healthy").then_some(seed as f64 / 1024.0),
         reason: format!("reason of {name}"),
+        failure_signal: "dm_kprobe".into(),
+        kernel_non_path_errors: seed + 14,
+        own_fails: seed + 15,
+        held_by_previous_run: false,
+        pending_action: String::new(),
+        last_action_error: String::new(),
     }
 }
 
@@ -59,6 +65,10 @@ pub fn full() -> Snapshot {
             },
         ],
         actuator: "dm-message".into(),
+        actuator_reason: "multipathd does not answer".into(),
+        actuator_errors_total: 3,
+        state_file_problem: String::new(),
+        held_by_previous_run: Vec::new(),
         maps: vec![
             MapStatus {
                 name: "mpatha".into(),

@@ -195,3 +195,63 @@ fn a_check_of_one_path_leaves_the_others_alone() {
     let map = &engine.maps()[0];
     assert_eq!((map.active_paths, map.held_out_paths), (2, 1));
 }
+
+fn kernel_double(engine: &mut Engine, path: &str, first: u64, second: u64) -> Vec<Decision> {
+    engine.handle(
+        t(second),
+        Event::DoubleFailure {
+            path: key(path),
+            first_at: t(first),
+            second_at: t(second),
+        },
+    )
+}
+
+#[test]
+fn a_failure_from_before_a_passed_check_never_pairs() {
+    let mut engine = engine_with(&[("sda", true), ("sdb", true)]);
+    start_check(&mut engine, "sda", 100);
+    finish(&mut engine, "sda", 115, 200, 1);
+    reinstated(&mut engine, "sda", 116);
+    assert_eq!(state(&engine, "sda"), StateName::Healthy);
+    // The kernel's window still starts at the failure of 105, inside 60 s of 120.
+    let out = kernel_double(&mut engine, "sda", 105, 120);
+    assert_eq!(actions(&out), vec![], "history paired with a new failure");
+    assert_eq!(state(&engine, "sda"), StateName::Suspect);
+    assert_eq!(
+        engine.path(&key("sda")).unwrap().first_failure_at,
+        Some(t(120)),
+        "the new failure opens the window"
+    );
+    // A genuine second failure since the return still starts a check.
+    let out = fail(&mut engine, "sda", 130);
+    assert_eq!(
+        actions(&out),
+        vec![
+            fail_path("sda", double(120, 130)),
+            start_sampling("sda", double(120, 130)),
+        ]
+    );
+}
+
+#[test]
+fn a_failure_from_before_a_recovery_never_pairs() {
+    let mut engine = engine_with(&[("sda", true), ("sdb", true)]);
+    start_check(&mut engine, "sda", 100);
+    // The other path fails: sda is recovered at once, its check ends.
+    fail(&mut engine, "sdb", 110);
+    assert_eq!(state(&engine, "sda"), StateName::Healthy);
+    reinstated(&mut engine, "sda", 111);
+    let out = fail(&mut engine, "sda", 112);
+    assert_eq!(actions(&out), vec![]);
+    assert_eq!(state(&engine, "sda"), StateName::Suspect);
+    let out = kernel_double(&mut engine, "sda", 100, 113);
+    assert_eq!(
+        actions(&out),
+        vec![
+            keep_in_service("sda", Reason::LastActivePath),
+            start_sampling("sda", double(112, 113))
+        ],
+        "only the failure since the recovery pairs"
+    );
+}

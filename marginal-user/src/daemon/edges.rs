@@ -1,0 +1,81 @@
+//! The daemon core's edges to the outside world, each behind a small trait so that the core's
+//! rules are unit-tested with fakes (`daemon/tests`): the kernel's maps, the sampler, and who
+//! acts on paths. Device-mapper is [`crate::dm::MapSource`], the actuators
+//! [`crate::actuator::Actuators`].
+use std::{path::Path, time::Duration};
+
+use anyhow::Result;
+use marginal_common::{PathControl, PathRecord, WatchSettings};
+
+use crate::{
+    kernel::{KernelProbes, ProgramStats},
+    sampler::SamplerHandle,
+};
+
+/// The eBPF maps: which devices the kernel counts, and what it counted.
+pub trait KernelEdge {
+    /// Start (or keep) counting `dev` with these settings; counters survive a re-watch.
+    fn watch(&mut self, dev: u32, settings: WatchSettings) -> Result<()>;
+    fn unwatch(&mut self, dev: u32) -> Result<()>;
+    /// Edit what the kernel knows of marginal's own work on `dev`.
+    fn control(&mut self, dev: u32, change: &mut dyn FnMut(&mut PathControl)) -> Result<()>;
+    /// The control last written for `dev`.
+    fn current_control(&self, dev: u32) -> PathControl;
+    fn record(&self, dev: u32) -> Option<PathRecord>;
+    /// Entries of the watch map (benchmarks).
+    fn watched_count(&self) -> usize;
+    fn program_stats(&self) -> Vec<ProgramStats>;
+}
+
+impl KernelEdge for KernelProbes {
+    fn watch(&mut self, dev: u32, settings: WatchSettings) -> Result<()> {
+        KernelProbes::watch(self, dev, settings)
+    }
+
+    fn unwatch(&mut self, dev: u32) -> Result<()> {
+        KernelProbes::unwatch(self, dev)
+    }
+
+    fn control(&mut self, dev: u32, change: &mut dyn FnMut(&mut PathControl)) -> Result<()> {
+        KernelProbes::control(self, dev, change)
+    }
+
+    fn current_control(&self, dev: u32) -> PathControl {
+        KernelProbes::current_control(self, dev)
+    }
+
+    fn record(&self, dev: u32) -> Option<PathRecord> {
+        KernelProbes::record(self, dev)
+    }
+
+    fn watched_count(&self) -> usize {
+        KernelProbes::records(self).len()
+    }
+
+    fn program_stats(&self) -> Vec<ProgramStats> {
+        KernelProbes::program_stats(self)
+    }
+}
+
+/// The io_uring sampler.
+pub trait SamplerEdge {
+    fn start(&self, key: &str, node: &Path, duration: Duration) -> Result<()>;
+    /// Whether a run was found to stop.
+    fn stop(&self, key: &str) -> Result<bool>;
+    /// Reads and errors of the run in progress.
+    fn progress(&self, key: &str) -> Option<(u64, u64)>;
+}
+
+impl SamplerEdge for SamplerHandle {
+    fn start(&self, key: &str, node: &Path, duration: Duration) -> Result<()> {
+        SamplerHandle::start(self, key, node, duration)
+    }
+
+    fn stop(&self, key: &str) -> Result<bool> {
+        SamplerHandle::stop(self, key)
+    }
+
+    fn progress(&self, key: &str) -> Option<(u64, u64)> {
+        SamplerHandle::progress(self, key)
+    }
+}
