@@ -183,7 +183,7 @@ impl Daemon {
                 return;
             };
             let _ = actuator.fail_path(map.as_str(), &path_ref);
-            self.totals.entry(key.clone()).or_default().failed_by_daemon += 1;
+            self.count_fail(key);
             return;
         }
         if !self.engine.path(key).is_some_and(|p| p.held_out) {
@@ -263,20 +263,26 @@ impl Daemon {
         match actuator.fail_path(map.as_str(), &path_ref) {
             Ok(()) => {
                 self.retries.remove(key);
+                self.topology.set_active(key, false);
                 if self.failure_signal() == super::core::FailureSignal::DmKprobe {
                     // The kprobe saw the transition inside that call; nothing more to expect.
                     self.announce_own_fail(dev, 0);
                 }
-                let totals = self.totals.entry(key.clone()).or_default();
-                totals.failed_by_daemon += 1;
-                if let Some(second_at) = self.reacting_to.remove(key) {
-                    totals.last_reaction = Some(monotonic_now().saturating_since(second_at));
-                }
+                self.count_fail(key);
             }
             Err(e) => {
                 self.announce_own_fail(dev, 0);
                 self.schedule_retry(key, map, PendingAction::Fail, &e, now);
             }
+        }
+    }
+
+    /// The path is out: counted, with the reaction time if a double failure caused it.
+    fn count_fail(&mut self, key: &PathKey) {
+        let totals = self.totals.entry(key.clone()).or_default();
+        totals.failed_by_daemon += 1;
+        if let Some(second_at) = self.reacting_to.remove(key) {
+            totals.last_reaction = Some(monotonic_now().saturating_since(second_at));
         }
     }
 
@@ -420,6 +426,13 @@ impl Daemon {
     /// every map has at least as many active paths as before. Observe mode changes nothing.
     pub fn shutdown(&mut self, keep_failed: bool) {
         if self.observe {
+            // Say what a real run would give back now; the state file is not touched.
+            let now = monotonic_now();
+            for decision in self.engine.shutdown_plan() {
+                if let Decision::ReinstatePath { path, map, .. } = decision {
+                    self.give_back(&path, &map, ReturnKind::Unproven, now, false);
+                }
+            }
             return;
         }
         let held: Vec<(String, HeldOutPath)> = self

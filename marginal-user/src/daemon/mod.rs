@@ -25,6 +25,9 @@ pub mod reconcile;
 pub mod report;
 pub mod topology;
 
+#[cfg(test)]
+mod tests;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,

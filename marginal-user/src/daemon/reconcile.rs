@@ -10,10 +10,7 @@
 //! * a path the engine holds out that dm shows active (a table reload, `multipathd
 //!   reconfigure`, a multipathd restart, a missed event) is failed again
 //!   ([`Daemon::reconcile`]), and a path marginal owes a return gets it.
-use std::{
-    collections::BTreeSet,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, time::Duration};
 
 use anyhow::Result;
 use marginal_common::{WATCH_DM_REPORTED, WatchSettings};
@@ -34,19 +31,19 @@ pub const ABSENT_MIN_TIME: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug)]
 pub struct Absence {
     pub rounds: u32,
-    pub since: Instant,
+    pub since: Timestamp,
 }
 
 impl Absence {
-    fn start() -> Self {
+    fn start(now: Timestamp) -> Self {
         Self {
             rounds: 1,
-            since: Instant::now(),
+            since: now,
         }
     }
 
-    fn long_enough(&self) -> bool {
-        self.rounds >= ABSENT_ROUNDS && self.since.elapsed() >= ABSENT_MIN_TIME
+    fn long_enough(&self, now: Timestamp) -> bool {
+        self.rounds >= ABSENT_ROUNDS && now.saturating_since(self.since) >= ABSENT_MIN_TIME
     }
 }
 
@@ -58,7 +55,7 @@ impl Daemon {
             return;
         };
         let result = Topology::discover(dm.as_ref()).and_then(|found| {
-            let topology = self.keep_absent_maps(found, removed);
+            let topology = self.keep_absent_maps(found, removed, now);
             if topology != self.topology {
                 self.apply_topology(topology, now)?;
             }
@@ -74,7 +71,12 @@ impl Daemon {
 
     /// `found` plus the maps of the current topology missing from it for fewer than
     /// [`ABSENT_ROUNDS`] rounds (and not removed).
-    fn keep_absent_maps(&mut self, mut found: Topology, removed: &BTreeSet<String>) -> Topology {
+    fn keep_absent_maps(
+        &mut self,
+        mut found: Topology,
+        removed: &BTreeSet<String>,
+        now: Timestamp,
+    ) -> Topology {
         let present: BTreeSet<String> = found.maps.iter().map(|m| m.name.clone()).collect();
         self.absent_maps.retain(|name, _| !present.contains(name));
         for map in &self.topology.maps {
@@ -86,8 +88,8 @@ impl Daemon {
                 .absent_maps
                 .entry(map.name.clone())
                 .and_modify(|a| a.rounds += 1)
-                .or_insert_with(Absence::start);
-            if gone || absence.long_enough() {
+                .or_insert_with(|| Absence::start(now));
+            if gone || absence.long_enough(now) {
                 log::warn!("map {} is gone", map.name);
                 self.absent_maps.remove(&map.name);
                 continue;
@@ -222,9 +224,16 @@ impl Daemon {
                         "taking up {name} of map {}: marginal failed it; it will be sampled again",
                         entry.map
                     );
+                    let dm_failed = self.topology.path(&key).is_some_and(|(_, p)| !p.active);
                     match self.engine.adopt_failed_path(&key, now) {
                         Ok(decisions) => self.apply(decisions, now),
                         Err(e) => log::error!("cannot take up {name}: {e}"),
+                    }
+                    // Failed in dm already: tell the current actuator all the same, so a
+                    // multipathd that started meanwhile keeps its checker off the path.
+                    if dm_failed && self.engine.path(&key).is_some_and(|p| p.held_out) {
+                        let map = MapName::new(entry.map.clone());
+                        self.take_out(&key, &map, now, true);
                     }
                     // Kept in service as its map's last path: nothing is owed any more.
                     let still_held = self.engine.path(&key).is_some_and(|p| p.held_out);
@@ -242,7 +251,7 @@ impl Daemon {
                     );
                     self.release(&name);
                 }
-                None => self.orphan(&name, &entry, removed),
+                None => self.orphan(&name, &entry, removed, now),
             }
         }
     }
@@ -253,6 +262,7 @@ impl Daemon {
         name: &str,
         entry: &super::held_out::HeldOutPath,
         removed: &BTreeSet<String>,
+        now: Timestamp,
     ) {
         let device = entry
             .device
@@ -271,8 +281,8 @@ impl Daemon {
             .orphan_rounds
             .entry(name.to_string())
             .and_modify(|a| a.rounds += 1)
-            .or_insert_with(Absence::start);
-        if absence.long_enough() {
+            .or_insert_with(|| Absence::start(now));
+        if absence.long_enough(now) {
             log::warn!(
                 "{name} ({}) has not been a path of {} for {} rounds: released",
                 entry.device,

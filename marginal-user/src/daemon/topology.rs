@@ -91,6 +91,18 @@ impl Topology {
         self.paths().find(|(_, path)| &path.key == key)
     }
 
+    /// Records what marginal just did to a path, until the next discovery reads dm again.
+    pub fn set_active(&mut self, key: &PathKey, active: bool) {
+        let path = self
+            .maps
+            .iter_mut()
+            .flat_map(|map| map.paths.iter_mut())
+            .find(|path| &path.key == key);
+        if let Some(path) = path {
+            path.active = active;
+        }
+    }
+
     pub fn path_by_kernel_dev(&self, dev: u32) -> Option<(&WatchedMap, &WatchedPath)> {
         self.paths()
             .find(|(_, path)| path.device.kernel_dev() == dev)

@@ -50,8 +50,9 @@
 //! * **active**: dm reports the path active and the engine does not hold it out. (k) recovers
 //!   every held-out path of the map; a recovered path counts as active once dm reinstates it.
 //! * **no verdict** (`SamplingFailed`, or no report by `sample_time + `[`SAMPLING_GRACE`]): a
-//!   recheck keeps the marginal verdict (next recheck after the gap); a first check returns the
-//!   path, presumed healthy.
+//!   held-out path stays out and is sampled again after the recheck gap (nothing proved it
+//!   healthy; it may be a path dm itself failed, an offline device); a path sampled in service
+//!   just ends its check.
 //! * **removal**: a removed path's run is stopped and its state dropped ([`Decision::Released`]
 //!   records a held-out one). Turning checking off for a map reinstates its held-out paths.
 //! * **restart**: [`Engine::adopt_failed_path`] takes back a path a previous run failed and

@@ -388,24 +388,20 @@ impl PathRecord {
         }
     }
 
-    /// A run without a verdict. A recheck keeps the earlier verdict (marginal, rechecked again
-    /// after the gap); a first check has no verdict to keep, so the path is presumed healthy and
-    /// returned: an unmeasurable path is multipathd's checker's business, not ours.
+    /// A run without a verdict (the device could not be opened or read, the sampler never
+    /// reported). A path the engine holds out stays out and is sampled again after the
+    /// recheck gap: it failed twice, nothing proved it healthy, and returning it would put a
+    /// path dm itself had failed (an offline device) back in front of I/O. A path sampled in
+    /// service just ends its check.
     pub fn sampling_failed(&mut self, ctx: &mut Ctx, map: MapView, reason: Reason) {
-        let PathState::Sampling {
-            held_out, recheck, ..
-        } = self.state
-        else {
+        let PathState::Sampling { held_out, .. } = self.state else {
             return;
         };
         self.remember(&reason);
-        if held_out && recheck {
+        if held_out {
             let recheck_at = ctx.now + map.params.recheck_gap_time;
             self.set_state(ctx, PathState::Marginal { recheck_at });
         } else {
-            if held_out {
-                ctx.reinstate(reason);
-            }
             self.set_state(ctx, PathState::Healthy);
         }
     }

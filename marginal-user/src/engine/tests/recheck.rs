@@ -84,7 +84,7 @@ fn recheck_that_fails_keeps_the_path_out_for_another_gap() {
 }
 
 #[test]
-fn sampler_that_never_reports_is_given_up_on_and_the_path_returned() {
+fn sampler_that_never_reports_is_given_up_on_and_the_path_kept_out_for_a_recheck() {
     let mut engine = engine_with(&[("sda", true), ("sdb", true)]);
     start_check(&mut engine, "sda", 0);
     let overdue = t(5) + SAMPLE + SAMPLING_GRACE;
@@ -92,14 +92,11 @@ fn sampler_that_never_reports_is_given_up_on_and_the_path_returned() {
     assert_eq!(engine.poll(t(5) + SAMPLE), vec![], "still within grace");
     let out = engine.poll(overdue);
     let reason = Reason::SamplingOverdue { started_at: t(5) };
-    assert_eq!(
-        actions(&out),
-        vec![
-            stop_sampling("sda", reason.clone()),
-            reinstate_path("sda", reason),
-        ]
-    );
-    assert_eq!(state(&engine, "sda"), StateName::Healthy);
+    assert_eq!(actions(&out), vec![stop_sampling("sda", reason)]);
+    let snap = engine.path(&key("sda")).unwrap();
+    assert_eq!(snap.state, StateName::Marginal);
+    assert!(snap.held_out, "nothing proved it healthy");
+    assert_eq!(snap.next_recheck_at, Some(overdue + GAP));
 }
 
 #[test]
@@ -117,22 +114,33 @@ fn overdue_recheck_keeps_the_marginal_verdict() {
     assert_eq!(snap.next_recheck_at, Some(overdue + GAP));
 }
 
+/// An offline device (open fails with ENXIO) that dm itself failed is not put back in front
+/// of I/O: it stays out until a recheck can measure it.
 #[test]
-fn failed_first_run_returns_the_path_presumed_healthy() {
+fn failed_first_run_keeps_the_path_out_until_a_recheck() {
     let mut engine = engine_with(&[("sda", true), ("sdb", true)]);
     start_check(&mut engine, "sda", 0);
     let out = engine.handle(
         t(8),
         Event::SamplingFailed {
             path: key("sda"),
-            error: "No such device".into(),
+            error: "No such device or address".into(),
         },
     );
-    let reason = Reason::SamplingFailed("No such device".into());
-    assert_eq!(actions(&out), vec![reinstate_path("sda", reason.clone())]);
+    let reason = Reason::SamplingFailed("No such device or address".into());
+    assert_eq!(actions(&out), vec![]);
     let snap = engine.path(&key("sda")).unwrap();
-    assert_eq!(snap.state, StateName::Healthy);
+    assert_eq!(snap.state, StateName::Marginal);
+    assert!(snap.held_out);
+    assert_eq!(snap.next_recheck_at, Some(t(8) + GAP));
     assert_eq!(snap.last_reason, Some(reason));
+    // The recheck passes once the device is back: then it returns.
+    engine.poll(t(8) + GAP);
+    let out = finish(&mut engine, "sda", 8 + GAP.as_secs() + 10, 100, 0);
+    assert!(matches!(
+        actions(&out).as_slice(),
+        [Decision::ReinstatePath { .. }]
+    ));
 }
 
 #[test]
