@@ -431,3 +431,63 @@ vm_two_path_map() {
 	nb=$(vm_kname "$b")
 	log "map $mp over path_a=$a path_b=$b ($nb)"
 }
+
+# vm_mpvm_up [DEFAULTS]: Debian's multipathd (udevd and all) managing map mpvm over two loop
+# devices, each over a dm-linear "path device" (pdev_a, pdev_b) of one 64 MiB LUN with known
+# data; multipathd's log is $MPD_LOG. Sets lun, da, db (the path devices), la, lb (the loops),
+# na, nb (their kernel names), a, b (MAJ:MIN) and mp. Needs vm_private_system first, and the
+# vm-debs of daemon-multipathd.sh. vm_break_path/vm_heal_path pdev_b break and heal path b;
+# `blockdev --flushbufs "$db"` after a break makes the loop device's reads reach the break.
+vm_mpvm_up() {
+	MPD_LOG=$SCRATCH/multipathd.log
+	vm_udevd
+	lun=$(vm_loop 64)
+	vm_known_data "$lun"
+	da=$(vm_linear pdev_a "$lun")
+	db=$(vm_linear pdev_b "$lun")
+	la=$(vm_loop_over "$da")
+	lb=$(vm_loop_over "$db")
+	na=${la#/dev/}
+	nb=${lb#/dev/}
+	a=$(vm_majmin "$la")
+	b=$(vm_majmin "$lb")
+	vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
+	vm_mpvm_conf "${1:-}"
+	vm_multipathd_start
+	mp=/dev/mapper/mpvm
+	log "mpvm over $na ($a, pdev_a) and $nb ($b, pdev_b)"
+}
+
+# vm_multipathd_start [ACTIVE]: starts multipathd (appending to $MPD_LOG) and waits until it
+# answers on its socket and manages mpvm with at least ACTIVE (default 2) paths active. Its pid is
+# in $VM_MPD_PID.
+vm_multipathd_start() {
+	echo "---- multipathd start (at $(cut -d' ' -f1 /proc/uptime)) ----" >>"$MPD_LOG"
+	multipathd -d -s -v3 >>"$MPD_LOG" 2>&1 &
+	VM_MPD_PID=$!
+	check "multipathd manages mpvm with ${1:-2} active path(s)" \
+		vm_wait_for 30 sh -c "[ \"\$(dmsetup status mpvm 2>/dev/null | grep -o ' A ' | wc -l)\" -ge ${1:-2} ] && multipathd show daemon >/dev/null 2>&1"
+}
+
+# vm_multipathd_stop: stops multipathd (SIGTERM) and waits for it to be gone; the map stays.
+vm_multipathd_stop() {
+	kill "$VM_MPD_PID"
+	check "multipathd stopped" vm_wait_for 20 sh -c "! kill -0 $VM_MPD_PID 2>/dev/null"
+}
+
+# vm_break_mpvm_b_by_io: pdev_b breaks for good and I/O through mpvm makes dm-mpath fail path b.
+vm_break_mpvm_b_by_io() {
+	vm_break_path pdev_b
+	blockdev --flushbufs "$db"
+	vm_fail_by_io mpvm "$b" 20
+}
+
+# vm_stays PATH_STATE SECONDS MAP MAJ:MIN: whether dm keeps path MAJ:MIN of MAP in PATH_STATE
+# (A or F) at every look over SECONDS.
+vm_stays() {
+	_end=$(($(vm_now) + $2))
+	while [ "$(vm_now)" -lt "$_end" ]; do
+		[ "$(vm_path_state "$3" "$4")" = "$1" ] || return 1
+		sleep 0.25
+	done
+}
