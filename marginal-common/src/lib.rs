@@ -14,6 +14,8 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const LAYOUT_MAP: &str = "LAYOUT";
 /// Name of the map counting dm-mpath's own path transitions for every path (key: kernel `dev_t`).
 pub const DM_TRANSITIONS_MAP: &str = "DM_TRANSITIONS";
+/// Name of the one-entry array counting events the ring buffer had no room for.
+pub const EVENTS_LOST_MAP: &str = "EVENTS_LOST";
 /// Name of the map of what user space is doing to each watched path (key: kernel `dev_t`,
 /// value: [`PathControl`]). Only user space writes it, so its writes never race the kernel's
 /// counters in [`WATCHED_MAP`].

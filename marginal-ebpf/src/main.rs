@@ -46,6 +46,10 @@ use marginal_common::{
 #[map(name = "WATCHED")]
 static WATCHED: HashMap<u32, PathRecord> = HashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
 
+/// Events the ring buffer had no room for (index 0): user space resyncs from dm when it grows.
+#[map(name = "EVENTS_LOST")]
+static EVENTS_LOST: Array<u64> = Array::with_max_entries(1, 0);
+
 #[map(name = "CONTROL")]
 static CONTROL: HashMap<u32, PathControl> = HashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
 
@@ -215,6 +219,8 @@ fn send(event: PathEvent) {
     if let Some(mut entry) = EVENTS.reserve::<PathEvent>(0) {
         entry.write(event);
         entry.submit(0);
+    } else if let Some(lost) = EVENTS_LOST.get_ptr_mut(0) {
+        count(unsafe { &mut *lost });
     }
 }
 

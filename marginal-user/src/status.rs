@@ -18,6 +18,10 @@ pub struct Snapshot {
     /// Actuator calls that failed (each is retried), over the daemon's life.
     #[serde(default)]
     pub actuator_errors_total: u64,
+    /// Events the kernel dropped because its ring buffer was full (each loss triggers a resync
+    /// from dm).
+    #[serde(default)]
+    pub kernel_events_lost_total: u64,
     /// What was wrong with the state file at start-up (it was moved aside); empty if nothing.
     #[serde(default)]
     pub state_file_problem: String,

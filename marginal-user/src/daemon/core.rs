@@ -105,6 +105,8 @@ pub struct Daemon {
     pub retries: BTreeMap<PathKey, Retry>,
     /// Actuator calls that failed, over the daemon's life.
     pub actuator_errors: u64,
+    /// The kernel's count of events it dropped (ring buffer full), as last seen.
+    pub events_lost: u64,
     /// Maps missing from discovery, kept for a few rounds (a reload race is not a removal).
     pub(crate) absent_maps: HashMap<String, Absence>,
     /// State-file entries whose path is in no map: discovery rounds seen so.
@@ -141,6 +143,7 @@ impl Daemon {
             totals: HashMap::new(),
             retries: BTreeMap::new(),
             actuator_errors: 0,
+            events_lost: 0,
             absent_maps: HashMap::new(),
             orphan_rounds: HashMap::new(),
             reacting_to: HashMap::new(),
@@ -182,6 +185,23 @@ impl Daemon {
         }
         self.apply(decisions, now);
         self.reacting_to.clear();
+        self.check_events_lost(now);
+    }
+
+    /// If the kernel dropped events (a storm filled the ring buffer), what they said is
+    /// unknown: read dm's truth again. Returns whether any were lost since the last look.
+    pub fn check_events_lost(&mut self, now: Timestamp) -> bool {
+        let lost = self.kernel.events_lost();
+        if lost <= self.events_lost {
+            return false;
+        }
+        log::warn!(
+            "the kernel dropped {} event(s) (ring buffer full): re-reading dm's maps",
+            lost - self.events_lost
+        );
+        self.events_lost = lost;
+        self.rediscover(&Default::default(), now);
+        true
     }
 
     fn feed_kernel_event(&mut self, event: KernelEvent, now: Timestamp) -> Vec<Decision> {

@@ -24,6 +24,8 @@ pub trait KernelEdge {
     fn record(&self, dev: u32) -> Option<PathRecord>;
     /// Entries of the watch map (benchmarks).
     fn watched_count(&self) -> usize;
+    /// Events the kernel dropped because the ring buffer was full.
+    fn events_lost(&self) -> u64;
     fn program_stats(&self) -> Vec<ProgramStats>;
 }
 
@@ -50,6 +52,10 @@ impl KernelEdge for KernelProbes {
 
     fn watched_count(&self) -> usize {
         KernelProbes::records(self).len()
+    }
+
+    fn events_lost(&self) -> u64 {
+        KernelProbes::events_lost(self)
     }
 
     fn program_stats(&self) -> Vec<ProgramStats> {

@@ -265,8 +265,12 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let deadline = args
         .duration
         .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
+    // Uevents come in bursts (a reload is several, a fabric event hundreds): they are gathered
+    // for REDISCOVERY_DEBOUNCE and answered with one rediscovery.
+    let mut rediscovery: Option<(tokio::time::Instant, std::collections::BTreeSet<String>)> = None;
     loop {
         let timer = next_timer(&daemon);
+        let rediscover_at = rediscovery.as_ref().map(|(at, _)| *at);
         tokio::select! {
             batch = events.next_batch() => daemon.on_kernel_events(batch?, monotonic_now()),
             Some(report) = reports.recv() => daemon.on_sample_report(report, monotonic_now()),
@@ -276,16 +280,24 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             }
             _ = resync.tick(), if dm.is_some() => {
                 daemon.refresh_actuators(monotonic_now());
-                daemon.rediscover(&Default::default(), monotonic_now());
+                if !daemon.check_events_lost(monotonic_now()) {
+                    daemon.rediscover(&Default::default(), monotonic_now());
+                }
+            }
+            _ = sleep_until_option(rediscover_at) => {
+                if let Some((_, removed)) = rediscovery.take() {
+                    daemon.rediscover(&removed, monotonic_now());
+                }
             }
             event = next_uevent(uevents.as_ref()) => match event {
                 Ok(MultipathEvent::DevicesChanged(change)) => {
-                    log::debug!("devices changed ({change:?}): re-discovering maps");
-                    let mut removed = std::collections::BTreeSet::new();
+                    log::debug!("devices changed ({change:?}): re-discovering maps shortly");
+                    let (_, removed) = rediscovery.get_or_insert_with(|| {
+                        (tokio::time::Instant::now() + REDISCOVERY_DEBOUNCE, Default::default())
+                    });
                     if let DeviceChange::Removed(name) = &change {
                         removed.insert(name.clone());
                     }
-                    daemon.rediscover(&removed, monotonic_now());
                 }
                 Ok(MultipathEvent::PathFailed(path)) if daemon.wants_path_uevents() => {
                     daemon.on_path_uevent(true, path.path, monotonic_now());
@@ -329,6 +341,9 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
 /// reload that put a held path back) is read again this often even without a uevent, and
 /// multipathd is looked for; a missed event costs at most this long.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long uevents are gathered before one rediscovery answers them all.
+const REDISCOVERY_DEBOUNCE: Duration = Duration::from_millis(100);
 
 async fn next_uevent(listener: Option<&UeventListener>) -> Result<MultipathEvent> {
     match listener {

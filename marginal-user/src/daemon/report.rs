@@ -146,6 +146,7 @@ impl Daemon {
             actuator: self.actuators.current().name().to_string(),
             actuator_reason: self.actuators.reason().to_string(),
             actuator_errors_total: self.actuator_errors,
+            kernel_events_lost_total: self.events_lost,
             state_file_problem: self.held_out.problem().unwrap_or_default().to_string(),
             held_by_previous_run: if self.observe {
                 self.held_out.held_out().keys().cloned().collect()

@@ -9,8 +9,8 @@ use aya::{
 };
 use marginal_common::{
     BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM, COMPILED_IN_LAYOUT, CONTROL_MAP,
-    DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_MAP, LAYOUT_MAP, PathControl,
-    PathRecord, TracepointLayout, WATCHED_MAP, WatchSettings,
+    DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_LOST_MAP, EVENTS_MAP,
+    LAYOUT_MAP, PathControl, PathRecord, TracepointLayout, WATCHED_MAP, WatchSettings,
 };
 
 use super::tracefs::{self, BlockErrorTracepoint};
@@ -225,6 +225,17 @@ impl KernelProbes {
         let map: aya::maps::HashMap<_, u32, DmTransitions> =
             aya::maps::HashMap::try_from(map).ok()?;
         map.get(&dev, 0).ok()
+    }
+
+    /// Events the kernel could not put in the full ring buffer, since the programs were loaded.
+    pub fn events_lost(&self) -> u64 {
+        let Some(map) = self.ebpf.map(EVENTS_LOST_MAP) else {
+            return 0;
+        };
+        let Ok(array) = Array::<_, u64>::try_from(map) else {
+            return 0;
+        };
+        array.get(&0, 0).unwrap_or(0)
     }
 
     /// Take the ring buffer of events; only one reader may have it.

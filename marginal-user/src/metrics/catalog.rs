@@ -149,6 +149,14 @@ pub const ACTUATOR_ERRORS: MetricDef = def(
     Labels::None,
     "Fail and reinstate actions that failed (each is retried with backoff).",
 );
+pub const KERNEL_EVENTS_LOST: MetricDef = def(
+    "marginal_kernel_events_lost",
+    Kind::Counter,
+    None,
+    Labels::None,
+    "Path events the kernel dropped because its ring buffer was full; each loss makes the daemon \
+     re-read dm's maps.",
+);
 pub const STATE_FILE_PROBLEM: MetricDef = def(
     "marginal_state_file_problem",
     Kind::Gauge,
@@ -389,6 +397,7 @@ pub const METRICS: &[MetricDef] = &[
     SIGNAL_LIVE,
     ACTUATOR,
     ACTUATOR_ERRORS,
+    KERNEL_EVENTS_LOST,
     STATE_FILE_PROBLEM,
     MAP_PATHS,
     MAP_ACTIVE_PATHS,

@@ -353,6 +353,11 @@ impl Collector for SnapshotCollector {
         )?;
         family(
             e,
+            c::KERNEL_EVENTS_LOST,
+            iter::once(([], Value::Int(s.kernel_events_lost_total))),
+        )?;
+        family(
+            e,
             c::STATE_FILE_PROBLEM,
             iter::once(([], Value::flag(!s.state_file_problem.is_empty()))),
         )?;

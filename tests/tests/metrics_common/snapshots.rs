@@ -67,6 +67,7 @@ pub fn full() -> Snapshot {
         actuator: "dm-message".into(),
         actuator_reason: "multipathd does not answer".into(),
         actuator_errors_total: 3,
+        kernel_events_lost_total: 2,
         state_file_problem: String::new(),
         held_by_previous_run: Vec::new(),
         maps: vec![

@@ -228,12 +228,18 @@ struct KernelState {
     control: HashMap<u32, PathControl>,
     /// Every control written, in order (to see an announcement that was withdrawn since).
     history: Vec<(u32, PathControl)>,
+    pub events_lost: u64,
 }
 
 #[derive(Clone, Default)]
 pub struct FakeKernel(Arc<Mutex<KernelState>>);
 
 impl FakeKernel {
+    /// The ring buffer overflowed: `n` more events lost.
+    pub fn lose_events(&self, n: u64) {
+        self.0.lock().unwrap().events_lost += n;
+    }
+
     pub fn control_of(&self, dev: u32) -> PathControl {
         self.0
             .lock()
@@ -290,6 +296,10 @@ impl KernelEdge for FakeKernel {
 
     fn watched_count(&self) -> usize {
         self.0.lock().unwrap().watched.len()
+    }
+
+    fn events_lost(&self) -> u64 {
+        self.0.lock().unwrap().events_lost
     }
 
     fn program_stats(&self) -> Vec<ProgramStats> {

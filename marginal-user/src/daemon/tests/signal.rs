@@ -119,3 +119,22 @@ fn one_sustained_outage_is_one_failure_and_starts_nothing() {
     );
     assert!(bed.sampler.started.lock().unwrap().is_empty());
 }
+
+#[test]
+fn events_the_kernel_dropped_make_the_daemon_read_dm_again() {
+    let mut bed = bed(Options::default());
+    bed.double_failure(SDA);
+    bed.report("sda", 100, 50);
+    assert!(bed.held("sda"));
+    // A storm: the ring buffer overflowed, and a table reload's event was among the lost.
+    bed.dm.reload("mpatha");
+    bed.kernel.lose_events(7);
+    let now = bed.at();
+    assert!(bed.daemon.check_events_lost(now));
+    assert!(
+        !bed.dm.is_active(SDA),
+        "the resync found the held path back and failed it"
+    );
+    assert_eq!(bed.daemon.snapshot(0.0).kernel_events_lost_total, 7);
+    assert!(!bed.daemon.check_events_lost(now), "nothing new lost");
+}
