@@ -2,8 +2,9 @@
 # The held-out state is marginal's promise (issue 12), on a map without multipathd (dm messages):
 # a run holds path_b out and is killed; an observe run in between reports the path as held by a
 # previous run and leaves the state file and the path exactly as they were; the next normal run
-# takes it up; a table reload that puts it back in service is undone; a corrupt state file is
-# moved aside and reported, and the daemon runs all the same.
+# takes it up (path_b is still broken: its recheck keeps it out); a table reload that puts it
+# back in service is undone, and the PATH_FAILED of marginal's own fail is not counted as a
+# failure; a corrupt state file is moved aside and reported, and the daemon runs all the same.
 # vm-timeout: 120
 . "$VM_LIB"
 vm_show_daemon_on_failure
@@ -18,7 +19,6 @@ check "state file lists $nb" vm_wait_for 5 grep -q "\"$nb\"" "$SCRATCH/held.json
 check "marginal" vm_wait_for 20 vm_path_is "$nb" state marginal
 kill -9 "$VM_MARGINAL_PID"
 vm_wait_for 5 sh -c "! kill -0 $VM_MARGINAL_PID 2>/dev/null" || fail "run 1 did not die"
-vm_heal_path path_b
 state_before=$(md5sum <"$SCRATCH/held.json")
 
 log "an observe run in between"
@@ -36,15 +36,19 @@ check "it takes $nb up" vm_marginal_logged "taking up $nb of map mp0"
 check "held" vm_wait_for 5 vm_path_is "$nb" failed_by_marginal true
 check "path_b still failed" [ "$(vm_path_state mp0 "$b")" = F ]
 
+check "still broken: marginal" vm_wait_for 20 vm_path_is "$nb" state marginal
+failures=$(vm_path_field "$nb" kernel_failures)
 log "a table reload puts every path of mp0 back in service"
 dmsetup table mp0 >"$SCRATCH/mp0.table"
 dmsetup suspend mp0
 dmsetup load mp0 "$SCRATCH/mp0.table"
 dmsetup resume mp0
 check "marginal fails $nb again" vm_wait_for 10 vm_marginal_logged "dm has it in service"
-check "path_b failed in dm" vm_wait_for 5 sh -c "[ \"\$(vm_path_state mp0 $b)\" = F ]"
+check "path_b failed in dm" vm_wait_for 5 vm_dm_path_is mp0 "$b" F
 check "and it stays so" vm_stays F 4 mp0 "$b"
 check "still reported held" vm_path_is "$nb" failed_by_marginal true
+check "marginal's own fail was seen as its own" vm_path_is "$nb" own_fails 1
+check "and is no failure of the path" vm_path_is "$nb" kernel_failures "$failures"
 check "the daemon logged no error" vm_marginal_no_errors
 
 log "a corrupt state file"
