@@ -290,7 +290,7 @@ fn errors_are_reported_with_file_and_line_and_refuse_the_file() {
     };
     let expected = [
         format!(
-            "{}vendor \"3PAR(data\" is not a valid regular expression",
+            "{}vendor \"3PAR(data\" is not a valid POSIX extended regular expression",
             at("3PAR(data")
         ),
         format!(

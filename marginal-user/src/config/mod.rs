@@ -39,6 +39,7 @@ mod diag;
 mod file;
 mod lexer;
 mod model;
+mod posix_regex;
 mod resolve;
 mod syntax;
 mod values;

@@ -18,11 +18,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use regex::Regex;
-
 use super::{
     Overrides,
     diag::{ConfigError, Diagnostic},
+    posix_regex::PosixRegex,
     resolve::MapIdentity,
     syntax::{self, Item, Keyword, Section},
     values::{Key, Pathgroups, Setting},
@@ -50,17 +49,35 @@ impl Block {
     fn set(&mut self, key: Key, value: Assigned<Setting>) {
         self.values[key.index()] = Some(value);
     }
+
+    /// Takes from `earlier` each value this block does not set (multipathd's `merge_num`).
+    fn merge_from(&mut self, earlier: Block) {
+        for (mine, theirs) in self.values.iter_mut().zip(earlier.values) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+    }
 }
 
-/// A vendor, product or revision regular expression of a `devices` entry.
+/// A vendor, product or revision pattern of a `devices` entry: a POSIX extended regular
+/// expression, as multipathd compiles it.
 #[derive(Clone, Debug)]
 pub struct Pattern {
     /// As written in the file.
     pub text: String,
-    regex: Regex,
+    regex: PosixRegex,
 }
 
 impl Pattern {
+    /// Compiles `text` with the C library's regcomp, as multipathd does.
+    pub fn new(text: &str) -> Result<Pattern, String> {
+        Ok(Pattern {
+            text: text.to_string(),
+            regex: PosixRegex::new(text)?,
+        })
+    }
+
     /// multipathd matches with `regexec`: anywhere in the string, unless the pattern anchors.
     pub fn is_match(&self, s: &str) -> bool {
         self.regex.is_match(s)
@@ -79,8 +96,14 @@ pub struct DeviceEntry {
 }
 
 impl DeviceEntry {
-    /// multipathd's `hwe_regmatch`: a pattern is only tested against an attribute the map
-    /// has, and a map with none of vendor, product and revision matches no entry.
+    /// multipathd's `hwe_regmatch`: a map with none of vendor, product and revision matches no
+    /// entry, and a vendor or product pattern is only tested against an attribute the map has.
+    ///
+    /// One deliberate difference: an entry with a revision pattern never matches a map whose
+    /// revision is unknown. multipathd always knows a path's revision (sysfs `rev`, empty
+    /// at worst, which such a pattern rarely matches); marginal lacks it only when an admin
+    /// describes a device without `--revision`, and must not then claim the revision-specific
+    /// value.
     pub fn matches(&self, map: &MapIdentity) -> bool {
         let test = |pattern: Option<&Pattern>, value: &Option<String>| match (pattern, value) {
             (Some(p), Some(v)) => p.is_match(v),
@@ -89,7 +112,16 @@ impl DeviceEntry {
         (map.vendor.is_some() || map.product.is_some() || map.revision.is_some())
             && test(Some(&self.vendor), &map.vendor)
             && test(Some(&self.product), &map.product)
+            && (self.revision.is_none() || map.revision.is_some())
             && test(self.revision.as_ref(), &map.revision)
+    }
+
+    /// The same vendor, product and revision texts (multipathd's `hwe_strmatch`).
+    fn same_strings(&self, other: &DeviceEntry) -> bool {
+        let text = |p: &Option<Pattern>| p.as_ref().map(|p| p.text.clone());
+        self.vendor.text == other.vendor.text
+            && self.product.text == other.product.text
+            && text(&self.revision) == text(&other.revision)
     }
 }
 
@@ -238,6 +270,8 @@ impl Builder {
             let file = files.iter().position(|f| *f == d.file);
             (file.unwrap_or(usize::MAX), d.line)
         };
+        let devices = std::mem::take(&mut self.config.devices);
+        self.config.devices = factorize(devices, &mut self.diagnostics);
         self.diagnostics.sort_by_key(order);
         if self.diagnostics.iter().any(Diagnostic::is_error) {
             return Err(ConfigError::Invalid {
@@ -341,20 +375,14 @@ impl Builder {
                     "revision" => &mut revision,
                     _ => return false,
                 };
-                match Regex::new(value) {
-                    Ok(regex) => {
-                        *slot = Some(Pattern {
-                            text: value.to_string(),
-                            regex,
-                        })
-                    }
+                match Pattern::new(value) {
+                    Ok(pattern) => *slot = Some(pattern),
                     Err(e) => this.push(Diagnostic::error(
                         file,
                         k.line,
                         format!(
-                            "{} \"{value}\" is not a valid regular expression: {}",
-                            k.name,
-                            regex_error(&e)
+                            "{} \"{value}\" is not a valid POSIX extended regular expression: {e}",
+                            k.name
                         ),
                     )),
                 }
@@ -546,12 +574,37 @@ fn last_line(section: &Section) -> u32 {
         .unwrap_or(section.line)
 }
 
-/// The gist of a regex error: the crate's message spans several lines (pattern, caret, error).
-fn regex_error(error: &regex::Error) -> String {
-    let text = error.to_string();
-    text.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| text.lines().last().unwrap_or_default().trim().to_string())
+/// multipathd's `factorize_hwtable`: `devices` entries with the same vendor, product and
+/// revision texts are one entry, in the place of the last of them, each value taken from the
+/// last entry that sets it. This is not the same as keeping both: the merged values take the
+/// later place, above any entry written between the two.
+fn factorize(devices: Vec<DeviceEntry>, diagnostics: &mut Vec<Diagnostic>) -> Vec<DeviceEntry> {
+    let mut kept: Vec<DeviceEntry> = Vec::with_capacity(devices.len());
+    for entry in devices.into_iter().rev() {
+        match kept.iter_mut().find(|later| later.same_strings(&entry)) {
+            Some(later) => {
+                let revision = entry
+                    .revision
+                    .as_ref()
+                    .map_or("(null)", |r| r.text.as_str());
+                diagnostics.push(Diagnostic::warning(
+                    &entry.file,
+                    entry.line,
+                    format!(
+                        "duplicate device section for {}:{}:{}; merged into the one at {}:{}, \
+                         whose values win (as multipathd merges them)",
+                        entry.vendor.text,
+                        entry.product.text,
+                        revision,
+                        later.file.display(),
+                        later.line
+                    ),
+                ));
+                later.settings.merge_from(entry.settings);
+            }
+            None => kept.push(entry),
+        }
+    }
+    kept.reverse();
+    kept
 }
