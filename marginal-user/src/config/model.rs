@@ -21,6 +21,7 @@ use std::{
 use super::{
     Overrides,
     diag::{ConfigError, Diagnostic},
+    multipathd::MultipathdConfig,
     posix_regex::PosixRegex,
     resolve::MapIdentity,
     syntax::{self, Item, Keyword, Section},
@@ -148,9 +149,29 @@ pub struct Config {
     pub(crate) marginal_pathgroups: Option<Assigned<Pathgroups>>,
     pub(crate) command_line: Overrides,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// The main file, when it did not exist.
+    pub(crate) missing_main: Option<PathBuf>,
+    /// multipathd's configuration, to leave the maps it checks itself to it.
+    pub(crate) multipathd: Option<std::sync::Arc<MultipathdConfig>>,
 }
 
 impl Config {
+    /// The main file, if it was not there (no settings from it).
+    pub fn missing_main_file(&self) -> Option<&Path> {
+        self.missing_main.as_deref()
+    }
+
+    /// multipathd's configuration, when it was read alongside.
+    pub fn multipathd(&self) -> Option<&MultipathdConfig> {
+        self.multipathd.as_deref()
+    }
+
+    /// The same configuration, leaving to multipathd the maps `multipathd` says it checks.
+    pub fn with_multipathd(mut self, multipathd: MultipathdConfig) -> Config {
+        self.multipathd = Some(std::sync::Arc::new(multipathd));
+        self
+    }
+
     /// The files read, in order (main file first, then conf.d by name).
     pub fn files(&self) -> &[PathBuf] {
         &self.files
@@ -256,6 +277,10 @@ impl Builder {
     /// The `config_dir` the main file asked for, if any.
     pub fn config_dir(&self) -> Option<&ConfigDirKeyword> {
         self.config_dir.as_ref()
+    }
+
+    pub fn missing_main(&mut self, file: &Path) {
+        self.config.missing_main = Some(file.to_path_buf());
     }
 
     pub fn push(&mut self, diagnostic: Diagnostic) {
