@@ -185,6 +185,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         let paths: Vec<_> = map.paths.iter().map(|p| p.device.to_string()).collect();
         log::info!("watching map {}: {}", map.name, paths.join(", "));
     }
+    log_left_to_multipathd(&daemon);
 
     let uevents = match &dm {
         Some(_) => Some(UeventListener::open().context("listening to uevents")?),
@@ -285,7 +286,42 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGHUP: read multipath.conf again. A broken file leaves the running settings as they were.
+/// Says which maps marginal leaves to multipathd (start-up and reload): it acts on nothing
+/// there, and the admin should know why.
+fn log_left_to_multipathd(daemon: &Daemon) {
+    if let Some(multipathd) = daemon.config.multipathd() {
+        let files: Vec<_> = multipathd
+            .files()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let running = if multipathd.has_running() {
+            " and its running configuration"
+        } else {
+            ""
+        };
+        log::info!(
+            "multipathd's configuration read to leave it the maps it checks itself: [{}]{running}",
+            files.join(", ")
+        );
+    }
+    if let Some(missing) = daemon.config.missing_main_file()
+        && daemon.config.files().is_empty()
+    {
+        log::warn!("no {}: checking is off for every map", missing.display());
+    }
+    for map in &daemon.topology.maps {
+        if let Some(reason) = daemon.config.multipathd_checks(&map.identity) {
+            log::warn!(
+                "map {}: acting on nothing, left to multipathd: {reason}",
+                map.name
+            );
+        }
+    }
+}
+
+/// SIGHUP: read marginal's and multipathd's configuration again. A broken file leaves the
+/// running settings as they were.
 fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
     match config.load() {
         Ok(new) => {
@@ -295,6 +331,7 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
                 Ok(()) => log::info!("SIGHUP: configuration reloaded"),
                 Err(e) => log::error!("SIGHUP: applying the reloaded configuration: {e:#}"),
             }
+            log_left_to_multipathd(daemon);
         }
         Err(e) => log::error!("SIGHUP: keeping the running configuration: {e}"),
     }
