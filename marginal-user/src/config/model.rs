@@ -172,6 +172,13 @@ impl Config {
         self
     }
 
+    /// The same configuration without multipathd's: for `--watch` devices, which are no
+    /// multipathd map's paths.
+    pub fn without_multipathd(mut self) -> Config {
+        self.multipathd = None;
+        self
+    }
+
     /// The files read, in order (main file first, then conf.d by name).
     pub fn files(&self) -> &[PathBuf] {
         &self.files

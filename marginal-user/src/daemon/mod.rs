@@ -36,7 +36,7 @@ use self::{
 };
 use crate::{
     actuator::{Actuator, Observe, choose_actuator},
-    config::ConfigArgs,
+    config::{Config, ConfigArgs},
     dm::DmDiscovery,
     kernel::{EventStream, KernelEvent, KernelProbes, stats::RunStatsGuard},
     sampler::{Sampler, SamplerOptions},
@@ -110,9 +110,7 @@ fn limit_allocator_retention() {
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let config = args
-        .config
-        .load()
+    let config = load_config(&args.config, !args.watch.is_empty())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("refusing to start on a broken configuration")?;
     config.log_warnings();
@@ -272,7 +270,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 Ok(_) => {}
                 Err(e) => log::warn!("uevent listener: {e:#}"),
             },
-            _ = sighup.recv() => reload(&mut daemon, &args.config),
+            _ = sighup.recv() => reload(&mut daemon, &args.config, !args.watch.is_empty()),
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = sleep_until_option(deadline) => { log::info!("--duration reached"); break; }
@@ -284,6 +282,17 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let _ = http.await;
     drop(stats_guard);
     Ok(ExitCode::SUCCESS)
+}
+
+/// marginal's configuration, with multipathd's unless the paths are `--watch` devices (no
+/// multipathd map has them).
+fn load_config(config: &ConfigArgs, watch: bool) -> Result<Config, crate::config::ConfigError> {
+    let loaded = config.load()?;
+    Ok(if watch {
+        loaded.without_multipathd()
+    } else {
+        loaded
+    })
 }
 
 /// Says which maps marginal leaves to multipathd (start-up and reload): it acts on nothing
@@ -322,8 +331,8 @@ fn log_left_to_multipathd(daemon: &Daemon) {
 
 /// SIGHUP: read marginal's and multipathd's configuration again. A broken file leaves the
 /// running settings as they were.
-fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
-    match config.load() {
+fn reload(daemon: &mut Daemon, config: &ConfigArgs, watch: bool) {
+    match load_config(config, watch) {
         Ok(new) => {
             new.log_warnings();
             daemon.config = new;
