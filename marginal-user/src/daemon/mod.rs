@@ -1,6 +1,6 @@
 //! `marginal run`: the daemon.
 //!
-//! Start-up loads the eBPF programs, reads multipath.conf, picks an actuator, finds the paths
+//! Start-up loads the eBPF programs, reads marginal.conf (and multipathd's configuration), picks an actuator, finds the paths
 //! to watch (device-mapper's multipath maps, or `--watch` devices as one group), takes up
 //! any path a previous run failed, then loops:
 //!
