@@ -1,8 +1,9 @@
 //! `marginal run`: the daemon.
 //!
-//! Start-up loads the eBPF programs, reads marginal.conf (and multipathd's configuration), picks an actuator, finds the paths
-//! to watch (device-mapper's multipath maps, or `--watch` devices as one group), takes up
-//! any path a previous run failed, then loops:
+//! Start-up loads the eBPF programs, reads marginal.conf (and multipathd's configuration, to
+//! leave it the maps it checks itself), picks an actuator, finds the paths to watch
+//! (device-mapper's multipath maps, or `--watch` devices as one group), takes up any path a
+//! previous run failed, then loops:
 //!
 //! ```text
 //!   kernel ring buffer ──> Daemon::on_kernel_event ──┐
