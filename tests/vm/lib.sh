@@ -187,16 +187,19 @@ vm_active_count() {
 }
 
 # ---- The daemon in the guest ---------------------------------------------------------------
-# One daemon a scenario: its multipath.conf is $SCRATCH/multipath.conf, its log $VM_MARGINAL_LOG,
-# its state file $SCRATCH/held.json, its /status at $VM_MARGINAL_ADDR.
+# One daemon a scenario: its configuration is the default /etc/marginal/marginal.conf (init.sh
+# removes /etc/marginal after each scenario), multipathd's the default /etc/multipath.conf (only
+# scenarios with vm_private_system write it), its log $VM_MARGINAL_LOG, its state file
+# $SCRATCH/held.json, its /status at $VM_MARGINAL_ADDR.
 VM_MARGINAL_LOG=${SCRATCH:-/tmp}/marginal.log
 VM_MARGINAL_ADDR=127.0.0.1:9750
 
 # vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME: writes
-# $SCRATCH/multipath.conf with marginal-path checking on for every map (sample time 120 s, the
-# floor; the daemon's testing flag shortens runs).
+# /etc/marginal/marginal.conf with marginal-path checking on for every map (sample time 120 s,
+# the floor; the daemon's testing flag shortens runs).
 vm_marginal_conf() {
-	cat >"$SCRATCH/multipath.conf" <<-CONF
+	mkdir -p /etc/marginal
+	cat >/etc/marginal/marginal.conf <<-CONF
 		defaults {
 			marginal_path_double_failed_time   $1
 			marginal_path_err_sample_time      120
@@ -206,15 +209,15 @@ vm_marginal_conf() {
 	CONF
 }
 
-# vm_marginal_start [ARGS...]: starts `marginal run` in the background with the scenario's
-# config, state file and address, sampling runs of 3 s (reads time out after 1 s; a scenario that
+# vm_marginal_start [ARGS...]: starts `marginal run` in the background with the default
+# configuration files, the scenario's state file and address, sampling runs of 3 s (reads time out after 1 s; a scenario that
 # needs the production run lengths sets VM_MARGINAL_TESTING_FLAGS to ""), and waits until
 # it serves /status (it has loaded its eBPF programs, discovered the maps and taken up held-out
 # paths by then). A restart appends to the same log. Its pid is in $VM_MARGINAL_PID.
 vm_marginal_start() {
 	echo "---- marginal run $* (at $(cut -d' ' -f1 /proc/uptime)) ----" >>"$VM_MARGINAL_LOG"
 	_from=$(wc -l <"$VM_MARGINAL_LOG")
-	marginal run --config "$SCRATCH/multipath.conf" --listen "$VM_MARGINAL_ADDR" \
+	marginal run --listen "$VM_MARGINAL_ADDR" \
 		--state-file "$SCRATCH/held.json" \
 		${VM_MARGINAL_TESTING_FLAGS---sample-time-for-testing 3 --read-timeout-for-testing 1} \
 		"$@" >>"$VM_MARGINAL_LOG" 2>&1 &
@@ -291,7 +294,8 @@ vm_show_daemon_on_failure() {
 # runs the scenario again in its own mount namespace, with private copies of /etc and /run. What
 # it writes there (/etc/multipath.conf, udev rules, udev's database, pid files) then goes away with
 # it: the guest's cleanup removes processes, dm and loop devices, not files, and the next
-# scenario's `marginal run` would read an /etc/multipath.conf left behind.
+# scenario's `marginal run` would read an /etc/multipath.conf left behind (and leave its maps to
+# a multipathd that no longer runs).
 vm_private_system() {
 	if [ "${VM_PRIVATE_SYSTEM:-}" != 1 ]; then
 		VM_PRIVATE_SYSTEM=1 exec unshare -m sh "$@"
@@ -430,4 +434,54 @@ vm_two_path_map() {
 	b=$(vm_majmin "$pb")
 	nb=$(vm_kname "$b")
 	log "map $mp over path_a=$a path_b=$b ($nb)"
+}
+
+# vm_mpvm_paths: udevd, one 64 MiB LUN with known data, two paths to it for multipathd (loop
+# devices over dm-linear devices pdev_a and pdev_b, with udev's WWID marginal-vm-lun0), as
+# daemon-multipathd.sh builds them. Sets lun, da, db (the dm devices), na, nb (the paths' kernel
+# names), a, b (their MAJ:MIN) and want (vm_known_data). Needs vm_private_system first.
+vm_mpvm_paths() {
+	vm_udevd
+	lun=$(vm_loop 64)
+	vm_known_data "$lun"
+	da=$(vm_linear pdev_a "$lun")
+	db=$(vm_linear pdev_b "$lun")
+	_la=$(vm_loop_over "$da")
+	_lb=$(vm_loop_over "$db")
+	na=${_la#/dev/}
+	nb=${_lb#/dev/}
+	a=$(vm_majmin "$_la")
+	b=$(vm_majmin "$_lb")
+	vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
+	log "paths: $na ($a) over pdev_a, $nb ($b) over pdev_b, both over $lun"
+}
+
+# vm_mpvm_start LOG: multipathd (-v3, its io_err_stat lines included) with /etc/multipath.conf
+# (vm_mpvm_conf), its log in LOG, pid in MPD_PID; waits until map mpvm has both paths active.
+vm_mpvm_start() {
+	multipathd -d -s -v3 >>"$1" 2>&1 &
+	MPD_PID=$!
+	check "multipathd made map mpvm over both paths" \
+		vm_wait_for 60 sh -c "[ \"\$(dmsetup status mpvm 2>/dev/null | grep -o ' A ' | wc -l)\" -ge 2 ]"
+}
+
+# vm_mpvm_flap: path nb of mpvm fails twice by real dm transitions: pdev_b breaks and I/O makes
+# dm-mpath fail it, pdev_b heals and multipathd's checker reinstates it, then it breaks and I/O
+# fails it again. pdev_b stays broken.
+vm_mpvm_flap() {
+	vm_break_path pdev_b
+	blockdev --flushbufs "$db"
+	check "dm-mpath fails $nb (first failure)" vm_fail_by_io mpvm "$b" 30
+	vm_heal_path pdev_b
+	check "multipathd's checker reinstates $nb" vm_wait_for 20 vm_dm_path_is mpvm "$b" A
+	sleep 2
+	vm_break_path pdev_b
+	blockdev --flushbufs "$db"
+	check "dm-mpath fails $nb again (second failure)" vm_fail_by_io mpvm "$b" 30
+}
+
+# vm_mpd_checks_marginal LOG: whether multipathd's log LOG shows its own marginal-path checking
+# (io_err_stat) at work.
+vm_mpd_checks_marginal() {
+	grep -aq "io error statistic" "$1"
 }
