@@ -44,9 +44,11 @@ impl Overrides {
             Key::ErrSampleTime => (self.err_sample_time, "--err-sample-time"),
             Key::ErrRateThreshold => (self.err_rate_threshold, "--err-rate-threshold"),
             Key::ErrRecheckGapTime => (self.err_recheck_gap_time, "--err-recheck-gap-time"),
-            Key::SanPathErrThreshold | Key::SanPathErrForgetRate | Key::SanPathErrRecoveryTime => {
-                (None, "")
-            }
+            Key::SanPathErrThreshold
+            | Key::SanPathErrForgetRate
+            | Key::SanPathErrRecoveryTime
+            | Key::DelayWatchChecks
+            | Key::DelayWaitChecks => (None, ""),
         };
         value.map(|v| (v, option))
     }

@@ -232,7 +232,7 @@ fn write_resolved(out: &mut String, resolved: &Resolved) {
             None => ("unset".to_string(), String::new()),
         };
         let mut line = format!("  {:<width$}  {value:<6} {origin}", key.keyword());
-        if Key::SAN_PATH.contains(&key)
+        if (Key::SAN_PATH.contains(&key) || Key::DELAY_CHECKS.contains(&key))
             && resolved.get(key).is_some()
             && resolved.san_path_displaced()
         {

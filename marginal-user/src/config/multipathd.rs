@@ -8,7 +8,9 @@
 //! * the `marginal_path_*` keywords are on: the three times > 0 and the rate threshold >= 0,
 //!   where multipathd reads a `0` as `"no"` (dict.c `set_off_int_undef`), so a threshold needs
 //!   to be at least 1 for multipathd;
-//! * the `san_path_err_*` keywords are on: threshold, forget rate and recovery time all > 0.
+//! * the `san_path_err_*` keywords are on: threshold, forget rate and recovery time all > 0,
+//!   or, with none of them set, the deprecated `delay_watch_checks` and `delay_wait_checks`
+//!   both > 0 (multipathd turns those into san_path_err_* settings).
 //!
 //! marginal reads multipathd's files (`/etc/multipath.conf`, its conf.d, `config_dir`
 //! honoured) for the lines responsible, and, when multipathd answers on its socket, its
@@ -227,6 +229,14 @@ fn detect(resolved: &Resolved) -> Option<ConflictReason> {
         return reason(ConflictKind::MarginalPath, lines);
     }
     if let Some(lines) = all_positive(&Key::SAN_PATH) {
+        return reason(ConflictKind::SanPathErr, lines);
+    }
+    // delay_watch_checks and delay_wait_checks stand for san_path_err_* (threshold 1) when no
+    // san_path_err_* keyword is on; both are needed for all three to be > 0.
+    let any_san_path = Key::SAN_PATH
+        .iter()
+        .any(|&k| matches!(resolved.get(k).map(|s| s.value), Some(Setting::Value(n)) if n > 0));
+    if !any_san_path && let Some(lines) = all_positive(&Key::DELAY_CHECKS) {
         return reason(ConflictKind::SanPathErr, lines);
     }
     None

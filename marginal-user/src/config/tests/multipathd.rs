@@ -97,6 +97,25 @@ fn each_kind_of_multipathd_checking_with_its_lines() {
     // No vendor known: the devices entries do not apply, the threshold is unset.
     assert_eq!(conflict(&config, &MapIdentity::default()), None);
 
+    // The deprecated delay_*_checks stand for san_path_err_* when none of those is set.
+    let delay = multipathd("defaults {\n delay_watch_checks 12\n delay_wait_checks 12\n}\n");
+    assert_eq!(
+        conflict(&delay, &MapIdentity::default()),
+        Some((
+            ConflictKind::SanPathErr,
+            vec![
+                ("delay_watch_checks".into(), 2),
+                ("delay_wait_checks".into(), 3)
+            ]
+        ))
+    );
+    let only_watch = multipathd("defaults {\n delay_watch_checks 12\n}\n");
+    assert_eq!(conflict(&only_watch, &MapIdentity::default()), None);
+    let san_set = multipathd(
+        "defaults {\n delay_watch_checks 12\n delay_wait_checks 12\n san_path_err_threshold 3\n}\n",
+    );
+    assert_eq!(conflict(&san_set, &MapIdentity::default()), None);
+
     let fpin = multipathd("defaults {\n marginal_pathgroups fpin\n}\n");
     assert_eq!(
         conflict(&fpin, &MapIdentity::default()),
