@@ -407,3 +407,38 @@ fn missing_files_and_maps() {
         stderr(&output)
     );
 }
+
+/// Issue 19: without --revision a revision-specific entry is not applied, and show says so.
+#[test]
+fn show_without_revision_skips_revision_specific_entries_and_says_so() {
+    let main = fixture_dir().join("multipath.conf");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let entry = line_of(&text, "revision \"^0[5-9]\"", "revision \"^0[5-9]\"") - 3;
+    let sample = |extra: &[&str]| {
+        let mut args = vec!["--vendor", "DGC", "--product", "VRAID"];
+        args.extend_from_slice(extra);
+        let output = config("show", &args);
+        let out = stdout(&output);
+        assert!(output.status.success(), "{out}{}", stderr(&output));
+        out
+    };
+    let out = sample(&[]);
+    assert!(
+        out.contains(&format!(
+            "  note: no --revision given: devices entries with a revision pattern not applied ({}:{entry})",
+            main.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        !value_line(&out, "(unnamed map)", "marginal_path_err_sample_time").contains(" 60 "),
+        "{out}"
+    );
+    let out = sample(&["--revision", "0533"]);
+    assert!(!out.contains("note: no --revision"), "{out}");
+    assert!(
+        value_line(&out, "(unnamed map)", "marginal_path_err_sample_time")
+            .starts_with("marginal_path_err_sample_time 60 "),
+        "{out}"
+    );
+}

@@ -111,9 +111,42 @@ fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     }
     for map in &maps {
         write_resolved(&mut out, &config.resolve(map));
+        if let Some(note) = revision_note(&config, map) {
+            out.push_str(&note);
+        }
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Without a revision, the devices entries with a revision pattern that would otherwise match
+/// are not applied: say which, so the admin knows to give --revision.
+fn revision_note(config: &Config, map: &MapIdentity) -> Option<String> {
+    if map.revision.is_some() || (map.vendor.is_none() && map.product.is_none()) {
+        return None;
+    }
+    let skipped: Vec<_> = config
+        .devices()
+        .iter()
+        .filter(|d| d.revision.is_some())
+        .filter(|d| {
+            let any = MapIdentity {
+                revision: Some(String::new()),
+                ..map.clone()
+            };
+            // Matches on vendor and product alone (the revision test left out).
+            let mut entry = (*d).clone();
+            entry.revision = None;
+            entry.matches(&any)
+        })
+        .map(|d| format!("{}:{}", d.file.display(), d.line))
+        .collect();
+    (!skipped.is_empty()).then(|| {
+        format!(
+            "  note: no --revision given: devices entries with a revision pattern not applied ({})\n",
+            skipped.join(", ")
+        )
+    })
 }
 
 /// The maps marginal's and multipathd's `multipaths` entries name, marginal's first.
