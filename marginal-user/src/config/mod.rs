@@ -15,8 +15,9 @@
 //! file.rs        main file + conf.d/*.conf in name order (config_dir honoured)
 //!   lexer.rs     one line -> tokens (multipathd's quoting and comment rules)
 //!   syntax.rs    tokens -> tree of sections and `keyword value` lines; brace errors
-//!   model.rs     tree -> Config: defaults, overrides, devices (posix_regex.rs patterns,
-//!                merged as multipathd merges them), multipaths (values.rs parses values)
+//!   model.rs     tree -> Config: defaults, overrides, devices (devices.rs: posix_regex.rs
+//!                patterns, matched and merged as multipathd does), multipaths (values.rs
+//!                parses values)
 //! resolve.rs     Config + a map (wwid, vendor, product, revision) -> Resolved: each value with
 //!                its Origin, and engine::Params or why checking is off
 //! multipathd.rs  multipathd's files + `show config` -> which maps it checks itself, and the
@@ -47,6 +48,7 @@
 //! ```
 mod args;
 pub mod cli;
+mod devices;
 mod diag;
 mod file;
 pub mod import;
@@ -62,12 +64,13 @@ mod values;
 mod tests;
 
 pub use args::{ConfigArgs, Overrides};
+pub use devices::{DeviceEntry, Pattern};
 pub use diag::{ConfigError, Diagnostic, Severity};
 pub use file::{
     DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_FILE, LoadOptions, MULTIPATH_CONFIG_DIR,
     MULTIPATH_CONFIG_FILE,
 };
-pub use model::{Config, DeviceEntry, MultipathEntry, Pattern};
+pub use model::{Config, MultipathEntry};
 pub use multipathd::{ConflictKind, ConflictLine, ConflictReason, MultipathdConfig, SHOW_CONFIG};
 pub use resolve::{
     MIN_SAMPLE_TIME, MapIdentity, OffReason, Origin, Resolved, SectionRef, Sourced, WhyOff,

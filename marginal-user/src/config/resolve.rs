@@ -19,7 +19,8 @@
 use std::{fmt, path::PathBuf, time::Duration};
 
 use super::{
-    model::{Assigned, Config, DeviceEntry},
+    devices::DeviceEntry,
+    model::{Assigned, Config},
     multipathd::ConflictReason,
     values::{Key, Pathgroups, Setting},
 };
