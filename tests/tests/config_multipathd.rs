@@ -245,6 +245,22 @@ fn without_marginal_conf_checking_is_off_for_every_map() {
         ),
         "{out}"
     );
+    let output = run(&[
+        "config",
+        "check",
+        "--config-dir",
+        &dir.s("conf.d"),
+        "--multipath-conf",
+        &dir.s("multipath.conf"),
+    ]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(
+        stdout(&output).starts_with(
+            "no /etc/marginal/marginal.conf: checking is off for every map\nOK: 0 files read"
+        ),
+        "{}",
+        stdout(&output)
+    );
     // A file named with --config must exist.
     let output = run(&["config", "check", "--config", &dir.s("absent.conf")]);
     assert_eq!(output.status.code(), Some(1));

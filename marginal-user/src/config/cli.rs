@@ -375,6 +375,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
+    if let (true, Some(missing)) = (config.files().is_empty(), config.missing_main_file()) {
+        println!("no {}: checking is off for every map", missing.display());
+    }
     println!(
         "OK: {} file{} read, {} devices entries, {} multipaths entries; checking on for {on} of {} map{} described",
         config.files().len(),
