@@ -437,12 +437,15 @@ vm_two_path_map() {
 }
 
 # vm_mpvm_paths: udevd, one 64 MiB LUN with known data, two paths to it for multipathd (loop
-# devices over dm-linear devices pdev_a and pdev_b, with udev's WWID marginal-vm-lun0), as
-# daemon-multipathd.sh builds them. Sets lun, da, db (the dm devices), na, nb (the paths' kernel
-# names), a, b (their MAJ:MIN) and want (vm_known_data). Needs vm_private_system first.
+# devices over dm-linear devices pdev_a and pdev_b, with udev's WWID marginal-vm-lun0). Sets lun,
+# da, db (the dm devices), na, nb (the paths' kernel names), a, b (their MAJ:MIN) and want
+# (vm_known_data). Needs vm_private_system first.
 vm_mpvm_paths() {
 	vm_udevd
 	lun=$(vm_loop 64)
+	# Known data on the LUN, written before the paths exist: each loop device reads its dm device
+	# through that device's page cache, and two page caches over one LUN are coherent only for
+	# data that was on it before either cached anything (scenarios write nothing later).
 	vm_known_data "$lun"
 	da=$(vm_linear pdev_a "$lun")
 	db=$(vm_linear pdev_b "$lun")
