@@ -17,7 +17,8 @@
 //! * [`engine`]: the marginal-path rules of the spec, pure and clock-injected.
 //! * [`sampler`]: the io_uring O_DIRECT reader that measures a path's error rate.
 //! * [`daemon`]: `marginal run`, wiring kernel events, engine, sampler and actuator.
-//! * [`config`]: multipath.conf parsing and per-map resolution of the marginal_path_* settings.
+//! * [`config`]: marginal.conf (multipath.conf syntax) and per-map resolution of the
+//!   marginal_path_* settings; which maps multipathd checks itself.
 //! * [`device`]: block device names, numbers and sysfs facts.
 //! * [`dm`]: multipath maps and their paths from device-mapper and sysfs.
 //! * [`uevent`]: PATH_FAILED / PATH_REINSTATED and device add/remove uevents (netlink).

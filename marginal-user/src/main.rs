@@ -23,7 +23,7 @@ enum Command {
     Status(status_cli::StatusArgs),
     /// Sample one block device now and print its error rate and verdict.
     Sample(sampler::cli::SampleArgs),
-    /// Inspect the multipath.conf settings marginal uses.
+    /// Inspect, check and import marginal's configuration (/etc/marginal/marginal.conf).
     #[command(subcommand)]
     Config(config::cli::ConfigCommand),
 }

@@ -49,6 +49,10 @@ pub struct MapStatus {
     /// Whether marginal-path checking is on for this map, and why not if it is off.
     pub checking: bool,
     pub checking_detail: String,
+    /// Why marginal leaves the map to multipathd, which checks it itself: "marginal_path",
+    /// "san_path_err" or "marginal_pathgroups_fpin"; empty when multipathd does not.
+    #[serde(default)]
+    pub left_to_multipathd: String,
     /// The effective parameters (0 where unset).
     pub double_failed_time_seconds: u64,
     pub err_sample_time_seconds: u64,

@@ -139,7 +139,10 @@ fn render_map(map: &MapStatus) -> String {
     } else if map.checking_detail.is_empty() {
         let _ = writeln!(out, "checking off");
     } else {
-        let _ = writeln!(out, "checking off ({})", map.checking_detail);
+        // The daemon's detail starts "off: " for the JSON reader; the table says "off" once.
+        let detail = map.checking_detail.as_str();
+        let detail = detail.strip_prefix("off: ").unwrap_or(detail);
+        let _ = writeln!(out, "checking off ({detail})");
     }
     if map.paths.is_empty() {
         return out;

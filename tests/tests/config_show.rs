@@ -29,7 +29,13 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// `--config <fixture> --config-dir <fixture conf.d>`.
+/// multipathd's configuration in which it checks no map itself.
+fn no_multipathd_checking() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/multipathd/no-checking.conf")
+}
+
+/// `--config <fixture> --config-dir <fixture conf.d> --multipath-conf <no checking>`: the
+/// fixture (multipath.conf syntax, every section) as marginal's own configuration.
 fn fixture_args() -> Vec<String> {
     let dir = fixture_dir();
     vec![
@@ -37,6 +43,8 @@ fn fixture_args() -> Vec<String> {
         dir.join("multipath.conf").display().to_string(),
         "--config-dir".into(),
         dir.join("conf.d").display().to_string(),
+        "--multipath-conf".into(),
+        no_multipathd_checking().display().to_string(),
     ]
 }
 
@@ -224,7 +232,16 @@ fn check_accepts_the_fixture() {
     let output = config("check", &[]);
     let out = stdout(&output);
     assert!(output.status.success(), "{out}\n{}", stderr(&output));
-    assert!(out.starts_with("OK: 3 files read,"), "{out}");
+    // The dump's built-in entries that site entries redefine are merged, with multipathd's
+    // warning; nothing else is wrong.
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains(": warning: duplicate device section for "))
+            .count(),
+        3,
+        "{out}"
+    );
+    assert!(out.contains("\nOK: 3 files read,"), "{out}");
     assert!(
         out.contains("5 multipaths entries; checking on for 4 of 5 maps"),
         "{out}"
@@ -275,6 +292,8 @@ fn errors_are_reported_with_file_and_line_and_refuse_the_file() {
             main.display().to_string(),
             "--config-dir".into(),
             dir.join("conf.d").display().to_string(),
+            "--multipath-conf".into(),
+            no_multipathd_checking().display().to_string(),
         ]
     };
     let check_args = args("check");
@@ -290,7 +309,7 @@ fn errors_are_reported_with_file_and_line_and_refuse_the_file() {
     };
     let expected = [
         format!(
-            "{}vendor \"3PAR(data\" is not a valid regular expression",
+            "{}vendor \"3PAR(data\" is not a valid POSIX extended regular expression",
             at("3PAR(data")
         ),
         format!(
@@ -345,6 +364,7 @@ fn unbalanced_braces_name_the_opening_line() {
     let main = dir.join("multipath.conf");
     let text = std::fs::read_to_string(&main).unwrap();
     let conf_d = dir.join("conf.d");
+    let no_checking = no_multipathd_checking();
     let args = [
         "config",
         "check",
@@ -352,6 +372,8 @@ fn unbalanced_braces_name_the_opening_line() {
         main.to_str().unwrap(),
         "--config-dir",
         conf_d.to_str().unwrap(),
+        "--multipath-conf",
+        no_checking.to_str().unwrap(),
     ];
     let output = run(&args);
     let out = stdout(&output);
@@ -383,5 +405,40 @@ fn missing_files_and_maps() {
         stderr(&output).contains("no map with alias or wwid \"no-such-map\""),
         "{}",
         stderr(&output)
+    );
+}
+
+/// Issue 19: without --revision a revision-specific entry is not applied, and show says so.
+#[test]
+fn show_without_revision_skips_revision_specific_entries_and_says_so() {
+    let main = fixture_dir().join("multipath.conf");
+    let text = std::fs::read_to_string(&main).unwrap();
+    let entry = line_of(&text, "revision \"^0[5-9]\"", "revision \"^0[5-9]\"") - 3;
+    let sample = |extra: &[&str]| {
+        let mut args = vec!["--vendor", "DGC", "--product", "VRAID"];
+        args.extend_from_slice(extra);
+        let output = config("show", &args);
+        let out = stdout(&output);
+        assert!(output.status.success(), "{out}{}", stderr(&output));
+        out
+    };
+    let out = sample(&[]);
+    assert!(
+        out.contains(&format!(
+            "  note: no --revision given: devices entries with a revision pattern not applied ({}:{entry})",
+            main.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        !value_line(&out, "(unnamed map)", "marginal_path_err_sample_time").contains(" 60 "),
+        "{out}"
+    );
+    let out = sample(&["--revision", "0533"]);
+    assert!(!out.contains("note: no --revision"), "{out}");
+    assert!(
+        value_line(&out, "(unnamed map)", "marginal_path_err_sample_time")
+            .starts_with("marginal_path_err_sample_time 60 "),
+        "{out}"
     );
 }

@@ -64,7 +64,7 @@ marker READY "$(uname -r)"
 echo 2 >/proc/sys/kernel/printk
 
 # Leaves nothing of one scenario behind for the next: processes, kprobes, dm and loop devices,
-# mounts under /scratch.
+# mounts under /scratch, /etc/marginal.
 cleanup() {
 	kill -9 -1 2>/dev/null
 	sleep 0.2
@@ -80,6 +80,8 @@ cleanup() {
 		for l in /dev/loop[0-9]*; do losetup -d "$l" 2>/dev/null; done
 	done
 	umount /scratch 2>/dev/null
+	# marginal's default configuration (vm_marginal_conf): the next scenario writes its own.
+	rm -rf /etc/marginal
 }
 
 run_scenario() {

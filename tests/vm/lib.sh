@@ -187,16 +187,19 @@ vm_active_count() {
 }
 
 # ---- The daemon in the guest ---------------------------------------------------------------
-# One daemon a scenario: its multipath.conf is $SCRATCH/multipath.conf, its log $VM_MARGINAL_LOG,
-# its state file $SCRATCH/held.json, its /status at $VM_MARGINAL_ADDR.
+# One daemon a scenario: its configuration is the default /etc/marginal/marginal.conf (init.sh
+# removes /etc/marginal after each scenario), multipathd's the default /etc/multipath.conf (only
+# scenarios with vm_private_system write it), its log $VM_MARGINAL_LOG, its state file
+# $SCRATCH/held.json, its /status at $VM_MARGINAL_ADDR.
 VM_MARGINAL_LOG=${SCRATCH:-/tmp}/marginal.log
 VM_MARGINAL_ADDR=127.0.0.1:9750
 
 # vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME: writes
-# $SCRATCH/multipath.conf with marginal-path checking on for every map (sample time 120 s, the
-# floor; the daemon's testing flag shortens runs).
+# /etc/marginal/marginal.conf with marginal-path checking on for every map (sample time 120 s,
+# the floor; the daemon's testing flag shortens runs).
 vm_marginal_conf() {
-	cat >"$SCRATCH/multipath.conf" <<-CONF
+	mkdir -p /etc/marginal
+	cat >/etc/marginal/marginal.conf <<-CONF
 		defaults {
 			marginal_path_double_failed_time   $1
 			marginal_path_err_sample_time      120
@@ -206,15 +209,15 @@ vm_marginal_conf() {
 	CONF
 }
 
-# vm_marginal_start [ARGS...]: starts `marginal run` in the background with the scenario's
-# config, state file and address, sampling runs of 3 s (reads time out after 1 s; a scenario that
+# vm_marginal_start [ARGS...]: starts `marginal run` in the background with the default
+# configuration files, the scenario's state file and address, sampling runs of 3 s (reads time out after 1 s; a scenario that
 # needs the production run lengths sets VM_MARGINAL_TESTING_FLAGS to ""), and waits until
 # it serves /status (it has loaded its eBPF programs, discovered the maps and taken up held-out
 # paths by then). A restart appends to the same log. Its pid is in $VM_MARGINAL_PID.
 vm_marginal_start() {
 	echo "---- marginal run $* (at $(cut -d' ' -f1 /proc/uptime)) ----" >>"$VM_MARGINAL_LOG"
 	_from=$(wc -l <"$VM_MARGINAL_LOG")
-	marginal run --config "$SCRATCH/multipath.conf" --listen "$VM_MARGINAL_ADDR" \
+	marginal run --listen "$VM_MARGINAL_ADDR" \
 		--state-file "$SCRATCH/held.json" \
 		${VM_MARGINAL_TESTING_FLAGS---sample-time-for-testing 3 --read-timeout-for-testing 1} \
 		"$@" >>"$VM_MARGINAL_LOG" 2>&1 &
@@ -291,7 +294,8 @@ vm_show_daemon_on_failure() {
 # runs the scenario again in its own mount namespace, with private copies of /etc and /run. What
 # it writes there (/etc/multipath.conf, udev rules, udev's database, pid files) then goes away with
 # it: the guest's cleanup removes processes, dm and loop devices, not files, and the next
-# scenario's `marginal run` would read an /etc/multipath.conf left behind.
+# scenario's `marginal run` would read an /etc/multipath.conf left behind (and leave its maps to
+# a multipathd that no longer runs).
 vm_private_system() {
 	if [ "${VM_PRIVATE_SYSTEM:-}" != 1 ]; then
 		VM_PRIVATE_SYSTEM=1 exec unshare -m sh "$@"
@@ -432,30 +436,65 @@ vm_two_path_map() {
 	log "map $mp over path_a=$a path_b=$b ($nb)"
 }
 
-# vm_mpvm_up [DEFAULTS]: Debian's multipathd (udevd and all) managing map mpvm over two loop
-# devices, each over a dm-linear "path device" (pdev_a, pdev_b) of one 64 MiB LUN with known
-# data; multipathd's log is $MPD_LOG. Sets lun, da, db (the path devices), la, lb (the loops),
-# na, nb (their kernel names), a, b (MAJ:MIN) and mp. Needs vm_private_system first, and the
-# vm-debs of daemon-multipathd.sh. vm_break_path/vm_heal_path pdev_b break and heal path b;
-# `blockdev --flushbufs "$db"` after a break makes the loop device's reads reach the break.
-vm_mpvm_up() {
-	MPD_LOG=$SCRATCH/multipathd.log
+# vm_mpvm_paths: udevd, one 64 MiB LUN with known data, two paths to it for multipathd (loop
+# devices over dm-linear devices pdev_a and pdev_b, with udev's WWID marginal-vm-lun0). Sets lun,
+# da, db (the dm devices), na, nb (the paths' kernel names), a, b (their MAJ:MIN) and want
+# (vm_known_data). Needs vm_private_system first.
+vm_mpvm_paths() {
 	vm_udevd
 	lun=$(vm_loop 64)
+	# Known data on the LUN, written before the paths exist: each loop device reads its dm device
+	# through that device's page cache, and two page caches over one LUN are coherent only for
+	# data that was on it before either cached anything (scenarios write nothing later).
 	vm_known_data "$lun"
 	da=$(vm_linear pdev_a "$lun")
 	db=$(vm_linear pdev_b "$lun")
-	la=$(vm_loop_over "$da")
-	lb=$(vm_loop_over "$db")
-	na=${la#/dev/}
-	nb=${lb#/dev/}
-	a=$(vm_majmin "$la")
-	b=$(vm_majmin "$lb")
+	_la=$(vm_loop_over "$da")
+	_lb=$(vm_loop_over "$db")
+	na=${_la#/dev/}
+	nb=${_lb#/dev/}
+	a=$(vm_majmin "$_la")
+	b=$(vm_majmin "$_lb")
 	vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
+	log "paths: $na ($a) over pdev_a, $nb ($b) over pdev_b, both over $lun"
+}
+
+# vm_mpvm_start LOG: multipathd (-v3, its io_err_stat lines included) with /etc/multipath.conf
+# (vm_mpvm_conf), its log in LOG (vm_multipathd_start with MPD_LOG=LOG).
+vm_mpvm_start() {
+	MPD_LOG=$1
+	vm_multipathd_start
+}
+
+# vm_mpvm_flap: path nb of mpvm fails twice by real dm transitions: pdev_b breaks and I/O makes
+# dm-mpath fail it, pdev_b heals and multipathd's checker reinstates it, then it breaks and I/O
+# fails it again. pdev_b stays broken.
+vm_mpvm_flap() {
+	vm_break_path pdev_b
+	blockdev --flushbufs "$db"
+	check "dm-mpath fails $nb (first failure)" vm_fail_by_io mpvm "$b" 30
+	vm_heal_path pdev_b
+	check "multipathd's checker reinstates $nb" vm_wait_for 20 vm_dm_path_is mpvm "$b" A
+	sleep 2
+	vm_break_path pdev_b
+	blockdev --flushbufs "$db"
+	check "dm-mpath fails $nb again (second failure)" vm_fail_by_io mpvm "$b" 30
+}
+
+# vm_mpd_checks_marginal LOG: whether multipathd's log LOG shows its own marginal-path checking
+# (io_err_stat) at work.
+vm_mpd_checks_marginal() {
+	grep -aq "io error statistic" "$1"
+# vm_mpvm_up [DEFAULTS]: Debian's multipathd (udevd and all) managing map mpvm over the paths of
+# vm_mpvm_paths, DEFAULTS in its `defaults`; its log is $MPD_LOG. Sets what vm_mpvm_paths sets,
+# and mp. Needs vm_private_system first, and the vm-debs of daemon-multipathd.sh.
+# vm_break_path/vm_heal_path pdev_b break and heal path b.
+vm_mpvm_up() {
+	MPD_LOG=$SCRATCH/multipathd.log
+	vm_mpvm_paths
 	vm_mpvm_conf "${1:-}"
 	vm_multipathd_start
 	mp=/dev/mapper/mpvm
-	log "mpvm over $na ($a, pdev_a) and $nb ($b, pdev_b)"
 }
 
 # vm_multipathd_start [ACTIVE]: starts multipathd (appending to $MPD_LOG) and waits until it

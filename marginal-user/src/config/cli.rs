@@ -1,22 +1,33 @@
-//! `marginal config show` and `marginal config check`: what the admin sees of the configuration.
+//! `marginal config show|check|import`: what the admin sees of the configuration.
 //!
 //! `show` prints, for each map, every value marginal uses with the file, line and section it
-//! came from, and whether checking is on (with the engine's parameters) or why not. Without live
-//! device-mapper maps to ask about, the maps are the `multipaths` entries, or a device described
-//! on the command line. `check` lists every diagnostic and exits 1 if there is an error.
+//! came from, and whether checking is on (with the engine's parameters) or why not, multipathd
+//! checking the map itself included. Without live device-mapper maps to ask about, the maps are
+//! the `multipaths` entries (marginal's and multipathd's), or a device described on the command
+//! line. `check` lists every diagnostic and every map multipathd checks itself (with the
+//! multipath.conf lines to delete) and exits 1 if there is either. `import` is
+//! [`super::import`].
 use std::{fmt::Write as _, process::ExitCode};
 
 use anyhow::{Context, bail};
 
-use super::{ConfigArgs, ConfigError, Key, MapIdentity, Resolved, model::Config};
+use super::{
+    ConfigArgs, ConfigError, Key, MapIdentity, Resolved,
+    import::{self, ImportArgs},
+    model::Config,
+};
 
 /// `marginal config` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
     /// Show the effective marginal_path_* settings of each map and where each came from.
     Show(ShowArgs),
-    /// Validate the configuration files; exit status 1 if they have errors.
+    /// Validate the configuration files; exit status 1 if they have errors or if multipathd
+    /// checks maps itself (with the multipath.conf lines to delete).
     Check(CheckArgs),
+    /// Write marginal.conf from the marginal_path_* settings of multipath.conf, and print the
+    /// lines to delete there.
+    Import(ImportArgs),
 }
 
 /// Options of `marginal config show`.
@@ -52,6 +63,7 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConfigCommand::Show(args) => show(&args),
         ConfigCommand::Check(args) => check(&args),
+        ConfigCommand::Import(args) => import::run(&args),
     }
 }
 
@@ -71,7 +83,12 @@ fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         || args.product.is_some()
         || args.revision.is_some();
     let maps = if let Some(name) = &args.map {
-        match config.find_map(name) {
+        let found = config.find_map(name).or_else(|| {
+            config
+                .multipathd()
+                .and_then(|m| m.file_config().find_map(name))
+        });
+        match found {
             Some(map) => vec![describe(map)],
             None => bail!("no map with alias or wwid \"{name}\" in the multipaths section"),
         }
@@ -81,7 +98,7 @@ fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
             ..Default::default()
         })]
     } else {
-        config.maps()
+        all_maps(&config)
     };
 
     let mut out = header(&config);
@@ -94,22 +111,98 @@ fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     }
     for map in &maps {
         write_resolved(&mut out, &config.resolve(map));
+        if let Some(note) = revision_note(&config, map) {
+            out.push_str(&note);
+        }
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Without a revision, the devices entries with a revision pattern that would otherwise match
+/// are not applied: say which, so the admin knows to give --revision.
+fn revision_note(config: &Config, map: &MapIdentity) -> Option<String> {
+    if map.revision.is_some() || (map.vendor.is_none() && map.product.is_none()) {
+        return None;
+    }
+    let skipped: Vec<_> = config
+        .devices()
+        .iter()
+        .filter(|d| d.revision.is_some())
+        .filter(|d| {
+            let any = MapIdentity {
+                revision: Some(String::new()),
+                ..map.clone()
+            };
+            // Matches on vendor and product alone (the revision test left out).
+            let mut entry = (*d).clone();
+            entry.revision = None;
+            entry.matches(&any)
+        })
+        .map(|d| format!("{}:{}", d.file.display(), d.line))
+        .collect();
+    (!skipped.is_empty()).then(|| {
+        format!(
+            "  note: no --revision given: devices entries with a revision pattern not applied ({})\n",
+            skipped.join(", ")
+        )
+    })
+}
+
+/// The maps marginal's and multipathd's `multipaths` entries name, marginal's first.
+fn all_maps(config: &Config) -> Vec<MapIdentity> {
+    let mut maps = config.maps();
+    if let Some(multipathd) = config.multipathd() {
+        for map in multipathd.file_config().maps() {
+            if !maps.iter().any(|m| m.wwid == map.wwid) {
+                maps.push(map);
+            }
+        }
+    }
+    maps
+}
+
+fn file_list(files: &[std::path::PathBuf]) -> String {
+    let files: Vec<_> = files.iter().map(|f| f.display().to_string()).collect();
+    files.join(", ")
+}
+
 fn header(config: &Config) -> String {
     let mut out = String::new();
-    if config.files().is_empty() {
-        out.push_str("Configuration: no files found (no settings from multipath.conf)\n");
-    } else {
-        let files: Vec<_> = config
-            .files()
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect();
-        let _ = writeln!(out, "Configuration: {}", files.join(", "));
+    match (config.files().is_empty(), config.missing_main_file()) {
+        (true, Some(missing)) => {
+            let _ = writeln!(
+                out,
+                "Configuration: no {}: checking is off for every map",
+                missing.display()
+            );
+        }
+        (true, None) => out.push_str("Configuration: no files found\n"),
+        (false, missing) => {
+            let _ = writeln!(out, "Configuration: {}", file_list(config.files()));
+            if let Some(missing) = missing {
+                let _ = writeln!(out, "  (no {}; only its conf.d)", missing.display());
+            }
+        }
+    }
+    if let Some(multipathd) = config.multipathd() {
+        let files = if multipathd.files().is_empty() {
+            "no files".to_string()
+        } else {
+            file_list(multipathd.files())
+        };
+        let running = if multipathd.has_running() {
+            "and its running configuration (`show config` through its socket)".to_string()
+        } else {
+            match &multipathd.running_unavailable {
+                Some(why) => format!("(running configuration not read: {why})"),
+                None => "(its socket not asked: a file was named)".to_string(),
+            }
+        };
+        let _ = writeln!(
+            out,
+            "multipathd's configuration, read to leave it the maps it checks itself: {files} {running}"
+        );
     }
     let overrides: Vec<_> = Key::MARGINAL
         .iter()
@@ -172,7 +265,7 @@ fn write_resolved(out: &mut String, resolved: &Resolved) {
             None => ("unset".to_string(), String::new()),
         };
         let mut line = format!("  {:<width$}  {value:<6} {origin}", key.keyword());
-        if Key::SAN_PATH.contains(&key)
+        if (Key::SAN_PATH.contains(&key) || Key::DELAY_CHECKS.contains(&key))
             && resolved.get(key).is_some()
             && resolved.san_path_displaced()
         {
@@ -232,7 +325,12 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     for warning in config.warnings() {
         println!("{warning}");
     }
-    let mut maps = config.maps();
+    if let Some(multipathd) = config.multipathd() {
+        for warning in multipathd.file_config().warnings() {
+            println!("multipathd's configuration: {warning}");
+        }
+    }
+    let mut maps = all_maps(&config);
     if maps.is_empty() {
         maps.push(MapIdentity::default());
     }
@@ -243,6 +341,42 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         for warning in &resolved.warnings {
             println!("map {}: warning: {warning}", map.name());
         }
+    }
+    // A map no multipaths entry names gets defaults/overrides (and devices entries): ask
+    // about it too.
+    let mut asked = maps.clone();
+    if !asked.contains(&MapIdentity::default()) {
+        asked.push(MapIdentity::default());
+    }
+    let conflicts = config
+        .multipathd()
+        .map(|m| m.conflicts_for_check(&asked))
+        .unwrap_or_default();
+    for (what, reason) in &conflicts {
+        let running = if reason.running_only {
+            " (in its running configuration only: its files no longer say so)"
+        } else {
+            ""
+        };
+        println!(
+            "conflict: {what}: multipathd checks it itself ({}){running}, so marginal acts on nothing there.\n  \
+             For marginal to check it, delete from multipathd's configuration, then run `multipathd reconfigure`:",
+            reason.kind.describe()
+        );
+        for line in &reason.lines {
+            println!("  {}: {} {}", line.origin, line.keyword, line.value);
+        }
+    }
+    if !conflicts.is_empty() {
+        println!(
+            "{} conflict{} with multipathd's own checking (`marginal config import` moves marginal_path_* settings over)",
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if let (true, Some(missing)) = (config.files().is_empty(), config.missing_main_file()) {
+        println!("no {}: checking is off for every map", missing.display());
     }
     println!(
         "OK: {} file{} read, {} devices entries, {} multipaths entries; checking on for {on} of {} map{} described",

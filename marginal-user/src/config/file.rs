@@ -1,11 +1,15 @@
-//! Reading the files: the main multipath.conf, then the `*.conf` files of the configuration
-//! directory in name order, as multipathd does.
+//! Reading the files: a main file, then the `*.conf` files of its configuration directory in
+//! name order, as multipathd reads multipath.conf. Used for marginal's own file
+//! (`/etc/marginal/marginal.conf` and `/etc/marginal/conf.d`) and for multipathd's
+//! (`/etc/multipath.conf` and `/etc/multipath/conf.d`), which marginal reads only to learn which
+//! maps multipathd checks itself.
 //!
 //! The directory is, first found: the one the caller forces (`--config-dir`), the main file's
 //! `config_dir` keyword (honoured as multipath-tools 0.8 did: main file only, absolute path,
-//! `""` for none), `/etc/multipath/conf.d`. A missing directory means no extra files unless the
-//! caller forced it; a missing main file is an error only when it was asked for by name, since a
-//! host without /etc/multipath.conf simply has no settings (multipathd still reads conf.d then).
+//! `""` for none), the default directory. A missing directory means no extra files unless the
+//! caller forced it; a missing main file is an error only when it was asked for by name (a host
+//! without the file simply has no settings from it; the directory is still read, as multipathd
+//! does).
 use std::{
     fs, io,
     os::unix::ffi::OsStrExt,
@@ -17,10 +21,14 @@ use super::{
     model::{Builder, Config, ConfigDirKeyword},
 };
 
+/// marginal's own configuration file, which multipathd never reads.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/marginal/marginal.conf";
+/// Where marginal reads extra `*.conf` files.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/marginal/conf.d";
 /// Where multipathd reads its configuration.
-pub const DEFAULT_CONFIG_FILE: &str = "/etc/multipath.conf";
+pub const MULTIPATH_CONFIG_FILE: &str = "/etc/multipath.conf";
 /// Where multipathd reads extra `*.conf` files.
-pub const DEFAULT_CONFIG_DIR: &str = "/etc/multipath/conf.d";
+pub const MULTIPATH_CONFIG_DIR: &str = "/etc/multipath/conf.d";
 
 /// Which files to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,14 +39,30 @@ pub struct LoadOptions {
     pub required: bool,
     /// A configuration directory that replaces `config_dir` and the default; it must exist.
     pub config_dir: Option<PathBuf>,
+    /// The directory read when neither `config_dir` nor the caller names one.
+    pub default_dir: PathBuf,
 }
 
 impl Default for LoadOptions {
+    /// marginal's own files.
     fn default() -> Self {
         Self {
             file: PathBuf::from(DEFAULT_CONFIG_FILE),
             required: false,
             config_dir: None,
+            default_dir: PathBuf::from(DEFAULT_CONFIG_DIR),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// multipathd's files.
+    pub fn multipathd() -> Self {
+        Self {
+            file: PathBuf::from(MULTIPATH_CONFIG_FILE),
+            required: false,
+            config_dir: None,
+            default_dir: PathBuf::from(MULTIPATH_CONFIG_DIR),
         }
     }
 }
@@ -49,7 +73,7 @@ impl Config {
         Self::load_with(&LoadOptions {
             file: path.to_path_buf(),
             required: true,
-            config_dir: None,
+            ..LoadOptions::default()
         })
     }
 
@@ -63,6 +87,7 @@ impl Config {
                     "{} does not exist: no settings from it",
                     options.file.display()
                 );
+                builder.missing_main(&options.file);
             }
             Err(error) => {
                 return Err(ConfigError::Io {
@@ -76,7 +101,7 @@ impl Config {
             (Some(dir), _) => Some(dir.clone()),
             (None, Some(ConfigDirKeyword::Disabled)) => None,
             (None, Some(ConfigDirKeyword::Dir(dir))) => Some(dir.clone()),
-            (None, None) => Some(PathBuf::from(DEFAULT_CONFIG_DIR)),
+            (None, None) => Some(options.default_dir.clone()),
         };
         if let Some(dir) = dir {
             for path in conf_files(&dir, options.config_dir.is_some())? {

@@ -18,12 +18,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use regex::Regex;
-
 use super::{
     Overrides,
+    devices::{DeviceEntry, Pattern, factorize},
     diag::{ConfigError, Diagnostic},
-    resolve::MapIdentity,
+    multipathd::MultipathdConfig,
     syntax::{self, Item, Keyword, Section},
     values::{Key, Pathgroups, Setting},
 };
@@ -50,46 +49,14 @@ impl Block {
     fn set(&mut self, key: Key, value: Assigned<Setting>) {
         self.values[key.index()] = Some(value);
     }
-}
 
-/// A vendor, product or revision regular expression of a `devices` entry.
-#[derive(Clone, Debug)]
-pub struct Pattern {
-    /// As written in the file.
-    pub text: String,
-    regex: Regex,
-}
-
-impl Pattern {
-    /// multipathd matches with `regexec`: anywhere in the string, unless the pattern anchors.
-    pub fn is_match(&self, s: &str) -> bool {
-        self.regex.is_match(s)
-    }
-}
-
-/// One `device` subsection of `devices`.
-#[derive(Clone, Debug)]
-pub struct DeviceEntry {
-    pub vendor: Pattern,
-    pub product: Pattern,
-    pub revision: Option<Pattern>,
-    pub file: PathBuf,
-    pub line: u32,
-    pub(crate) settings: Block,
-}
-
-impl DeviceEntry {
-    /// multipathd's `hwe_regmatch`: a pattern is only tested against an attribute the map
-    /// has, and a map with none of vendor, product and revision matches no entry.
-    pub fn matches(&self, map: &MapIdentity) -> bool {
-        let test = |pattern: Option<&Pattern>, value: &Option<String>| match (pattern, value) {
-            (Some(p), Some(v)) => p.is_match(v),
-            _ => true,
-        };
-        (map.vendor.is_some() || map.product.is_some() || map.revision.is_some())
-            && test(Some(&self.vendor), &map.vendor)
-            && test(Some(&self.product), &map.product)
-            && test(self.revision.as_ref(), &map.revision)
+    /// Takes from `earlier` each value this block does not set (multipathd's `merge_num`).
+    pub(crate) fn merge_from(&mut self, earlier: Block) {
+        for (mine, theirs) in self.values.iter_mut().zip(earlier.values) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
     }
 }
 
@@ -116,9 +83,36 @@ pub struct Config {
     pub(crate) marginal_pathgroups: Option<Assigned<Pathgroups>>,
     pub(crate) command_line: Overrides,
     pub(crate) warnings: Vec<Diagnostic>,
+    /// The main file, when it did not exist.
+    pub(crate) missing_main: Option<PathBuf>,
+    /// multipathd's configuration, to leave the maps it checks itself to it.
+    pub(crate) multipathd: Option<std::sync::Arc<MultipathdConfig>>,
 }
 
 impl Config {
+    /// The main file, if it was not there (no settings from it).
+    pub fn missing_main_file(&self) -> Option<&Path> {
+        self.missing_main.as_deref()
+    }
+
+    /// multipathd's configuration, when it was read alongside.
+    pub fn multipathd(&self) -> Option<&MultipathdConfig> {
+        self.multipathd.as_deref()
+    }
+
+    /// The same configuration, leaving to multipathd the maps `multipathd` says it checks.
+    pub fn with_multipathd(mut self, multipathd: MultipathdConfig) -> Config {
+        self.multipathd = Some(std::sync::Arc::new(multipathd));
+        self
+    }
+
+    /// The same configuration without multipathd's: for `--watch` devices, which are no
+    /// multipathd map's paths.
+    pub fn without_multipathd(mut self) -> Config {
+        self.multipathd = None;
+        self
+    }
+
     /// The files read, in order (main file first, then conf.d by name).
     pub fn files(&self) -> &[PathBuf] {
         &self.files
@@ -226,6 +220,10 @@ impl Builder {
         self.config_dir.as_ref()
     }
 
+    pub fn missing_main(&mut self, file: &Path) {
+        self.config.missing_main = Some(file.to_path_buf());
+    }
+
     pub fn push(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }
@@ -238,6 +236,8 @@ impl Builder {
             let file = files.iter().position(|f| *f == d.file);
             (file.unwrap_or(usize::MAX), d.line)
         };
+        let devices = std::mem::take(&mut self.config.devices);
+        self.config.devices = factorize(devices, &mut self.diagnostics);
         self.diagnostics.sort_by_key(order);
         if self.diagnostics.iter().any(Diagnostic::is_error) {
             return Err(ConfigError::Invalid {
@@ -341,20 +341,14 @@ impl Builder {
                     "revision" => &mut revision,
                     _ => return false,
                 };
-                match Regex::new(value) {
-                    Ok(regex) => {
-                        *slot = Some(Pattern {
-                            text: value.to_string(),
-                            regex,
-                        })
-                    }
+                match Pattern::new(value) {
+                    Ok(pattern) => *slot = Some(pattern),
                     Err(e) => this.push(Diagnostic::error(
                         file,
                         k.line,
                         format!(
-                            "{} \"{value}\" is not a valid regular expression: {}",
-                            k.name,
-                            regex_error(&e)
+                            "{} \"{value}\" is not a valid POSIX extended regular expression: {e}",
+                            k.name
                         ),
                     )),
                 }
@@ -544,14 +538,4 @@ fn last_line(section: &Section) -> u32 {
         })
         .max()
         .unwrap_or(section.line)
-}
-
-/// The gist of a regex error: the crate's message spans several lines (pattern, caret, error).
-fn regex_error(error: &regex::Error) -> String {
-    let text = error.to_string();
-    text.lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map(str::to_string)
-        .unwrap_or_else(|| text.lines().last().unwrap_or_default().trim().to_string())
 }

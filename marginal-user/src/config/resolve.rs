@@ -19,7 +19,9 @@
 use std::{fmt, path::PathBuf, time::Duration};
 
 use super::{
+    devices::DeviceEntry,
     model::{Assigned, Config},
+    multipathd::ConflictReason,
     values::{Key, Pathgroups, Setting},
 };
 use crate::engine::Params;
@@ -139,6 +141,10 @@ pub enum OffReason {
 /// Why checking is off for a map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WhyOff {
+    /// multipathd checks the map itself: marginal leaves it alone, whatever its own settings.
+    Multipathd(ConflictReason),
+    /// marginal's configuration file does not exist (and nothing else set the parameters).
+    NoConfiguration(PathBuf),
     /// `marginal_pathgroups fpin`: multipathd handles marginal paths from FPIN notifications.
     Fpin(Origin),
     /// These parameters are not usable (in [`Key::MARGINAL`] order).
@@ -148,6 +154,12 @@ pub enum WhyOff {
 impl fmt::Display for WhyOff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            WhyOff::Multipathd(reason) => {
+                write!(f, "left to multipathd: {reason}")
+            }
+            WhyOff::NoConfiguration(file) => {
+                write!(f, "no {}: checking is off for every map", file.display())
+            }
             WhyOff::Fpin(origin) => write!(
                 f,
                 "marginal_pathgroups is \"fpin\" (at {origin}): multipathd handles marginal paths from FPIN notifications"
@@ -206,6 +218,29 @@ impl Resolved {
 impl Config {
     /// The effective settings of `map`.
     pub fn resolve(&self, map: &MapIdentity) -> Resolved {
+        let devices: Vec<_> = self
+            .devices
+            .iter()
+            .rev()
+            .filter(|d| d.matches(map))
+            .collect();
+        self.resolve_with(map, devices)
+    }
+
+    /// The settings of a map that the `devices` entry at `index` matches, and no other
+    /// entry: what that entry means, for `config check`, which has no real map to ask about.
+    pub fn resolve_device_entry(&self, index: usize) -> Option<Resolved> {
+        let entry = self.devices.get(index)?;
+        let map = MapIdentity {
+            vendor: Some(entry.vendor.text.clone()),
+            product: Some(entry.product.text.clone()),
+            revision: entry.revision.as_ref().map(|r| r.text.clone()),
+            ..Default::default()
+        };
+        Some(self.resolve_with(&map, vec![entry]))
+    }
+
+    fn resolve_with(&self, map: &MapIdentity, devices: Vec<&DeviceEntry>) -> Resolved {
         let entries: Vec<_> = if map.wwid.is_empty() {
             Vec::new()
         } else {
@@ -215,12 +250,6 @@ impl Config {
                 .filter(|m| m.wwid == map.wwid)
                 .collect()
         };
-        let devices: Vec<_> = self
-            .devices
-            .iter()
-            .rev()
-            .filter(|d| d.matches(map))
-            .collect();
         let in_section = |assigned: &Assigned<Setting>, section: SectionRef| Sourced {
             value: assigned.value,
             origin: Origin::File {
@@ -308,7 +337,14 @@ impl Config {
             .collect();
 
         let mut warnings = Vec::new();
-        let checking = checking(&values, marginal_pathgroups.as_ref(), &mut warnings);
+        let mut checking = checking(&values, marginal_pathgroups.as_ref(), &mut warnings);
+        if let Some(reason) = self.multipathd_checks(map) {
+            checking = Err(WhyOff::Multipathd(reason));
+        } else if let (Err(WhyOff::Params(_)), true, Some(missing)) =
+            (&checking, self.files.is_empty(), self.missing_main.as_ref())
+        {
+            checking = Err(WhyOff::NoConfiguration(missing.clone()));
+        }
         Resolved {
             map: map.clone(),
             values,
@@ -318,6 +354,13 @@ impl Config {
             warnings,
             checking,
         }
+    }
+
+    /// Whether multipathd checks `map` itself (by multipathd's configuration read alongside,
+    /// if any), with the multipath.conf lines responsible. marginal acts on nothing in such a
+    /// map.
+    pub fn multipathd_checks(&self, map: &MapIdentity) -> Option<ConflictReason> {
+        self.multipathd.as_ref()?.checks(map)
     }
 
     /// The maps the configuration names: one per wwid of the `multipaths` entries, with the

@@ -15,9 +15,19 @@
 //! `name {` opens a section whose braces are balanced like the others, so an unknown section is
 //! skipped whole, as the spec asks.
 //!
-//! Broken structure, which would change what belongs to which section, is always an error here:
-//! a `}` with no open section, a section never closed, a section name without its `{`, a brace
-//! anywhere but where it opens or closes a section.
+//! What multipathd accepts with a complaint (libmpathutil/parser.c), marginal accepts with the
+//! same complaint as a warning: a section name without its `{` still opens the section
+//! ("missing '{'"), and a line starting with `{` is skipped ("invalid keyword '{'"), so the
+//! common
+//!
+//! ```text
+//! defaults
+//! {
+//! ```
+//!
+//! means to both what `defaults {` means. Broken structure that would change what belongs to
+//! which section is an error here: a `}` with no open section, a section never closed, a brace
+//! inside a keyword line.
 use std::path::Path;
 
 use super::{
@@ -68,9 +78,6 @@ pub(crate) enum Item {
 pub(crate) fn parse(file: &Path, text: &[u8], diagnostics: &mut Vec<Diagnostic>) -> Vec<Item> {
     let mut top = Vec::new();
     let mut open: Vec<Section> = Vec::new();
-    // Set after a section name that lacked its `{` (already reported), so that a `{` alone on
-    // the next line, which multipathd accepts, does not add a second error.
-    let mut brace_may_follow = false;
 
     for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
         let line = u32::try_from(index + 1).unwrap_or(u32::MAX);
@@ -78,7 +85,6 @@ pub(crate) fn parse(file: &Path, text: &[u8], diagnostics: &mut Vec<Diagnostic>)
         let Some(first) = tokens.first() else {
             continue;
         };
-        let pending_brace = std::mem::take(&mut brace_may_follow);
         match first {
             Token::Close => {
                 if tokens.len() > 1 {
@@ -99,13 +105,12 @@ pub(crate) fn parse(file: &Path, text: &[u8], diagnostics: &mut Vec<Diagnostic>)
                 }
             }
             Token::Open => {
-                if !(pending_brace && tokens.len() == 1) {
-                    diagnostics.push(Diagnostic::error(
-                        file,
-                        line,
-                        "'{' must follow a section name on the same line",
-                    ));
-                }
+                // multipathd's validate_config_strvec skips the line with this complaint.
+                diagnostics.push(Diagnostic::warning(
+                    file,
+                    line,
+                    "invalid keyword '{' (multipathd skips this line too)",
+                ));
             }
             Token::Quote => {
                 diagnostics.push(Diagnostic::error(
@@ -138,18 +143,27 @@ pub(crate) fn parse(file: &Path, text: &[u8], diagnostics: &mut Vec<Diagnostic>)
                         push(&mut open, &mut top, Item::Section(section));
                     }
                 } else if SECTION_NAMES.contains(&name.as_str()) {
-                    diagnostics.push(Diagnostic::error(
+                    let message = match tokens.get(1) {
+                        None => "missing '{'".to_string(),
+                        Some(other) => {
+                            format!(
+                                "expecting '{{'. found '{}'",
+                                render(std::slice::from_ref(other))
+                            )
+                        }
+                    };
+                    diagnostics.push(Diagnostic::warning(
                         file,
                         line,
-                        format!("section '{name}' must be followed by '{{' on the same line"),
+                        format!(
+                            "{message}: section '{name}' opens here all the same, as in multipathd"
+                        ),
                     ));
-                    // Open it anyway, as multipathd does, so its closing brace still matches.
                     open.push(Section {
                         name: name.clone(),
                         line,
                         items: Vec::new(),
                     });
-                    brace_may_follow = tokens.len() == 1;
                 } else {
                     let keyword = keyword_line(file, line, name, &tokens[1..], diagnostics);
                     push(&mut open, &mut top, Item::Keyword(keyword));
@@ -371,23 +385,38 @@ mod tests {
     }
 
     #[test]
-    fn section_name_without_brace() {
-        let (_, diags) = parse_text("defaults\n{\n  verbosity 2\n}\n");
+    fn section_name_without_brace_is_accepted_with_multipathds_warnings() {
+        let (items, diags) = parse_text("defaults\n{\n  verbosity 2\n}\n");
+        assert!(errors(&diags).is_empty(), "{diags:?}");
+        let warnings: Vec<_> = diags.iter().map(|d| (d.line, d.message.clone())).collect();
         assert_eq!(
-            errors(&diags),
-            vec![(
-                1,
-                "section 'defaults' must be followed by '{' on the same line".to_string()
-            )]
+            warnings,
+            vec![
+                (
+                    1,
+                    "missing '{': section 'defaults' opens here all the same, as in multipathd"
+                        .to_string()
+                ),
+                (
+                    2,
+                    "invalid keyword '{' (multipathd skips this line too)".to_string()
+                )
+            ]
         );
+        let defaults = sec(&items[0]);
+        assert_eq!(defaults.name, "defaults");
+        assert_eq!(kw(&defaults.items[0]).value.as_deref(), Some("2"));
+
         let (_, diags) = parse_text("defaults {\n}\n{\n");
+        assert!(errors(&diags).is_empty());
+        assert_eq!(diags[0].line, 3);
+        let (items, diags) = parse_text("devices x\n device {\n vendor V\n }\n}\n");
+        assert!(errors(&diags).is_empty());
         assert_eq!(
-            errors(&diags),
-            vec![(
-                3,
-                "'{' must follow a section name on the same line".to_string()
-            )]
+            diags[0].message.split(':').next(),
+            Some("expecting '{'. found 'x'")
         );
+        assert_eq!(sec(&sec(&items[0]).items[0]).name, "device");
     }
 
     #[test]

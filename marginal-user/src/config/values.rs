@@ -90,11 +90,13 @@ pub enum Key {
     SanPathErrThreshold,
     SanPathErrForgetRate,
     SanPathErrRecoveryTime,
+    DelayWatchChecks,
+    DelayWaitChecks,
 }
 
 impl Key {
     /// Every key, in display order.
-    pub const ALL: [Key; 7] = [
+    pub const ALL: [Key; 9] = [
         Key::DoubleFailedTime,
         Key::ErrSampleTime,
         Key::ErrRateThreshold,
@@ -102,6 +104,8 @@ impl Key {
         Key::SanPathErrThreshold,
         Key::SanPathErrForgetRate,
         Key::SanPathErrRecoveryTime,
+        Key::DelayWatchChecks,
+        Key::DelayWaitChecks,
     ];
 
     /// The four that turn marginal path checking on.
@@ -120,6 +124,10 @@ impl Key {
         Key::SanPathErrRecoveryTime,
     ];
 
+    /// The deprecated keywords multipathd turns into san_path_err_* settings when no
+    /// san_path_err_* keyword is set (propsel.c `select_delay_checks`).
+    pub const DELAY_CHECKS: [Key; 2] = [Key::DelayWatchChecks, Key::DelayWaitChecks];
+
     /// The multipath.conf keyword.
     pub fn keyword(self) -> &'static str {
         match self {
@@ -130,6 +138,8 @@ impl Key {
             Key::SanPathErrThreshold => "san_path_err_threshold",
             Key::SanPathErrForgetRate => "san_path_err_forget_rate",
             Key::SanPathErrRecoveryTime => "san_path_err_recovery_time",
+            Key::DelayWatchChecks => "delay_watch_checks",
+            Key::DelayWaitChecks => "delay_wait_checks",
         }
     }
 
@@ -142,7 +152,7 @@ impl Key {
         match self {
             Key::ErrRateThreshold => "permille",
             Key::SanPathErrThreshold => "errors",
-            Key::SanPathErrForgetRate => "checks",
+            Key::SanPathErrForgetRate | Key::DelayWatchChecks | Key::DelayWaitChecks => "checks",
             _ => "s",
         }
     }

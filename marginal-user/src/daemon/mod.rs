@@ -1,8 +1,9 @@
 //! `marginal run`: the daemon.
 //!
-//! Start-up loads the eBPF programs, reads the configuration, picks an actuator, finds the
-//! paths to watch (device-mapper's multipath maps, or `--watch` devices as one group), takes up
-//! any path the state file says marginal failed, then loops:
+//! Start-up loads the eBPF programs, reads marginal.conf (and multipathd's configuration, to
+//! leave it the maps it checks itself), picks an actuator, finds the paths to watch
+//! (device-mapper's multipath maps, or `--watch` devices as one group), takes up any path the state
+//! file says marginal failed, then loops:
 //!
 //! ```text
 //!   kernel ring buffer ──> Daemon::on_kernel_events ─┐
@@ -48,7 +49,7 @@ use crate::{
     actuator::{
         Actuator, Actuators, DmMessage, Fixed, FollowMultipathd, MultipathdSocket, Observe,
     },
-    config::ConfigArgs,
+    config::{Config, ConfigArgs},
     dm::{DmDiscovery, MapSource},
     kernel::{EventStream, KernelProbes, stats::RunStatsGuard},
     sampler::{Sampler, SamplerOptions},
@@ -121,9 +122,7 @@ fn limit_allocator_retention() {
 
 async fn run_async(args: RunArgs) -> Result<ExitCode> {
     let started = Instant::now();
-    let config = args
-        .config
-        .load()
+    let config = load_config(&args.config, !args.watch.is_empty())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("refusing to start on a broken configuration")?;
     config.log_warnings();
@@ -223,6 +222,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             );
         }
     }
+    log_left_to_multipathd(&daemon);
 
     let uevents = match &dm {
         Some(_) => Some(UeventListener::open().context("listening to uevents")?),
@@ -308,7 +308,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 Ok(_) => {}
                 Err(e) => log::warn!("uevent listener: {e:#}"),
             },
-            _ = sighup.recv() => reload(&mut daemon, &args.config),
+            _ = sighup.recv() => reload(&mut daemon, &args.config, !args.watch.is_empty()),
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = sleep_until_option(deadline) => { log::info!("--duration reached"); break; }
@@ -322,9 +322,55 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGHUP: read multipath.conf again. A broken file leaves the running settings as they were.
-fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
-    match config.load() {
+/// marginal's configuration, with multipathd's unless the paths are `--watch` devices (no
+/// multipathd map has them).
+fn load_config(config: &ConfigArgs, watch: bool) -> Result<Config, crate::config::ConfigError> {
+    let loaded = config.load()?;
+    Ok(if watch {
+        loaded.without_multipathd()
+    } else {
+        loaded
+    })
+}
+
+/// Says which maps marginal leaves to multipathd (start-up and reload): it acts on nothing
+/// there, and the admin should know why.
+fn log_left_to_multipathd(daemon: &Daemon) {
+    if let Some(multipathd) = daemon.config.multipathd() {
+        let files: Vec<_> = multipathd
+            .files()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let running = if multipathd.has_running() {
+            " and its running configuration"
+        } else {
+            ""
+        };
+        log::info!(
+            "multipathd's configuration read to leave it the maps it checks itself: [{}]{running}",
+            files.join(", ")
+        );
+    }
+    if let Some(missing) = daemon.config.missing_main_file()
+        && daemon.config.files().is_empty()
+    {
+        log::warn!("no {}: checking is off for every map", missing.display());
+    }
+    for map in &daemon.topology.maps {
+        if let Some(reason) = daemon.config.multipathd_checks(&map.identity) {
+            log::warn!(
+                "map {}: acting on nothing, left to multipathd: {reason}",
+                map.name
+            );
+        }
+    }
+}
+
+/// SIGHUP: read marginal's and multipathd's configuration again. A broken file leaves the
+/// running settings as they were.
+fn reload(daemon: &mut Daemon, config: &ConfigArgs, watch: bool) {
+    match load_config(config, watch) {
         Ok(new) => {
             new.log_warnings();
             daemon.config = new;
@@ -332,6 +378,7 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs) {
                 Ok(()) => log::info!("SIGHUP: configuration reloaded"),
                 Err(e) => log::error!("SIGHUP: applying the reloaded configuration: {e:#}"),
             }
+            log_left_to_multipathd(daemon);
         }
         Err(e) => log::error!("SIGHUP: keeping the running configuration: {e}"),
     }

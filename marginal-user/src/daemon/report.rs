@@ -3,6 +3,7 @@ use std::collections::HashMap;
 
 use super::core::{Daemon, monotonic_now};
 use crate::{
+    config::WhyOff,
     engine::{MapSnapshot, Verdict},
     status::{MapStatus, PathStatus, ProgramStatus, SignalStatus, Snapshot},
 };
@@ -50,6 +51,10 @@ impl Daemon {
                     checking_detail: match &resolved.checking {
                         Ok(_) => "on".into(),
                         Err(why) => format!("off: {why}"),
+                    },
+                    left_to_multipathd: match &resolved.checking {
+                        Err(WhyOff::Multipathd(reason)) => reason.kind.label().into(),
+                        _ => String::new(),
                     },
                     double_failed_time_seconds: params
                         .map_or(0, |p| p.double_failed_time.as_secs()),

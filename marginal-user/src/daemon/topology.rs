@@ -111,18 +111,18 @@ impl Topology {
 
 impl WatchedMap {
     fn from_dm(map: &MultipathMap) -> Self {
-        let (vendor, product) = map
-            .vendor_product()
-            .map(|(v, p)| (Some(v.to_string()), Some(p.to_string())))
-            .unwrap_or_default();
+        // multipathd matches devices entries against the path's real vendor, product and
+        // revision; a path without a revision in sysfs has an empty one there (never
+        // "unknown"), so a revision-specific entry is tested against "".
+        let identity = map.identity_path();
         Self {
             name: map.name.clone(),
             identity: MapIdentity {
                 wwid: map.wwid.clone().unwrap_or_default(),
                 alias: Some(map.name.clone()),
-                vendor,
-                product,
-                revision: None,
+                vendor: identity.and_then(|p| p.vendor.clone()),
+                product: identity.and_then(|p| p.product.clone()),
+                revision: identity.map(|p| p.revision.clone().unwrap_or_default()),
             },
             paths: map
                 .paths()

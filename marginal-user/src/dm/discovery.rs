@@ -201,6 +201,7 @@ pub fn assemble_map(raw: &RawMap, sysfs: &Sysfs) -> Result<MultipathMap> {
                     fail_count: sp.fail_count,
                     vendor: info.vendor,
                     product: info.product,
+                    revision: info.revision,
                     wwid: info.wwid,
                 }
             })
@@ -334,6 +335,8 @@ mod tests {
         let sdd = map.path_by_name("sdd").unwrap();
         assert_eq!((sdd.dev, sdd.active, sdd.fail_count), ((8, 48), false, 2));
         assert_eq!(map.vendor_product(), Some(("LIO-ORG", "disk0")));
+        let identity = map.identity_path().unwrap();
+        assert_eq!(identity.revision.as_deref(), Some("9800"));
         let active: Vec<_> = map.active_paths().map(|p| p.name.as_str()).collect();
         assert_eq!(active, ["sdb"]);
         assert!(map.is_last_active((8, 16)));

@@ -119,6 +119,7 @@ pub struct MapPath {
     pub fail_count: u32,
     pub vendor: Option<String>,
     pub product: Option<String>,
+    pub revision: Option<String>,
     pub wwid: Option<String>,
 }
 
@@ -164,6 +165,14 @@ impl MultipathMap {
         self.paths()
             .find_map(|p| Some((p.vendor.as_deref()?, p.product.as_deref()?)))
     }
+
+    /// The path whose vendor, product and revision stand for the map, as multipathd takes a
+    /// map's hardware entry from its first path that has one: the first with vendor and
+    /// product.
+    pub fn identity_path(&self) -> Option<&MapPath> {
+        self.paths()
+            .find(|p| p.vendor.is_some() && p.product.is_some())
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +187,7 @@ mod tests {
             fail_count: 0,
             vendor: None,
             product: None,
+            revision: None,
             wwid: None,
         }
     }

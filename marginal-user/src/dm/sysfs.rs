@@ -1,4 +1,4 @@
-//! What sysfs says about a path device: its kernel name, vendor, product and WWID.
+//! What sysfs says about a path device: its kernel name, vendor, product, revision and WWID.
 //!
 //! Device-mapper names paths only by `MAJ:MIN`; the engine, multipathd and the multipath.conf
 //! `devices` section want `sdb`, the SCSI vendor and product, and the WWID. The sysfs root is a
@@ -15,6 +15,9 @@ pub struct PathInfo {
     pub vendor: Option<String>,
     /// SCSI product (`device/model`), trimmed.
     pub product: Option<String>,
+    /// SCSI revision (`device/rev`), trimmed: what multipathd matches `revision` patterns
+    /// against.
+    pub revision: Option<String>,
     /// The WWID in multipath's form (`3600140...`), from `device/wwid` or `device/vpd_pg83`.
     pub wwid: Option<String>,
 }
@@ -48,7 +51,7 @@ impl Sysfs {
         Some(target.file_name()?.to_str()?.to_string())
     }
 
-    /// Vendor, product and WWID of path device `name` (`sdb`). Missing attributes are None:
+    /// Vendor, product, revision and WWID of path device `name` (`sdb`). Missing attributes are None:
     /// a path without them is still a path.
     pub fn path_info(&self, name: &str) -> PathInfo {
         let device = self.root.join("block").join(name).join("device");
@@ -62,6 +65,7 @@ impl Sysfs {
         PathInfo {
             vendor: read_trimmed(&device.join("vendor")),
             product: read_trimmed(&device.join("model")),
+            revision: read_trimmed(&device.join("rev")),
             wwid,
         }
     }
@@ -193,6 +197,7 @@ pub(crate) mod tests {
             // sysfs pads vendor/model with spaces and ends attributes with a newline.
             std::fs::write(device.join("vendor"), format!("{vendor:<8}\n")).unwrap();
             std::fs::write(device.join("model"), format!("{model:<16}\n")).unwrap();
+            std::fs::write(device.join("rev"), "9800\n").unwrap();
             if !wwid.is_empty() {
                 std::fs::write(device.join("wwid"), format!("{wwid}\n")).unwrap();
             }
@@ -229,6 +234,7 @@ pub(crate) mod tests {
         let info = sysfs.path_info("sdb");
         assert_eq!(info.vendor.as_deref(), Some("LIO-ORG"));
         assert_eq!(info.product.as_deref(), Some("disk0"));
+        assert_eq!(info.revision.as_deref(), Some("9800"));
         assert_eq!(
             info.wwid.as_deref(),
             Some("36001405a1b2c3d4e5f60718293a4b5c6")

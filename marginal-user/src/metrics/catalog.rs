@@ -34,6 +34,8 @@ pub enum Labels {
     Map,
     /// `map`, `state`: one of [`crate::status::PATH_STATES`].
     MapState,
+    /// `map`, `reason`: one of [`LEFT_TO_MULTIPATHD_REASONS`].
+    MapReason,
     /// `map`, `path` (kernel name), `device` (major:minor).
     Path,
     /// Path labels plus `state`: the path's state, one of [`crate::status::PATH_STATES`].
@@ -57,6 +59,7 @@ impl Labels {
             Labels::Build => &["version"],
             Labels::Map => &["map"],
             Labels::MapState => &["map", "state"],
+            Labels::MapReason => &["map", "reason"],
             Labels::Path => &["map", "path", "device"],
             Labels::PathState => &["map", "path", "device", "state"],
             Labels::PathVerdict => &["map", "path", "device", "verdict"],
@@ -65,6 +68,15 @@ impl Labels {
         }
     }
 }
+
+/// Why multipathd checks a map itself, as `marginal_map_left_to_multipathd` names it; "none"
+/// when it does not.
+pub const LEFT_TO_MULTIPATHD_REASONS: &[&str] = &[
+    "none",
+    "marginal_path",
+    "san_path_err",
+    "marginal_pathgroups_fpin",
+];
 
 /// Verdicts of a path's last finished sampling run, as `marginal_path_last_verdict` names them.
 pub const VERDICTS: &[&str] = &["none", "healthy", "marginal"];
@@ -213,6 +225,15 @@ pub const MAP_ERR_RECHECK_GAP_TIME: MetricDef = def(
     SECONDS,
     Labels::Map,
     "Effective marginal_path_err_recheck_gap_time of the map (0 if unset).",
+);
+pub const MAP_LEFT_TO_MULTIPATHD: MetricDef = def(
+    "marginal_map_left_to_multipathd",
+    Kind::Gauge,
+    None,
+    Labels::MapReason,
+    "1 if multipathd checks the map itself (reason: marginal_path, san_path_err or \
+     marginal_pathgroups_fpin in its configuration) and marginal acts on nothing there; \
+     0 with reason \"none\" otherwise.",
 );
 
 pub const MAP_PATHS_IN_STATE: MetricDef = def(
@@ -406,6 +427,7 @@ pub const METRICS: &[MetricDef] = &[
     MAP_ERR_SAMPLE_TIME,
     MAP_ERR_RATE_THRESHOLD,
     MAP_ERR_RECHECK_GAP_TIME,
+    MAP_LEFT_TO_MULTIPATHD,
     MAP_PATHS_IN_STATE,
     PATH_STATE,
     PATH_ACTIVE,

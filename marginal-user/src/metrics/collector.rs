@@ -364,6 +364,15 @@ impl Collector for SnapshotCollector {
         for (def, read) in MAP_FAMILIES {
             map_family(e, s, *def, *read)?;
         }
+        let left = s.maps.iter().map(|m| {
+            let reason = m.left_to_multipathd.as_str();
+            let labels = [
+                ("map", m.name.as_str()),
+                ("reason", if reason.is_empty() { "none" } else { reason }),
+            ];
+            (labels, Value::flag(!reason.is_empty()))
+        });
+        family(e, c::MAP_LEFT_TO_MULTIPATHD, left)?;
         family(e, c::MAP_PATHS_IN_STATE, paths_in_state(s))?;
         for (def, read) in PATH_FAMILIES {
             path_family(e, s, *def, read)?;

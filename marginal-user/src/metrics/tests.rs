@@ -1,6 +1,7 @@
 //! Spot checks of the encoding; tests/tests/metrics_exposition.rs parses the whole output.
 use super::*;
 use crate::status::{MapStatus, PathStatus, ProgramStatus, SignalStatus};
+use catalog::LEFT_TO_MULTIPATHD_REASONS;
 
 fn snapshot() -> Snapshot {
     Snapshot {
@@ -113,4 +114,25 @@ fn every_family_name_follows_the_conventions() {
         }
         assert!(def.help.ends_with('.'), "{}", def.family);
     }
+}
+
+#[test]
+fn a_map_left_to_multipathd_says_why_in_one_series() {
+    let mut snapshot = snapshot();
+    let out = render(snapshot.clone());
+    let line = r#"marginal_map_left_to_multipathd{map="mpath\"a",reason="none"} 0"#;
+    assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+
+    snapshot.maps[0].checking = false;
+    snapshot.maps[0].left_to_multipathd = "san_path_err".into();
+    let out = render(snapshot);
+    let series: Vec<_> = out
+        .lines()
+        .filter(|l| l.starts_with("marginal_map_left_to_multipathd{"))
+        .collect();
+    assert_eq!(
+        series,
+        [r#"marginal_map_left_to_multipathd{map="mpath\"a",reason="san_path_err"} 1"#]
+    );
+    assert!(LEFT_TO_MULTIPATHD_REASONS.contains(&"san_path_err"));
 }

@@ -17,22 +17,7 @@ vm_private_system "$0" "$@"
 MPD_LOG=$SCRATCH/multipathd.log
 vm_show_multipathd_on_failure "$MPD_LOG"
 
-vm_udevd
-lun=$(vm_loop 64)
-# Known data on the LUN, written before the paths exist: each loop device reads its dm device
-# through that device's page cache, and two page caches over one LUN are coherent only for data
-# that was on it before either cached anything (the scenario writes nothing later).
-vm_known_data "$lun"
-da=$(vm_linear pdev_a "$lun")
-db=$(vm_linear pdev_b "$lun")
-la=$(vm_loop_over "$da")
-lb=$(vm_loop_over "$db")
-na=${la#/dev/}
-nb=${lb#/dev/}
-a=$(vm_majmin "$la")
-b=$(vm_majmin "$lb")
-vm_udev_wwid marginal-vm-lun0 "$na" "$nb"
-log "paths: $na ($a) over pdev_a, $nb ($b) over pdev_b, both over $lun"
+vm_mpvm_paths
 
 vm_mpvm_conf
 multipathd -d -s -v2 >"$MPD_LOG" 2>&1 &

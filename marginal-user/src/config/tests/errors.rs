@@ -54,7 +54,7 @@ fn invalid_regular_expressions() {
     assert!(
         errors[0]
             .1
-            .starts_with("vendor \"(NETAPP\" is not a valid regular expression: "),
+            .starts_with("vendor \"(NETAPP\" is not a valid POSIX extended regular expression: "),
         "{errors:?}"
     );
 }

@@ -68,6 +68,7 @@ fn conf_d_is_read_after_the_main_file_in_name_order() {
         file: main,
         required: true,
         config_dir: Some(dir.0.join("conf.d")),
+        ..LoadOptions::default()
     };
     let config = Config::load_with(&options).unwrap();
     assert_eq!(
@@ -125,6 +126,7 @@ fn missing_files() {
         file: missing.clone(),
         required: false,
         config_dir: None,
+        ..LoadOptions::default()
     };
     assert!(Config::load_with(&options).unwrap().files().is_empty());
     // A file asked for by name may not.
@@ -143,6 +145,7 @@ fn missing_files() {
         file: main,
         required: true,
         config_dir: Some(dir.0.join("no-such-dir")),
+        ..LoadOptions::default()
     };
     assert!(matches!(
         Config::load_with(&options),
@@ -162,6 +165,7 @@ fn errors_in_conf_d_name_that_file() {
         file: main,
         required: true,
         config_dir: Some(dir.0.join("conf.d")),
+        ..LoadOptions::default()
     };
     let error = Config::load_with(&options).unwrap_err();
     let first = error.errors().next().unwrap();
@@ -173,12 +177,15 @@ fn errors_in_conf_d_name_that_file() {
 fn reload_keeps_the_old_settings_on_error() {
     let dir = TempDir::new();
     let main = dir.write("multipath.conf", ALL_FOUR);
+    std::fs::create_dir_all(dir.0.join("conf.d")).unwrap();
+    // multipathd's files named, so the host's (and its socket) play no part.
     let args = ConfigArgs {
         config: Some(main.clone()),
         config_dir: Some(dir.0.join("conf.d")),
+        multipath_conf: Some(dir.write("mpd/multipath.conf", "defaults {\n}\n")),
+        multipath_conf_dir: Some(dir.0.join("conf.d")),
         ..Default::default()
     };
-    std::fs::create_dir_all(dir.0.join("conf.d")).unwrap();
     let mut config = args.load().unwrap();
     assert!(config.resolve(&netapp()).params().is_some());
 
@@ -215,6 +222,7 @@ fn non_utf8_bytes_do_not_stop_parsing() {
         file: path,
         required: true,
         config_dir: Some(dir.0.join("conf.d")),
+        ..LoadOptions::default()
     };
     let config = Config::load_with(&options).unwrap();
     assert_eq!(

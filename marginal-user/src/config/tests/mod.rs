@@ -4,6 +4,7 @@
 mod errors;
 mod files;
 mod grammar;
+mod multipathd;
 mod precedence;
 mod rules;
 

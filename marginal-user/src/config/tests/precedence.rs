@@ -157,6 +157,91 @@ fn device_patterns_match_like_regexec() {
         Some(Setting::Value(8))
     );
     assert_eq!(rate(map(Some("NETAPP"), Some("LUN"), Some("9800"))), None);
+    // Without a revision (an admin's `config show` without --revision) a revision-specific
+    // entry is not taken.
+    assert_eq!(rate(map(Some("NETAPP"), Some("LUN"), None)), None);
+}
+
+/// Issue 19: a revision-specific entry after a generic one for the same vendor/product.
+#[test]
+fn revision_specific_entry_applies_only_to_that_revision() {
+    let config = parse(
+        "devices {\n device {\n  vendor NETAPP\n  product LUN\n  marginal_path_err_rate_threshold 5\n }\n device {\n  vendor NETAPP\n  product LUN\n  revision \"^8\"\n  marginal_path_err_rate_threshold 8\n }\n}\n",
+    );
+    let id = |revision: Option<&str>| MapIdentity {
+        wwid: "x".into(),
+        vendor: Some("NETAPP".into()),
+        product: Some("LUN".into()),
+        revision: revision.map(String::from),
+        ..Default::default()
+    };
+    let rate = |m: MapIdentity| at(&config, &m, Key::ErrRateThreshold);
+    assert_eq!(rate(id(None)), Some((Setting::Value(5), "5 device".into())));
+    assert_eq!(
+        rate(id(Some("9800"))),
+        Some((Setting::Value(5), "5 device".into()))
+    );
+    assert_eq!(
+        rate(id(Some("8300"))),
+        Some((Setting::Value(8), "11 device".into()))
+    );
+}
+
+/// multipathd's factorize_hwtable: entries with the same vendor/product/revision texts are
+/// one, in the later place, so a value of the earlier one wins over an entry between them.
+#[test]
+fn duplicate_device_entries_merge_into_the_later_place() {
+    let text = "devices {
+ device {
+  vendor NETAPP
+  product LUN
+  marginal_path_err_rate_threshold 1
+  marginal_path_err_sample_time 200
+ }
+ device {
+  vendor NETAPP
+  product \".*\"
+  marginal_path_err_rate_threshold 2
+ }
+ device {
+  vendor NETAPP
+  product LUN
+  marginal_path_err_sample_time 300
+ }
+}
+";
+    let config = parse(text);
+    assert_eq!(config.devices().len(), 2);
+    assert_eq!(config.devices()[1].line, 13);
+    let map = MapIdentity {
+        wwid: "x".into(),
+        vendor: Some("NETAPP".into()),
+        product: Some("LUN".into()),
+        ..Default::default()
+    };
+    // Kept apart, the entry at line 8 would win with 2.
+    assert_eq!(
+        at(&config, &map, Key::ErrRateThreshold),
+        Some((Setting::Value(1), "5 device".into()))
+    );
+    assert_eq!(
+        at(&config, &map, Key::ErrSampleTime),
+        Some((Setting::Value(300), "16 device".into()))
+    );
+    let warning = &config.warnings()[0];
+    assert_eq!(warning.line, 2);
+    assert!(
+        warning.message.starts_with(
+            "duplicate device section for NETAPP:LUN:(null); merged into the one at t.conf:13"
+        ),
+        "{warning}"
+    );
+    // A revision makes an entry different.
+    let config = parse(&text.replace(
+        "  product LUN\n  marginal_path_err_sample_time 300",
+        "  product LUN\n  revision 1\n  marginal_path_err_sample_time 300",
+    ));
+    assert_eq!(config.devices().len(), 3);
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub fn map(name: &str, wwid: &str, minor: u32, paths: &[(&str, u32)]) -> Multipa
                     fail_count: 0,
                     vendor: None,
                     product: None,
+                    revision: None,
                     wwid: Some(wwid.into()),
                 })
                 .collect(),
