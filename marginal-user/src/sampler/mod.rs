@@ -12,7 +12,8 @@
 //! * a buffer is freed only after the kernel posted its read's completion (a hung read's
 //!   buffer outlives its run if need be: see `ring.rs`);
 //! * no lock is held while waiting for I/O: the runs live on the sampler thread alone, and
-//!   devices are opened on helper threads, so one sick device cannot stall the others;
+//!   devices are opened on a bounded pool of helper threads and closed on another
+//!   (`workers.rs`), so one sick device cannot stall the others;
 //! * reads go to random, never adjacent blocks, so the block layer cannot merge them (upstream
 //!   read block 0 every time).
 //!
@@ -39,6 +40,7 @@ mod tally;
 mod target;
 mod timers;
 mod uring;
+mod workers;
 
 use std::{
     collections::HashMap,
@@ -169,6 +171,8 @@ impl Sampler {
             waker,
             active,
             next_id: AtomicU64::new(1),
+            openers: workers::Openers::start(workers::OPENER_THREADS)
+                .context("sampler: cannot start its opener threads")?,
         };
         Ok((
             SamplerHandle {
@@ -191,6 +195,7 @@ struct Shared {
     /// key -> id of runs not yet reported (the ring removes them as it reports).
     active: Arc<Mutex<HashMap<String, ActiveRun>>>,
     next_id: AtomicU64,
+    openers: workers::Openers,
 }
 
 impl Drop for Shared {
@@ -241,18 +246,13 @@ impl SamplerHandle {
         let commands = self.shared.commands.clone();
         let waker = self.shared.waker.clone();
         let open_node = node.clone();
-        let spawned = std::thread::Builder::new()
-            .name("marginal-open".into())
-            .spawn(move || {
-                let result = target::Target::open(&open_node).map_err(|err| format!("{err:#}"));
-                let _ = commands.send(Command::Opened { id, result });
-                waker.wake();
-            });
-        if let Err(err) = spawned {
-            let why = format!(
-                "device {}: cannot start a thread to open it: {err}",
-                node.display()
-            );
+        let submitted = self.shared.openers.submit(move || {
+            let result = target::Target::open(&open_node).map_err(|err| format!("{err:#}"));
+            let _ = commands.send(Command::Opened { id, result });
+            waker.wake();
+        });
+        if !submitted {
+            let why = format!("device {}: the opener threads are gone", node.display());
             let _ = self.shared.commands.send(Command::Opened {
                 id,
                 result: Err(why),

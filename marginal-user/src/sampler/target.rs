@@ -14,10 +14,11 @@ use anyhow::{Context, Result, bail};
 /// Block size used when BLKBSZGET fails (the spec's fallback).
 pub(crate) const FALLBACK_BLOCK_SIZE: u32 = 512;
 
-/// An open block device.
+/// An open block device. Its file is closed on the closer thread when the last reference
+/// goes (a close can block behind a hung open of the same disk: see `workers.rs`).
 #[derive(Debug)]
 pub(crate) struct Target {
-    pub(crate) file: File,
+    pub(crate) file: std::mem::ManuallyDrop<File>,
     /// The node the caller named (kept for messages and the presence check).
     pub(crate) node: PathBuf,
     pub(crate) major: u32,
@@ -68,7 +69,7 @@ impl Target {
             );
         }
         Ok(Self {
-            file,
+            file: std::mem::ManuallyDrop::new(file),
             node: node.to_path_buf(),
             major: libc::major(rdev),
             minor: libc::minor(rdev),
@@ -142,6 +143,14 @@ fn device_bytes(file: &File) -> nix::Result<u64> {
     // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which points at `bytes`.
     unsafe { blkgetsize64(file.as_raw_fd(), &mut bytes) }?;
     Ok(bytes)
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // SAFETY: `file` is taken exactly once, here, and never used after.
+        let file = unsafe { std::mem::ManuallyDrop::take(&mut self.file) };
+        super::workers::close_elsewhere(file);
+    }
 }
 
 #[cfg(test)]
