@@ -174,10 +174,12 @@ fn exchange(value: &mut u64, new: u64) -> u64 {
     }
 }
 
-/// Whether `then` (0 = never) is less than `gap` before `now`.
+/// Whether `then` (0 = never) is less than `gap` before `now`, or after it: of errors racing
+/// on two CPUs, one may take its time first and exchange it in second, and then sees a time
+/// newer than its own, from the same burst.
 #[inline(always)]
 fn within(then: u64, now: u64, gap: u64) -> bool {
-    then != 0 && now.wrapping_sub(then) < gap
+    then != 0 && (then >= now || now - then < gap)
 }
 
 /// A failure transition of a watched path: count it and run the double-failure window.

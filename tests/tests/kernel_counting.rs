@@ -287,7 +287,9 @@ fn errors_close_together_are_one_failure_episode(program: BlockErrorProgram) {
             device.kernel_dev(),
             WatchSettings {
                 window_ns: 0,
-                episode_gap_ns: SECOND / 2,
+                // Generous: on a loaded machine one read of the flaky file can take a good part of
+                // a second, and reads of one burst must stay closer than the gap.
+                episode_gap_ns: 2 * SECOND,
                 flags: 0,
             },
         )
@@ -301,7 +303,7 @@ fn errors_close_together_are_one_failure_episode(program: BlockErrorProgram) {
         "a burst is one failure"
     );
 
-    std::thread::sleep(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(read_direct(&device, 3), (0, 3));
     let second = record(&probes, &device);
     assert_eq!(
