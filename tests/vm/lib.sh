@@ -485,6 +485,8 @@ vm_mpvm_flap() {
 # (io_err_stat) at work.
 vm_mpd_checks_marginal() {
 	grep -aq "io error statistic" "$1"
+}
+
 # vm_mpvm_up [DEFAULTS]: Debian's multipathd (udevd and all) managing map mpvm over the paths of
 # vm_mpvm_paths, DEFAULTS in its `defaults`; its log is $MPD_LOG. Sets what vm_mpvm_paths sets,
 # and mp. Needs vm_private_system first, and the vm-debs of daemon-multipathd.sh.
