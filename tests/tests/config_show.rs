@@ -442,3 +442,51 @@ fn show_without_revision_skips_revision_specific_entries_and_says_so() {
         "{out}"
     );
 }
+
+/// `--json` gives scripts (and the VM's comparison with multipathd) each value with its section,
+/// file and line, the same resolution as the text output.
+#[test]
+fn show_json_gives_each_value_with_its_section_file_and_line() {
+    let output = config(
+        "show",
+        &["--vendor", "NETAPP", "--product", "LUN", "--json"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let maps = shown.as_array().expect("one object a map");
+    assert_eq!(maps.len(), 1);
+    let map = &maps[0];
+    assert_eq!(map["vendor"], "NETAPP");
+    let settings = map["settings"].as_object().expect("settings");
+    assert!(!settings.is_empty());
+    for (keyword, setting) in settings {
+        assert!(
+            keyword.starts_with("marginal_path_")
+                || keyword.starts_with("san_path_")
+                || keyword.starts_with("delay_"),
+            "{keyword}"
+        );
+        let section = setting["section"].as_str().unwrap();
+        assert!(
+            [
+                "defaults",
+                "overrides",
+                "devices",
+                "multipaths",
+                "command line"
+            ]
+            .contains(&section),
+            "{keyword}: {section}"
+        );
+        if section != "command line" {
+            let file = setting["file"].as_str().unwrap();
+            let line = setting["line"].as_u64().unwrap() as usize;
+            let text = std::fs::read_to_string(file).unwrap();
+            let named = text.lines().nth(line - 1).unwrap();
+            assert!(
+                named.contains(keyword.as_str()),
+                "{file}:{line} is {named:?}, not {keyword}"
+            );
+        }
+    }
+}

@@ -50,6 +50,10 @@ pub struct ShowArgs {
     /// The SCSI revision of the map's paths
     #[arg(long, value_name = "REVISION")]
     pub revision: Option<String>,
+    /// Print JSON (one object a map: each keyword's value and the section, file and line it
+    /// came from) for scripts and for comparing with multipathd
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `marginal config check`.
@@ -101,6 +105,19 @@ fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         all_maps(&config)
     };
 
+    if args.json {
+        let maps = if maps.is_empty() {
+            vec![MapIdentity::default()]
+        } else {
+            maps
+        };
+        let shown: Vec<_> = maps
+            .iter()
+            .map(|m| json_resolved(&config.resolve(m)))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = header(&config);
     if maps.is_empty() {
         out.push_str(
@@ -217,6 +234,54 @@ fn header(config: &Config) -> String {
         let _ = writeln!(out, "Command-line overrides: {}", overrides.join(" "));
     }
     out
+}
+
+/// One map's resolution as JSON: `settings` holds every keyword that is set, with `value`
+/// ("no" or the number as written), `section` (defaults, overrides, devices, multipaths, or
+/// command line), `file` and `line`.
+fn json_resolved(resolved: &Resolved) -> serde_json::Value {
+    let map = &resolved.map;
+    let mut settings = serde_json::Map::new();
+    for key in Key::ALL {
+        let Some(sourced) = resolved.get(key) else {
+            continue;
+        };
+        let (section, file, line) = match &sourced.origin {
+            super::Origin::File {
+                file,
+                line,
+                section,
+            } => {
+                let section = match section {
+                    super::SectionRef::Defaults => "defaults",
+                    super::SectionRef::Overrides => "overrides",
+                    super::SectionRef::Device { .. } => "devices",
+                    super::SectionRef::Multipath { .. } => "multipaths",
+                };
+                (section, Some(file.display().to_string()), Some(*line))
+            }
+            super::Origin::CommandLine { .. } => ("command line", None, None),
+        };
+        settings.insert(
+            key.keyword().into(),
+            serde_json::json!({
+                "value": sourced.value.to_string(),
+                "section": section,
+                "file": file,
+                "line": line,
+            }),
+        );
+    }
+    serde_json::json!({
+        "map": map.name(),
+        "wwid": map.wwid,
+        "vendor": map.vendor,
+        "product": map.product,
+        "revision": map.revision,
+        "checking": resolved.checking.is_ok(),
+        "off_reason": resolved.checking.as_ref().err().map(|why| why.to_string()),
+        "settings": settings,
+    })
 }
 
 fn write_resolved(out: &mut String, resolved: &Resolved) {
