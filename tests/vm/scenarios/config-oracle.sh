@@ -1,0 +1,212 @@
+#!/bin/sh
+# The same file, the same answer as multipathd (issue 19): for each configuration below and a
+# real SCSI LUN (scsi_debug, vendor NETAPP, product LUN, revision 8.1), multipathd's own
+# selection of every marginal_path_* keyword (`multipath -v3 -d` logs "<map>: <keyword> = <value>
+# (setting: <origin>)", libmultipath/propsel.c) must equal `marginal config show --json` on the
+# same files: the same value and the same origin. The configurations cover every section,
+# conf.d, quoting, comments, a brace on the next line, revision-specific and overlapping devices
+# entries, POSIX character classes, `no`, and a sample time below the 120 s floor.
+# vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
+# vm-timeout: 180
+. "$VM_LIB"
+vm_private_system "$0" "$@"
+
+vm_udevd
+vm_scsi_debug 1 NETAPP LUN 8.1
+vm_sd_paths 0
+wwid=$(/lib/udev/scsi_id -g -u "/dev/$na")
+[ -n "$wwid" ] || fail "no WWID for /dev/$na"
+log "LUN 0: $na and $nb, wwid $wwid, $(cat /sys/block/$na/device/vendor) $(cat /sys/block/$na/device/model) $(cat /sys/block/$na/device/rev)"
+
+# multipathd's words for where a value came from, by marginal's section names.
+origin_of() {
+	case "$1" in
+	multipaths) echo "multipath.conf multipaths section" ;;
+	overrides) echo "multipath.conf overrides section" ;;
+	devices) echo "storage device configuration" ;;
+	defaults) echo "multipath.conf defaults/devices section" ;;
+	"") echo "multipath internal" ;;
+	*) echo "unknown section $1" ;;
+	esac
+}
+
+# marginal_says KEYWORD: "<value> (setting: <origin>)" from marginal's JSON in $SCRATCH/m.json;
+# an unset keyword is multipathd's internal "no". A sample time below 120 is raised to 120, as
+# multipathd does (and both warn).
+marginal_says() {
+	awk -v k="\"$1\": {" '
+		index($0, k) { inside = 1; next }
+		inside && /"section"/ { s = $0; sub(/.*"section": "/, "", s); sub(/".*/, "", s) }
+		inside && /"value"/ { v = $0; sub(/.*"value": "/, "", v); sub(/".*/, "", v) }
+		inside && /}/ { inside = 0 }
+		END { print v "|" s }' "$SCRATCH/m.json" | {
+		IFS='|' read -r value section
+		[ -n "$value" ] || value=no
+		if [ "$1" = marginal_path_err_sample_time ] && [ "$value" != no ] && [ "$value" -gt 0 ] && [ "$value" -lt 120 ]; then
+			value=120
+		fi
+		echo "$value (setting: $(origin_of "$section"))"
+	}
+}
+
+# multipathd_says KEYWORD: what `multipath -v3 -d` logged for the LUN's map in $SCRATCH/mp.log.
+multipathd_says() {
+	grep -a ": $1 = " "$SCRATCH/mp.log" | tail -n 1 | sed "s/.*: $1 = //"
+}
+
+# compare NAME: the configuration now in /etc/multipath.conf (and conf.d), both tools asked.
+compare() {
+	multipath -v3 -d >"$SCRATCH/mp.log" 2>&1 || true
+	grep -aq ": marginal_path_double_failed_time = " "$SCRATCH/mp.log" ||
+		{ tail -n 30 "$SCRATCH/mp.log"; fail "$1: multipath logged no marginal_path selection"; }
+	marginal config show --config /etc/multipath.conf --config-dir /etc/multipath/conf.d \
+		--multipath-conf /dev/null --wwid "$wwid" --vendor NETAPP --product LUN --revision 8.1 \
+		--json >"$SCRATCH/m.json" 2>"$SCRATCH/m.err" || { cat "$SCRATCH/m.err"; fail "$1: marginal config show failed"; }
+	for k in marginal_path_double_failed_time marginal_path_err_sample_time \
+		marginal_path_err_rate_threshold marginal_path_err_recheck_gap_time; do
+		m=$(marginal_says "$k")
+		d=$(multipathd_says "$k")
+		if [ "$m" = "$d" ]; then
+			log "ok: $1: $k = $d"
+		else
+			echo "--- $1: /etc/multipath.conf ---"; cat /etc/multipath.conf
+			echo "--- marginal ---"; cat "$SCRATCH/m.json"
+			fail "$1: $k: multipathd says \"$d\", marginal says \"$m\""
+		fi
+	done
+	rm -f /etc/multipath/conf.d/*.conf
+}
+
+mkdir -p /etc/multipath/conf.d
+base='	user_friendly_names no
+	find_multipaths no'
+
+cat >/etc/multipath.conf <<CONF
+defaults {
+$base
+	marginal_path_double_failed_time 60
+	marginal_path_err_sample_time 180
+	marginal_path_err_rate_threshold 10
+	marginal_path_err_recheck_gap_time 300
+}
+CONF
+compare "defaults only"
+
+cat >/etc/multipath.conf <<CONF
+# overrides beat devices, devices beat defaults
+defaults {
+$base
+	marginal_path_double_failed_time 60
+	marginal_path_err_sample_time 180
+}
+devices {
+	device {
+		vendor "NETAPP"
+		product "LUN"
+		marginal_path_err_rate_threshold 5
+		marginal_path_double_failed_time 30
+	}
+}
+overrides {
+	marginal_path_err_recheck_gap_time 400
+	marginal_path_double_failed_time 45
+}
+CONF
+compare "overrides, devices, defaults"
+
+cat >/etc/multipath.conf <<CONF
+! multipaths beat overrides; quoted values; comments of both kinds
+defaults {
+$base
+	marginal_path_err_sample_time "150"   # quoted
+}
+overrides {
+	marginal_path_double_failed_time 45
+	marginal_path_err_rate_threshold no
+}
+multipaths {
+	multipath {
+		wwid "$wwid"
+		alias oracle0
+		marginal_path_double_failed_time 20
+		marginal_path_err_rate_threshold 7
+	}
+}
+CONF
+compare "multipaths, overrides, quoting"
+
+cat >/etc/multipath.conf <<CONF
+# a generic entry, then revision-specific ones: later entries win where they match
+defaults {
+$base
+}
+devices {
+	device {
+		vendor "NETAPP"
+		product "LUN"
+		marginal_path_err_sample_time 200
+		marginal_path_err_rate_threshold 5
+	}
+	device {
+		vendor "NETAPP"
+		product "LUN"
+		revision "^8"
+		marginal_path_err_rate_threshold 8
+		marginal_path_double_failed_time 80
+	}
+	device {
+		vendor "NETAPP"
+		product "LUN"
+		revision "^9"
+		marginal_path_double_failed_time 90
+		marginal_path_err_recheck_gap_time 900
+	}
+}
+CONF
+compare "revision-specific devices entries"
+
+cat >/etc/multipath.conf <<CONF
+# POSIX extended patterns; the brace of a section on the next line
+defaults
+{
+$base
+	marginal_path_err_sample_time 60
+}
+devices {
+	device {
+		vendor "NET[[:alpha:]]+"
+		product "^L.N$"
+		marginal_path_double_failed_time 70
+		marginal_path_err_recheck_gap_time 700
+	}
+	device {
+		vendor "NETAPP"
+		product "LUN|OTHER"
+		marginal_path_err_rate_threshold 3
+	}
+}
+CONF
+compare "POSIX patterns, brace on the next line, sample time raised to 120"
+
+cat >/etc/multipath.conf <<CONF
+defaults {
+$base
+	marginal_path_double_failed_time 60
+}
+CONF
+cat >/etc/multipath/conf.d/10-site.conf <<CONF
+overrides {
+	marginal_path_err_sample_time 240
+}
+devices {
+	device {
+		vendor "NETAPP"
+		product "LUN"
+		marginal_path_err_rate_threshold 12
+		marginal_path_err_recheck_gap_time 360
+	}
+}
+CONF
+compare "conf.d"
+
+log "every configuration: multipathd and marginal agree on every value and its origin"
