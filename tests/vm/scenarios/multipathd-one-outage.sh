@@ -7,7 +7,7 @@
 # sends no `fail path`, samples nothing. A second failure within the window after that (a flap)
 # does start a check, and marginal's own `fail path` is not counted as a failure.
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
-# vm-timeout: 120
+# vm-timeout: 200
 . "$VM_LIB"
 vm_private_system "$0" "$@"
 vm_mpvm_up
