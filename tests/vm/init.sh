@@ -1,8 +1,9 @@
 #!/bin/sh
 # /init of the VM test bed's initramfs (put there by `cargo xtask vm-test`; busybox sh).
-# Mounts the kernel file systems, loads the dm and loop modules, runs each scenario listed in
-# /etc/marginal-vm/scenarios between marker lines on the console (xtask/src/vm/report.rs parses
-# them), cleans up after each, and powers off. It must never exit: pid 1 exiting panics the kernel.
+# Mounts the kernel file systems, loads the dm and loop modules, runs each scenario of its boot's
+# list (/etc/marginal-vm/scenarios.<marginal.group>) between marker lines on the console
+# (xtask/src/vm/report.rs parses them), cleans up after each, and powers off. It must never exit:
+# pid 1 exiting panics the kernel.
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
@@ -44,6 +45,11 @@ ip link set lo up 2>/dev/null
 
 keep_going=0
 case " $(cat /proc/cmdline) " in *" marginal.keep_going=1 "*) keep_going=1 ;; esac
+# Scenarios with their own kernel parameters get boots of their own: each boot runs one list.
+group=0
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in marginal.group=*) group=${arg#marginal.group=} ;; esac
+done
 
 setup_ok=1
 while read -r module; do
@@ -127,7 +133,7 @@ while read -r name limit; do
 		break
 	fi
 	run_scenario "$name" "$limit"
-done </etc/marginal-vm/scenarios
+done <"/etc/marginal-vm/scenarios.$group"
 
 marker DONE
 halt_guest

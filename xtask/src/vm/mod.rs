@@ -42,6 +42,7 @@
 //! options: all kernels, all scenarios, debug build); it returns an error when anything failed.
 
 mod initramfs;
+mod kernels;
 mod modules;
 mod packages;
 mod qemu;
@@ -55,6 +56,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub use kernels::KernelChoice;
+use kernels::{KERNELS, Kernel};
 pub use report::{Outcome, ScenarioResult};
 
 /// Modules every guest loads (their dependencies are added from `.modinfo`): dm core (it holds the
@@ -71,6 +74,26 @@ const GUEST_MODULES: &[&str] = &[
     "loop",
 ];
 
+/// Modules a scenario loads itself with `modprobe` (busybox's, from the modules.dep written
+/// here), with its own parameters: the real SAN paths (tests/vm/lib/). A kernel that lacks one
+/// boots anyway; the scenario that needs it fails there.
+const ON_DEMAND_MODULES: &[&str] = &[
+    // scsi_debug's LUNs, as sdX disks.
+    "scsi_debug",
+    "sd_mod",
+    // iSCSI: LIO's target with an iblock backstore, open-iscsi's initiator, netem on lo.
+    "crc32c_generic",
+    "target_core_iblock",
+    "iscsi_target_mod",
+    "iscsi_tcp",
+    "sch_prio",
+    "sch_netem",
+    "cls_u32",
+    // NVMe/TCP: nvmet's target and the host side.
+    "nvmet_tcp",
+    "nvme_tcp",
+];
+
 /// Debian packages every guest has. busybox-static gives the shell and every other tool; dmsetup's
 /// own libraries come with it so the guest does not depend on what the host happens to have.
 const BASE_DEBS: &[&str] = &[
@@ -85,42 +108,10 @@ const BASE_DEBS: &[&str] = &[
 /// Workspace binaries every guest has.
 const BASE_CARGO_BINS: &[&str] = &["marginal"];
 
-/// A kernel the scenarios run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KernelChoice {
-    /// Debian bookworm's own kernel.
-    #[value(name = "6.1")]
-    V6_1,
-    /// The bookworm backport of 6.12.
-    #[value(name = "6.12")]
-    V6_12,
-    /// Both of them.
-    All,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Kernel {
-    label: &'static str,
-    /// Debian's meta package: its current version depends on the newest kernel image of the line,
-    /// so the test follows Debian's security updates without a version to keep up to date here.
-    meta_package: &'static str,
-}
-
-const KERNELS: &[Kernel] = &[
-    Kernel {
-        label: "6.1",
-        meta_package: "linux-image-cloud-amd64",
-    },
-    Kernel {
-        label: "6.12",
-        meta_package: "linux-image-6.12-cloud-amd64",
-    },
-];
-
 #[derive(Debug, clap::Args)]
 pub struct VmTestArgs {
     /// Kernel(s) to boot.
-    #[arg(long, value_enum, default_value = "all")]
+    #[arg(long, value_enum, default_value = "default")]
     pub kernel: KernelChoice,
     /// Run only these scenarios (file names in tests/vm/scenarios without `.sh`; repeatable).
     #[arg(long = "scenario", value_name = "NAME")]
@@ -156,7 +147,7 @@ pub struct VmTestArgs {
 impl Default for VmTestArgs {
     fn default() -> Self {
         Self {
-            kernel: KernelChoice::All,
+            kernel: KernelChoice::Default,
             scenarios: Vec::new(),
             keep_going: false,
             release: false,
@@ -214,11 +205,7 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
     let kernels: Vec<Kernel> = KERNELS
         .iter()
         .copied()
-        .filter(|k| match args.kernel {
-            KernelChoice::All => true,
-            KernelChoice::V6_1 => k.label == "6.1",
-            KernelChoice::V6_12 => k.label == "6.12",
-        })
+        .filter(|k| args.kernel.selects(k))
         .collect();
 
     packages::ensure_host_tools()?;
@@ -231,7 +218,10 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
             debs.push(d);
         }
     }
-    let metas = kernels.iter().map(|k| k.meta_package);
+    let metas = kernels
+        .iter()
+        .filter(|k| k.suite.is_none())
+        .map(|k| k.meta_package);
     apt.look_up(&debs.iter().copied().chain(metas).collect::<Vec<_>>())?;
     let bins = binaries(args, &root, &scenarios)?;
     let base = base_tree(&apt, &root, &cache, &scenarios, &debs, &bins)?;
@@ -240,14 +230,20 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
         started.elapsed().as_secs_f32()
     );
 
-    // Every kernel's initramfs first (quick), then the boots, `jobs` at a time: each guest keeps
+    // Every boot's initramfs first (quick), then the boots, `jobs` at a time: each guest keeps
     // about one host core busy, so two boots side by side take little longer than one.
     let mut prepared = Vec::new();
     for kernel in &kernels {
-        prepared.push(prepare_kernel(&apt, &cache, kernel, &base)?);
+        let kernel_apt;
+        let kapt = match kernel.suite {
+            None => &apt,
+            Some(suite) => {
+                kernel_apt = packages::Apt::for_suite(&cache, suite)?;
+                &kernel_apt
+            }
+        };
+        prepared.extend(prepare_kernel(kapt, &cache, kernel, &base, &scenarios)?);
     }
-    let budget: Duration =
-        qemu::BOOT_BUDGET + scenarios.iter().map(|s| s.timeout).sum::<Duration>();
     let jobs = args.jobs.unwrap_or(prepared.len()).max(1);
     let mut rows: Vec<BootResults> = Vec::new();
     for batch in prepared.chunks(jobs) {
@@ -266,11 +262,14 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
                 .map(|p| {
                     scope.spawn(move || {
                         qemu::boot(&qemu::BootSpec {
-                            label: p.label,
+                            label: &p.label,
                             kernel: &p.vmlinuz,
                             initrd: &p.initrd,
                             keep_going: args.keep_going,
-                            timeout: budget,
+                            cmdline: &p.cmdline,
+                            group: p.group,
+                            timeout: qemu::BOOT_BUDGET
+                                + p.scenarios.iter().map(|s| s.timeout).sum::<Duration>(),
                             console_log: &p.console_log,
                         })
                     })
@@ -286,10 +285,10 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
         });
         for (p, boot) in batch.iter().zip(boots) {
             let boot = boot?;
-            let results = report::collect(&boot, &scenarios);
-            report::print_boot(p.label, &boot, &results, &p.console_log);
+            let results = report::collect(&boot, &p.scenarios);
+            report::print_boot(&p.label, &boot, &results, &p.console_log);
             rows.push(BootResults {
-                label: p.label.to_string(),
+                label: p.label.clone(),
                 results,
                 elapsed: boot.elapsed,
             });
@@ -360,33 +359,55 @@ fn base_tree(
         &root.join("tests/vm/lib.sh"),
         0o644,
     )?;
-    // The guest runs the scenarios listed here, in this order, each with its time limit.
-    let mut list = String::new();
     for s in scenarios {
         let guest = format!("usr/share/marginal-vm/scenarios/{}.sh", s.name);
         tree.add_host_file(&guest, &s.path, 0o755)?;
-        list.push_str(&format!("{} {}\n", s.name, s.timeout.as_secs()));
     }
-    tree.add_data("etc/marginal-vm/scenarios", list.into_bytes(), 0o644);
+    let helpers = root.join("tests/vm/lib");
+    if helpers.is_dir() {
+        for entry in std::fs::read_dir(&helpers)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "sh") {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                tree.add_host_file(&format!("usr/share/marginal-vm/lib/{name}"), &path, 0o644)?;
+            }
+        }
+    }
     tree.resolve_shared_libs()?;
     Ok(tree)
 }
 
-/// A kernel ready to boot: its image and an initramfs with its modules.
+/// One boot: a kernel image, an initramfs with its modules, and the scenarios it runs (those
+/// for this kernel with one and the same extra command line).
 struct Prepared {
-    label: &'static str,
+    label: String,
     vmlinuz: PathBuf,
     initrd: PathBuf,
+    cmdline: String,
+    /// Which list in the initramfs the guest runs (`marginal.group=N`).
+    group: usize,
+    scenarios: Vec<scenario::Scenario>,
     console_log: PathBuf,
 }
 
+/// The boots of one kernel: one initramfs with a scenario list per distinct `vm-cmdline`.
 fn prepare_kernel(
     apt: &packages::Apt,
     cache: &Path,
     kernel: &Kernel,
     base: &initramfs::Tree,
-) -> Result<Prepared> {
+    scenarios: &[scenario::Scenario],
+) -> Result<Vec<Prepared>> {
     let started = Instant::now();
+    let mine: Vec<&scenario::Scenario> = scenarios
+        .iter()
+        .filter(|s| s.runs_on(kernel.label))
+        .collect();
+    if mine.is_empty() {
+        println!("vm-test: [{}] no scenario runs on it", kernel.label);
+        return Ok(Vec::new());
+    }
+    apt.look_up(&[kernel.meta_package])?;
     let (pkg, version) = apt.resolve_meta(kernel.meta_package)?;
     let unpacked = apt.fetch_and_unpack_exact(&pkg, &version)?;
     let kimage = modules::KernelImage::from_unpacked(&unpacked)?;
@@ -395,12 +416,60 @@ fn prepare_kernel(
         kernel.label, kimage.release
     );
     let mut tree = base.clone();
-    let order = kimage.add_modules(&mut tree, GUEST_MODULES)?;
+    let (order, missing) = kimage.add_modules(&mut tree, GUEST_MODULES, ON_DEMAND_MODULES)?;
     println!(
         "vm-test: [{}] modules in load order: {}",
         kernel.label,
         order.join(" ")
     );
+    if !missing.is_empty() {
+        println!(
+            "vm-test: [{}] not in this kernel (scenarios that modprobe them fail): {}",
+            kernel.label,
+            missing.join(" ")
+        );
+    }
+    let mut cmdlines: Vec<&str> = Vec::new();
+    for s in &mine {
+        if !cmdlines.contains(&s.cmdline.as_str()) {
+            cmdlines.push(&s.cmdline);
+        }
+    }
+    let mut boots = Vec::new();
+    for (group, cmdline) in cmdlines.iter().enumerate() {
+        let group_scenarios: Vec<scenario::Scenario> = mine
+            .iter()
+            .filter(|s| s.cmdline == *cmdline)
+            .map(|s| (*s).clone())
+            .collect();
+        // The guest runs the scenarios listed here, in this order, each with its time limit.
+        let list: String = group_scenarios
+            .iter()
+            .map(|s| format!("{} {}\n", s.name, s.timeout.as_secs()))
+            .collect();
+        tree.add_data(
+            &format!("etc/marginal-vm/scenarios.{group}"),
+            list.into_bytes(),
+            0o644,
+        );
+        let (label, log) = if cmdline.is_empty() {
+            (kernel.label.to_string(), kernel.label.to_string())
+        } else {
+            (
+                format!("{} {cmdline}", kernel.label),
+                format!("{}-{group}", kernel.label),
+            )
+        };
+        boots.push(Prepared {
+            label,
+            vmlinuz: kimage.vmlinuz.clone(),
+            initrd: cache.join(format!("initramfs-{}.cpio", kernel.label)),
+            cmdline: cmdline.to_string(),
+            group,
+            scenarios: group_scenarios,
+            console_log: cache.join(format!("console-{log}.log")),
+        });
+    }
     let initrd = cache.join(format!("initramfs-{}.cpio", kernel.label));
     let size = tree.write_cpio(&initrd)?;
     println!(
@@ -410,12 +479,7 @@ fn prepare_kernel(
         size >> 20,
         started.elapsed().as_secs_f32()
     );
-    Ok(Prepared {
-        label: kernel.label,
-        vmlinuz: kimage.vmlinuz,
-        initrd,
-        console_log: cache.join(format!("console-{}.log", kernel.label)),
-    })
+    Ok(boots)
 }
 
 /// The workspace root: xtask's manifest is in `<root>/xtask`.
