@@ -187,16 +187,21 @@ vm_active_count() {
 }
 
 # ---- The daemon in the guest ---------------------------------------------------------------
-# One daemon a scenario: its multipath.conf is $SCRATCH/multipath.conf, its log $VM_MARGINAL_LOG,
-# its state file $SCRATCH/held.json, its /status at $VM_MARGINAL_ADDR.
+# One daemon a scenario: its settings are in $VM_MARGINAL_CONF (written by vm_marginal_conf, the
+# one place that knows where marginal reads them), its log $VM_MARGINAL_LOG, its state file
+# $VM_MARGINAL_STATE, its /status at $VM_MARGINAL_ADDR. A scenario that runs marginal as installed
+# (default state file) sets VM_MARGINAL_STATE=/run/marginal/held-out.json before vm_marginal_start.
+VM_MARGINAL_CONF=${SCRATCH:-/tmp}/multipath.conf
 VM_MARGINAL_LOG=${SCRATCH:-/tmp}/marginal.log
+VM_MARGINAL_STATE=${SCRATCH:-/tmp}/held.json
+VM_MARGINAL_DEFAULT_STATE=/run/marginal/held-out.json
 VM_MARGINAL_ADDR=127.0.0.1:9750
 
-# vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME: writes
-# $SCRATCH/multipath.conf with marginal-path checking on for every map (sample time 120 s, the
-# floor; the daemon's testing flag shortens runs).
+# vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME: writes $VM_MARGINAL_CONF
+# with marginal-path checking on for every map (sample time 120 s, the floor; the daemon's testing
+# flag shortens runs). Never /etc/multipath.conf: multipathd would run its own checking too.
 vm_marginal_conf() {
-	cat >"$SCRATCH/multipath.conf" <<-CONF
+	cat >"$VM_MARGINAL_CONF" <<-CONF
 		defaults {
 			marginal_path_double_failed_time   $1
 			marginal_path_err_sample_time      120
@@ -214,8 +219,9 @@ vm_marginal_conf() {
 vm_marginal_start() {
 	echo "---- marginal run $* (at $(cut -d' ' -f1 /proc/uptime)) ----" >>"$VM_MARGINAL_LOG"
 	_from=$(wc -l <"$VM_MARGINAL_LOG")
-	marginal run --config "$SCRATCH/multipath.conf" --listen "$VM_MARGINAL_ADDR" \
-		--state-file "$SCRATCH/held.json" \
+	_state=
+	[ "$VM_MARGINAL_STATE" = "$VM_MARGINAL_DEFAULT_STATE" ] || _state="--state-file $VM_MARGINAL_STATE"
+	marginal run --config "$VM_MARGINAL_CONF" --listen "$VM_MARGINAL_ADDR" $_state \
 		${VM_MARGINAL_TESTING_FLAGS---sample-time-for-testing 3 --read-timeout-for-testing 1} \
 		"$@" >>"$VM_MARGINAL_LOG" 2>&1 &
 	VM_MARGINAL_PID=$!
@@ -267,6 +273,12 @@ vm_path_field() {
 # vm_path_is PATH FIELD VALUE: whether the daemon's /status shows VALUE for FIELD of PATH.
 vm_path_is() {
 	[ "$(vm_path_field "$1" "$2")" = "$3" ]
+}
+
+# vm_path_above PATH FIELD N: whether the daemon's /status shows a number above N for FIELD.
+vm_path_above() {
+	_v=$(vm_path_field "$1" "$2")
+	[ -n "$_v" ] && [ "$_v" -gt "$3" ]
 }
 
 # vm_show_daemon: what to look at when a daemon scenario fails: the daemon's log, the maps'
@@ -431,3 +443,8 @@ vm_two_path_map() {
 	nb=$(vm_kname "$b")
 	log "map $mp over path_a=$a path_b=$b ($nb)"
 }
+
+# The path kinds and their faults, and multipathd (one file each, tests/vm/lib/*.sh).
+for _lib in "${VM_LIB%/*}"/lib/*.sh; do
+	. "$_lib"
+done
