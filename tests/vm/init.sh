@@ -69,9 +69,19 @@ marker READY "$(uname -r)"
 # with its output when it fails.
 echo 2 >/proc/sys/kernel/printk
 
-# Leaves nothing of one scenario behind for the next: processes, kprobes, dm and loop devices,
-# mounts under /scratch.
+# Leaves nothing of one scenario behind for the next: what its helpers registered for teardown,
+# processes, kprobes, dm and loop devices, scsi_debug, mounts under /scratch.
 cleanup() {
+	# What the scenario's helpers set up in the kernel and only their daemons can undo (iSCSI
+	# sessions need iscsid to log out): their teardown lines, last first, while those still run.
+	if [ -s /scratch/.teardown ]; then
+		# configfs (a module here) was mounted in the scenario's own mount namespace, if at all.
+		if [ -d /sys/kernel/config ] && ! mountpoint -q /sys/kernel/config; then
+			mount -t configfs configfs /sys/kernel/config
+		fi
+		tac /scratch/.teardown >/tmp/teardown
+		timeout -s KILL 60 sh /tmp/teardown >/dev/null 2>&1
+	fi
 	kill -9 -1 2>/dev/null
 	sleep 0.2
 	echo 0 >/sys/kernel/tracing/events/enable 2>/dev/null
@@ -85,6 +95,8 @@ cleanup() {
 		dmsetup remove_all --force >/dev/null 2>&1
 		for l in /dev/loop[0-9]*; do losetup -d "$l" 2>/dev/null; done
 	done
+	# scsi_debug's disks go with the module (its parameters are the next scenario's to choose).
+	rmmod scsi_debug 2>/dev/null
 	umount /scratch 2>/dev/null
 }
 

@@ -16,6 +16,13 @@ check() {
 	if "$@"; then log "ok: $desc"; else fail "$desc"; fi
 }
 
+# vm_teardown COMMAND: a shell line the guest runs after the scenario (before it kills the
+# scenario's processes), last registered first: for kernel objects that only the scenario's
+# daemons can remove (iSCSI sessions) or that would disturb later scenarios (qdiscs on lo).
+vm_teardown() {
+	echo "$*" >>"$SCRATCH/.teardown"
+}
+
 # vm_contains TEXT PART: whether TEXT contains PART (no pattern characters in PART).
 vm_contains() {
 	case "$1" in *"$2"*) return 0 ;; esac

@@ -17,12 +17,17 @@ vm_iscsi_target() {
 	mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config
 	_lun=$(vm_loop "$1")
 	_bs=$VM_LIO/core/iblock_0/lun0
+	vm_teardown "rmdir $_bs $VM_LIO/core/iblock_0"
 	mkdir -p "$_bs"
 	echo "udev_path=$_lun" >"$_bs/control"
 	echo 1 >"$_bs/enable"
+	# LIO derives the LUN's NAA identifier (its WWID) from the unit serial, which only its
+	# userspace tools set: without one the WWID is a vendor string with spaces.
+	echo 5a1e0b1e-0000-4000-8000-000000000001 >"$_bs/wwn/vpd_unit_serial"
 	_tpg=1
 	for _ip in 127.0.0.1 127.0.0.2; do
 		_t=$VM_LIO/iscsi/$VM_ISCSI_IQN/tpgt_$_tpg
+		vm_teardown "echo 0 >$_t/enable; rm $_t/lun/lun_0/backstore; rmdir $_t/lun/lun_0 $_t/np/$_ip:3260 $_t; rmdir $VM_LIO/iscsi/$VM_ISCSI_IQN"
 		mkdir -p "$_t/lun/lun_0" "$_t/np/$_ip:3260"
 		ln -s "$_bs" "$_t/lun/lun_0/backstore"
 		echo 1 >"$_t/attrib/generate_node_acls"
@@ -54,6 +59,7 @@ vm_iscsi_login() {
 		node.session.auth.authmethod = None
 	CONF
 	iscsid -f >>"$SCRATCH/iscsid.log" 2>&1 &
+	vm_teardown "iscsiadm -m session -u"
 	# Discovery goes through iscsid, which needs a moment to listen.
 	vm_wait_for 20 iscsiadm -m discovery -t st -p 127.0.0.1 || fail "iSCSI discovery failed"
 	iscsiadm -m node -L all || fail "iSCSI login failed"
@@ -81,6 +87,7 @@ vm_iscsi_disk() {
 vm_iscsi_netem() {
 	modprobe sch_prio && modprobe sch_netem && modprobe cls_u32 || fail "modprobe of tc's modules failed"
 	$VM_TC qdisc del dev lo root 2>/dev/null || true
+	vm_teardown "$VM_TC qdisc del dev lo root"
 	$VM_TC qdisc add dev lo root handle 1: prio bands 4 priomap 1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1
 	$VM_TC qdisc add dev lo parent 1:4 handle 40: netem "$@"
 	$VM_TC filter add dev lo parent 1:0 protocol ip prio 1 u32 match ip dst 127.0.0.2/32 flowid 1:4

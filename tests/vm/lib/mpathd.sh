@@ -28,6 +28,20 @@ vm_san_conf() {
 	CONF
 }
 
+# vm_mpathd_trixie: the multipathd that vm_mpathd_start starts becomes Debian trixie's (0.11.1,
+# unpacked under /opt/trixie by the scenario's `# vm-prefix-debs: trixie ...`), run through
+# trixie's ld.so with trixie's libraries (it needs glibc 2.38). It loads its plugins (checkers,
+# prioritizers) from /usr/lib/multipath, as bookworm's does: trixie's replace them there, in the
+# scenario's own mount namespace (vm_private_system).
+VM_TRIXIE=/opt/trixie
+vm_mpathd_trixie() {
+	_lib=$VM_TRIXIE/usr/lib/x86_64-linux-gnu
+	[ -x "$VM_TRIXIE/usr/sbin/multipathd" ] || fail "no trixie multipathd (vm-prefix-debs: trixie multipath-tools ...)"
+	mount --bind "$VM_TRIXIE/usr/lib/multipath" /usr/lib/multipath
+	VM_MPD="$_lib/ld-linux-x86-64.so.2 --library-path $_lib:$VM_TRIXIE/usr/lib $VM_TRIXIE/usr/sbin/multipathd"
+	log "multipathd: $($VM_MPD -V 2>&1 | head -n 1)"
+}
+
 # vm_mpathd_start: starts multipathd (in the foreground, logging to $VM_MPD_LOG, appended) and
 # waits until its socket answers. Its pid is in $VM_MPD_PID.
 vm_mpathd_start() {

@@ -1,49 +1,11 @@
 #!/bin/sh
-# The SAN test bed's smoke test, on every kernel: multipathd (Debian's, default tur checker) makes
-# the map of a scsi_debug LUN over two SCSI hosts; marginal, run as installed (default state file),
-# watches it. Path B flaps twice (its SCSI device offline under I/O, then back for the checker):
-# marginal fails it through multipathd's socket, samples it and returns it: the run passes if the
-# device is back when the sampler opens it, or fails to open it (ENXIO) if not; the daemon reacts
-# within a fraction of a second, so either may happen, and either returns the path. Proves on each kernel: eBPF programs load, dm-mpath's path events reach
+# The SAN test bed's smoke test, on every kernel, with Debian bookworm's multipathd (0.9.4):
+# a scsi_debug map made by multipathd, marginal watching it, one flapping path (vm_san_smoke in
+# tests/vm/lib/smoke.sh). Proves on each kernel: eBPF programs load, dm-mpath's path events reach
 # the daemon, multipathd takes its commands, the sampler reads a real SCSI disk.
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
 # vm-timeout: 150
 . "$VM_LIB"
 vm_private_system "$0" "$@"
 vm_show_san_on_failure
-
-vm_san_conf
-vm_san_up 1
-check "multipathd uses its default checker, tur" sh -c "multipathd show paths format '%d %c' | grep -q '$nb *tur'"
-
-vm_marginal_conf 60 100 5
-VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
-vm_marginal_start
-check "daemon acts through multipathd" vm_marginal_logged "actuator: multipathd (multipathd answers"
-check "daemon watches $map" vm_marginal_logged "watching map $map"
-check "daemon sees dm-mpath's path events" vm_marginal_logged "kprobe:dm_path_uevent (live)"
-grep -F "block:block_rq_" "$VM_MARGINAL_LOG" | head -n 3
-check "$nb starts healthy" vm_path_is "$nb" state healthy
-
-log "path B goes offline under I/O: dm-mpath fails it"
-vm_sd_state "$hb" offline
-check "first failure" vm_io_until 30 "$map" vm_dm_path_is "$map" "$b" F
-vm_sd_state "$hb" running
-check "daemon counts it: $nb suspect" vm_wait_for 15 vm_path_is "$nb" state suspect
-check "multipathd's checker reinstates $nb" vm_wait_for 30 vm_dm_path_is "$map" "$b" A
-check "one failure fails nothing" vm_path_is "$nb" failed_by_marginal false
-
-log "path B goes offline again within the window"
-vm_sd_state "$hb" offline
-check "second failure" vm_io_until 30 "$map" vm_dm_path_is "$map" "$b" F
-vm_sd_state "$hb" running
-check "daemon fails $nb" vm_wait_for 15 vm_marginal_logged "failing $nb of $map: failed twice within"
-check "through multipathd's socket" vm_wait_for 10 grep -q "fail path $b (operator)" "$VM_MPD_LOG"
-check "daemon samples $nb" vm_wait_for 15 vm_marginal_logged "sampling $nb for 3s"
-check "the daemon judges the run and returns $nb" vm_wait_for 30 vm_marginal_logged "returning $nb to $map: "
-grep -F "returning $nb to $map: " "$VM_MARGINAL_LOG"
-check "$nb active in dm" vm_wait_for 15 vm_dm_path_is "$map" "$b" A
-check "$nb healthy" vm_wait_for 5 vm_path_is "$nb" state healthy
-check "state file no longer lists $nb" sh -c "! grep -q '\"$nb\"' $VM_MARGINAL_STATE"
-check "reads through the map work" vm_read "/dev/mapper/$map" 16
-check "the daemon logged no error" vm_marginal_no_errors
+vm_san_smoke

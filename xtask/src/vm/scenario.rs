@@ -7,6 +7,7 @@
 //! # vm-timeout: 90           seconds before the guest kills the scenario (default 60)
 //! # vm-kernels: 6.12         only on these kernels (labels; default: every kernel booted)
 //! # vm-cmdline: nvme_core.multipath=N   kernel parameters: such scenarios get a boot of their own
+//! # vm-prefix-debs: trixie multipath-tools libc6   another release's packages, under /opt/trixie
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,8 @@ pub struct Scenario {
     pub kernels: Vec<String>,
     /// Extra kernel command line ("" for none); scenarios are booted in groups of equal ones.
     pub cmdline: String,
+    /// Packages of other Debian suites, unpacked under `/opt/<suite>`: (suite, package).
+    pub prefix_debs: Vec<(String, String)>,
 }
 
 impl Scenario {
@@ -62,6 +65,7 @@ impl Scenario {
             timeout: DEFAULT_TIMEOUT,
             kernels: Vec::new(),
             cmdline: String::new(),
+            prefix_debs: Vec::new(),
         };
         for (n, line) in text.lines().enumerate() {
             let Some(directive) = line.strip_prefix("# vm-") else {
@@ -76,6 +80,17 @@ impl Scenario {
                 "debs" => s.debs.extend(words),
                 "kernels" => s.kernels.extend(words),
                 "cmdline" => s.cmdline = words.collect::<Vec<_>>().join(" "),
+                "prefix-debs" => {
+                    let mut words = words;
+                    let suite = words.next().with_context(|| {
+                        format!(
+                            "{}:{}: vm-prefix-debs: SUITE PACKAGE...",
+                            path.display(),
+                            n + 1
+                        )
+                    })?;
+                    s.prefix_debs.extend(words.map(|p| (suite.clone(), p)));
+                }
                 "timeout" => {
                     let secs: u64 = value.trim().parse().with_context(|| {
                         format!("{}:{}: vm-timeout takes seconds", path.display(), n + 1)
@@ -83,7 +98,7 @@ impl Scenario {
                     s.timeout = Duration::from_secs(secs);
                 }
                 other => bail!(
-                    "{}:{}: unknown directive vm-{other} (bins, debs, timeout, kernels, cmdline)",
+                    "{}:{}: unknown directive vm-{other} (bins, debs, timeout, kernels, cmdline, prefix-debs)",
                     path.display(),
                     n + 1
                 ),
