@@ -39,7 +39,6 @@ vm_mpathd_trixie() {
 	[ -x "$VM_TRIXIE/usr/sbin/multipathd" ] || fail "no trixie multipathd (vm-prefix-debs: trixie multipath-tools ...)"
 	mount --bind "$VM_TRIXIE/usr/lib/multipath" /usr/lib/multipath
 	VM_MPD="$_lib/ld-linux-x86-64.so.2 --library-path $_lib:$VM_TRIXIE/usr/lib $VM_TRIXIE/usr/sbin/multipathd"
-	log "multipathd: $($VM_MPD -V 2>&1 | head -n 1)"
 }
 
 # vm_mpathd_start: starts multipathd (in the foreground, logging to $VM_MPD_LOG, appended) and

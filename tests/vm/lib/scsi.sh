@@ -95,6 +95,12 @@ vm_sd_read_timeouts() {
 	vm_sd_rule "$1" 0 "-$2" 0x28
 }
 
+# vm_sd_rules_left HCTL TYPE: how many rules of TYPE on the path still apply (a rule for the next
+# N commands stays listed with count 0 once used up).
+vm_sd_rules_left() {
+	awk -v t="$2" 'NR > 1 && $1 == t && $2 != 0' "$VM_SD_DEBUGFS/$1/error" | wc -l
+}
+
 # vm_sd_heal HCTL: removes every rule of the path.
 vm_sd_heal() {
 	awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $1, $3 }' "$VM_SD_DEBUGFS/$1/error" |

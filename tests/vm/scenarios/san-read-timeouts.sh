@@ -45,5 +45,5 @@ check "judged on it: rate $(vm_path_field "$nb" last_rate_permille) = errors * 1
 	[ "$(vm_path_field "$nb" last_rate_permille)" = $((errors * 1000 / reads)) ]
 check "verdict: healthy" vm_path_is "$nb" last_verdict healthy
 check "$nb active in dm" vm_wait_for 10 vm_dm_path_is "$map" "$b" A
-check "the rule was used up: no READ left to time out" sh -c "! grep -q '^0' $VM_SD_DEBUGFS/$hb/error"
+check "the rule was used up: no READ left to time out" [ "$(vm_sd_rules_left "$hb" 0)" = 0 ]
 check "the daemon logged no error" vm_marginal_no_errors

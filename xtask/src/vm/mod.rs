@@ -417,7 +417,11 @@ fn prepare_kernel(
     }
     apt.look_up(&[kernel.meta_package])?;
     let (pkg, version) = apt.resolve_meta(kernel.meta_package)?;
-    let unpacked = apt.fetch_and_unpack_exact(&pkg, &version)?;
+    let unpacked = apt
+        .kernel_parts(&pkg, &version)?
+        .iter()
+        .map(|(p, v)| apt.fetch_and_unpack_exact(p, v))
+        .collect::<Result<Vec<_>>>()?;
     let kimage = modules::KernelImage::from_unpacked(&unpacked)?;
     println!(
         "vm-test: [{}] {pkg} {version} (release {})",

@@ -29,23 +29,26 @@ fn module_name(s: &str) -> String {
 }
 
 impl KernelImage {
-    pub fn from_unpacked(root: &Path) -> Result<Self> {
-        let boot = root.join("boot");
-        let vmlinuz = std::fs::read_dir(&boot)
-            .with_context(|| format!("reading {}", boot.display()))?
+    /// The kernel in unpacked packages: an image package alone, or (Debian 14) with the packages
+    /// that hold its vmlinuz and its modules.
+    pub fn from_unpacked(roots: &[PathBuf]) -> Result<Self> {
+        let vmlinuz = roots
+            .iter()
+            .filter_map(|r| std::fs::read_dir(r.join("boot")).ok())
+            .flatten()
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
             })
-            .with_context(|| format!("no vmlinuz-* in {}", boot.display()))?;
+            .with_context(|| format!("no boot/vmlinuz-* in {roots:?}"))?;
         let release = vmlinuz.file_name().unwrap_or_default().to_string_lossy()["vmlinuz-".len()..]
             .to_string();
-        let modules_dir = ["lib/modules", "usr/lib/modules"]
+        let modules_dir = roots
             .iter()
-            .map(|d| root.join(d).join(&release))
+            .flat_map(|r| ["lib/modules", "usr/lib/modules"].map(|d| r.join(d).join(&release)))
             .find(|d| d.is_dir())
-            .with_context(|| format!("no modules for {release} in {}", root.display()))?;
+            .with_context(|| format!("no modules for {release} in {roots:?}"))?;
         Ok(Self {
             release,
             vmlinuz,

@@ -216,17 +216,27 @@ impl Apt {
     /// The kernel image package and version a kernel meta package's candidate depends on.
     pub fn resolve_meta(&self, meta: &str) -> Result<(String, String)> {
         let text = self.show(meta)?;
-        let depends = field(&text, "Depends").with_context(|| format!("{meta} has no Depends"))?;
-        for dep in depends.split(',') {
-            // e.g. "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)"
-            let dep = dep.trim();
-            if let Some((name, rest)) = dep.split_once(" (= ")
-                && name.starts_with("linux-image-")
-            {
-                return Ok((name.to_string(), rest.trim_end_matches(')').to_string()));
-            }
+        exact_deps(&text, "linux-image-")
+            .into_iter()
+            .next()
+            .with_context(|| format!("{meta}: no exact linux-image dependency"))
+    }
+
+    /// The packages (name, version) that hold a kernel image package's files: itself, and since
+    /// Debian 14 (sid) the `linux-binary-*` (vmlinuz) and `linux-modules-*` it depends on.
+    pub fn kernel_parts(&self, image: &str, version: &str) -> Result<Vec<(String, String)>> {
+        let mut parts = vec![(image.to_string(), version.to_string())];
+        let text = self.show(image)?;
+        let deps: Vec<(String, String)> = ["linux-binary-", "linux-modules-"]
+            .iter()
+            .flat_map(|prefix| exact_deps(&text, prefix))
+            .collect();
+        if !deps.is_empty() {
+            let names: Vec<&str> = deps.iter().map(|(n, _)| n.as_str()).collect();
+            self.look_up(&names)?;
         }
-        bail!("{meta}: no exact linux-image dependency in {depends:?}")
+        parts.extend(deps);
+        Ok(parts)
     }
 
     /// Downloads (unless cached) and unpacks (unless already unpacked) the candidate of `package`.
@@ -319,6 +329,20 @@ fn fresh_lists(lists: &Path) -> Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// The `name (= version)` dependencies of a package record whose names start with `prefix`, e.g.
+/// "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)".
+fn exact_deps(record: &str, prefix: &str) -> Vec<(String, String)> {
+    let depends = field(record, "Depends").unwrap_or_default();
+    depends
+        .split(',')
+        .filter_map(|dep| {
+            let (name, rest) = dep.trim().split_once(" (= ")?;
+            name.starts_with(prefix)
+                .then(|| (name.to_string(), rest.trim_end_matches(')').to_string()))
+        })
+        .collect()
 }
 
 /// The value of a `Name: value` field of apt-cache output.
