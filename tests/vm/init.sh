@@ -76,7 +76,7 @@ cleanup() {
 	# sessions need iscsid to log out): their teardown lines, last first, while those still run.
 	if [ -s /scratch/.teardown ]; then
 		# configfs (a module here) was mounted in the scenario's own mount namespace, if at all.
-		if [ -d /sys/kernel/config ] && ! mountpoint -q /sys/kernel/config; then
+		if [ -d /sys/kernel/config ] && ! grep -q ' /sys/kernel/config configfs ' /proc/mounts; then
 			mount -t configfs configfs /sys/kernel/config
 		fi
 		tac /scratch/.teardown >/tmp/teardown

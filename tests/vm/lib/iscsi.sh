@@ -14,7 +14,7 @@ VM_TC=/usr/sbin/tc
 vm_iscsi_target() {
 	modprobe crc32c_generic 2>/dev/null || true
 	modprobe target_core_iblock && modprobe iscsi_target_mod || fail "modprobe of LIO's modules failed"
-	mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config
+	vm_configfs
 	_lun=$(vm_loop "$1")
 	_bs=$VM_LIO/core/iblock_0/lun0
 	vm_teardown "rmdir $_bs $VM_LIO/core/iblock_0"

@@ -56,6 +56,12 @@ vm_mpathd_stop() {
 	vm_wait_for 30 sh -c "! kill -0 $VM_MPD_PID 2>/dev/null" || fail "multipathd did not stop"
 }
 
+# vm_configfs: configfs mounted (the kernel targets, LIO and nvmet, are set up through it; the
+# guest's cleanup may have mounted it already).
+vm_configfs() {
+	grep -q ' /sys/kernel/config configfs ' /proc/mounts || mount -t configfs configfs /sys/kernel/config
+}
+
 # vm_holder DISK: the name of the dm map that holds the disk (sdX, nvme0n1; empty if none).
 vm_holder() {
 	for _h in /sys/block/"$1"/holders/*; do

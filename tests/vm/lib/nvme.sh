@@ -12,7 +12,7 @@ VM_NVMET=/sys/kernel/config/nvmet
 # any host, on two TCP ports.
 vm_nvme_target() {
 	modprobe nvmet_tcp || fail "modprobe nvmet_tcp failed"
-	mountpoint -q /sys/kernel/config || mount -t configfs configfs /sys/kernel/config
+	vm_configfs
 	_lun=$(vm_loop "$1")
 	_s=$VM_NVMET/subsystems/$VM_NVME_NQN
 	vm_teardown "rmdir $_s/namespaces/1 $_s"

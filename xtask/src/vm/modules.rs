@@ -32,22 +32,36 @@ impl KernelImage {
     /// The kernel in unpacked packages: an image package alone, or (Debian 14) with the packages
     /// that hold its vmlinuz and its modules.
     pub fn from_unpacked(roots: &[PathBuf]) -> Result<Self> {
-        let vmlinuz = roots
+        let in_boot = roots
             .iter()
             .filter_map(|r| std::fs::read_dir(r.join("boot")).ok())
             .flatten()
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-            })
-            .with_context(|| format!("no boot/vmlinuz-* in {roots:?}"))?;
-        let release = vmlinuz.file_name().unwrap_or_default().to_string_lossy()["vmlinuz-".len()..]
-            .to_string();
+            .find_map(|p| {
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                let release = name.strip_prefix("vmlinuz-")?.to_string();
+                Some((p, release))
+            });
+        // Debian 14 keeps it beside the modules: usr/lib/modules/<release>/vmlinuz.
+        let beside_modules = || {
+            roots
+                .iter()
+                .filter_map(|r| std::fs::read_dir(r.join("usr/lib/modules")).ok())
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find_map(|d| {
+                    let p = d.join("vmlinuz");
+                    let release = d.file_name()?.to_string_lossy().into_owned();
+                    p.is_file().then_some((p, release))
+                })
+        };
+        let (vmlinuz, release) = in_boot
+            .or_else(beside_modules)
+            .with_context(|| format!("no vmlinuz in {roots:?}"))?;
         let modules_dir = roots
             .iter()
             .flat_map(|r| ["lib/modules", "usr/lib/modules"].map(|d| r.join(d).join(&release)))
-            .find(|d| d.is_dir())
+            .find(|d| d.join("kernel").is_dir())
             .with_context(|| format!("no modules for {release} in {roots:?}"))?;
         Ok(Self {
             release,
