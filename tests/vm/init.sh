@@ -1,8 +1,9 @@
 #!/bin/sh
 # /init of the VM test bed's initramfs (put there by `cargo xtask vm-test`; busybox sh).
-# Mounts the kernel file systems, loads the dm and loop modules, runs each scenario listed in
-# /etc/marginal-vm/scenarios between marker lines on the console (xtask/src/vm/report.rs parses
-# them), cleans up after each, and powers off. It must never exit: pid 1 exiting panics the kernel.
+# Mounts the kernel file systems, loads the dm and loop modules, runs each scenario of its boot's
+# list (/etc/marginal-vm/scenarios.<marginal.group>) between marker lines on the console
+# (xtask/src/vm/report.rs parses them), cleans up after each, and powers off. It must never exit:
+# pid 1 exiting panics the kernel.
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root
@@ -44,6 +45,11 @@ ip link set lo up 2>/dev/null
 
 keep_going=0
 case " $(cat /proc/cmdline) " in *" marginal.keep_going=1 "*) keep_going=1 ;; esac
+# Scenarios with their own kernel parameters get boots of their own: each boot runs one list.
+group=0
+for arg in $(cat /proc/cmdline); do
+	case "$arg" in marginal.group=*) group=${arg#marginal.group=} ;; esac
+done
 
 setup_ok=1
 while read -r module; do
@@ -63,9 +69,19 @@ marker READY "$(uname -r)"
 # with its output when it fails.
 echo 2 >/proc/sys/kernel/printk
 
-# Leaves nothing of one scenario behind for the next: processes, kprobes, dm and loop devices,
-# mounts under /scratch, /etc/marginal.
+# Leaves nothing of one scenario behind for the next: what its helpers registered for teardown,
+# processes, kprobes, dm and loop devices, scsi_debug, mounts under /scratch, /etc/marginal.
 cleanup() {
+	# What the scenario's helpers set up in the kernel and only their daemons can undo (iSCSI
+	# sessions need iscsid to log out): their teardown lines, last first, while those still run.
+	if [ -s /scratch/.teardown ]; then
+		# configfs (a module here) was mounted in the scenario's own mount namespace, if at all.
+		if [ -d /sys/kernel/config ] && ! grep -q ' /sys/kernel/config configfs ' /proc/mounts; then
+			mount -t configfs configfs /sys/kernel/config
+		fi
+		tac /scratch/.teardown >/tmp/teardown
+		timeout -s KILL 60 sh /tmp/teardown >/dev/null 2>&1
+	fi
 	kill -9 -1 2>/dev/null
 	sleep 0.2
 	echo 0 >/sys/kernel/tracing/events/enable 2>/dev/null
@@ -79,6 +95,8 @@ cleanup() {
 		dmsetup remove_all --force >/dev/null 2>&1
 		for l in /dev/loop[0-9]*; do losetup -d "$l" 2>/dev/null; done
 	done
+	# scsi_debug's disks go with the module (its parameters are the next scenario's to choose).
+	rmmod scsi_debug 2>/dev/null
 	umount /scratch 2>/dev/null
 	# marginal's default configuration (vm_marginal_conf): the next scenario writes its own.
 	rm -rf /etc/marginal
@@ -129,7 +147,7 @@ while read -r name limit; do
 		break
 	fi
 	run_scenario "$name" "$limit"
-done </etc/marginal-vm/scenarios
+done <"/etc/marginal-vm/scenarios.$group"
 
 marker DONE
 halt_guest

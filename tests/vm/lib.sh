@@ -16,6 +16,13 @@ check() {
 	if "$@"; then log "ok: $desc"; else fail "$desc"; fi
 }
 
+# vm_teardown COMMAND: a shell line the guest runs after the scenario (before it kills the
+# scenario's processes), last registered first: for kernel objects that only the scenario's
+# daemons can remove (iSCSI sessions) or that would disturb later scenarios (qdiscs on lo).
+vm_teardown() {
+	echo "$*" >>"$SCRATCH/.teardown"
+}
+
 # vm_contains TEXT PART: whether TEXT contains PART (no pattern characters in PART).
 vm_contains() {
 	case "$1" in *"$2"*) return 0 ;; esac
@@ -187,11 +194,15 @@ vm_active_count() {
 }
 
 # ---- The daemon in the guest ---------------------------------------------------------------
-# One daemon a scenario: its configuration is the default /etc/marginal/marginal.conf (init.sh
-# removes /etc/marginal after each scenario), multipathd's the default /etc/multipath.conf (only
-# scenarios with vm_private_system write it), its log $VM_MARGINAL_LOG, its state file
-# $SCRATCH/held.json, its /status at $VM_MARGINAL_ADDR.
+# One daemon a scenario: its configuration is the default /etc/marginal/marginal.conf (written by
+# vm_marginal_conf; init.sh removes /etc/marginal after each scenario), multipathd's the default
+# /etc/multipath.conf (only scenarios with vm_private_system write it), its log $VM_MARGINAL_LOG,
+# its state file $VM_MARGINAL_STATE, its /status at $VM_MARGINAL_ADDR. A scenario that runs
+# marginal as installed (default state file) sets VM_MARGINAL_STATE=/run/marginal/held-out.json
+# before vm_marginal_start.
 VM_MARGINAL_LOG=${SCRATCH:-/tmp}/marginal.log
+VM_MARGINAL_STATE=${SCRATCH:-/tmp}/held.json
+VM_MARGINAL_DEFAULT_STATE=/run/marginal/held-out.json
 VM_MARGINAL_ADDR=127.0.0.1:9750
 
 # vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME: writes
@@ -217,8 +228,9 @@ vm_marginal_conf() {
 vm_marginal_start() {
 	echo "---- marginal run $* (at $(cut -d' ' -f1 /proc/uptime)) ----" >>"$VM_MARGINAL_LOG"
 	_from=$(wc -l <"$VM_MARGINAL_LOG")
-	marginal run --listen "$VM_MARGINAL_ADDR" \
-		--state-file "$SCRATCH/held.json" \
+	_state=
+	[ "$VM_MARGINAL_STATE" = "$VM_MARGINAL_DEFAULT_STATE" ] || _state="--state-file $VM_MARGINAL_STATE"
+	marginal run --listen "$VM_MARGINAL_ADDR" $_state \
 		${VM_MARGINAL_TESTING_FLAGS---sample-time-for-testing 3 --read-timeout-for-testing 1} \
 		"$@" >>"$VM_MARGINAL_LOG" 2>&1 &
 	VM_MARGINAL_PID=$!
@@ -270,6 +282,12 @@ vm_path_field() {
 # vm_path_is PATH FIELD VALUE: whether the daemon's /status shows VALUE for FIELD of PATH.
 vm_path_is() {
 	[ "$(vm_path_field "$1" "$2")" = "$3" ]
+}
+
+# vm_path_above PATH FIELD N: whether the daemon's /status shows a number above N for FIELD.
+vm_path_above() {
+	_v=$(vm_path_field "$1" "$2")
+	[ -n "$_v" ] && [ "$_v" -gt "$3" ]
 }
 
 # vm_show_daemon: what to look at when a daemon scenario fails: the daemon's log, the maps'
@@ -532,3 +550,7 @@ vm_stays() {
 		sleep 0.25
 	done
 }
+# The path kinds and their faults, and multipathd (one file each, tests/vm/lib/*.sh).
+for _lib in "${VM_LIB%/*}"/lib/*.sh; do
+	. "$_lib"
+done

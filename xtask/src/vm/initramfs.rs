@@ -49,6 +49,8 @@ pub struct Tree {
     nodes: BTreeMap<String, Node>,
     /// Roots of unpacked packages, searched by `ldd` before the host's own libraries.
     package_roots: Vec<PathBuf>,
+    /// Guest directories (with a trailing `/`) of other releases' packages.
+    prefixes: Vec<String>,
 }
 
 impl Default for Tree {
@@ -56,6 +58,7 @@ impl Default for Tree {
         let mut tree = Self {
             nodes: BTreeMap::new(),
             package_roots: Vec::new(),
+            prefixes: Vec::new(),
         };
         for d in [
             "dev",
@@ -150,6 +153,26 @@ impl Tree {
     /// Adds every file of an unpacked package at its own path (docs and manuals left out).
     pub fn add_unpacked_deb(&mut self, root: &Path) -> Result<()> {
         self.package_roots.push(root.to_path_buf());
+        self.add_package_files(root, "")
+    }
+
+    /// Adds every file of an unpacked package of another Debian release under `prefix` (e.g.
+    /// `opt/trixie`): its programs run through that release's own ld.so and libraries, and
+    /// [`Tree::resolve_shared_libs`] neither looks at them nor takes libraries from them.
+    pub fn add_unpacked_deb_under(&mut self, root: &Path, prefix: &str) -> Result<()> {
+        self.prefixes
+            .push(format!("{}/", prefix.trim_end_matches('/')));
+        self.add_package_files(root, prefix)
+    }
+
+    fn add_package_files(&mut self, root: &Path, prefix: &str) -> Result<()> {
+        let guest = |rel: &str| {
+            if prefix.is_empty() {
+                rel.to_string()
+            } else {
+                format!("{prefix}/{rel}")
+            }
+        };
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
             for entry in
@@ -164,12 +187,12 @@ impl Tree {
                 let meta = std::fs::symlink_metadata(&host)?;
                 if meta.file_type().is_symlink() {
                     let target = std::fs::read_link(&host)?;
-                    self.add_symlink(&rel, &target.to_string_lossy());
+                    self.add_symlink(&guest(&rel), &target.to_string_lossy());
                 } else if meta.is_dir() {
-                    self.add_dir(&rel);
+                    self.add_dir(&guest(&rel));
                     stack.push(host);
                 } else if meta.is_file() {
-                    self.add_host_file(&rel, &host, meta.permissions().mode() & 0o7777)?;
+                    self.add_host_file(&guest(&rel), &host, meta.permissions().mode() & 0o7777)?;
                 }
             }
         }
@@ -228,7 +251,9 @@ impl Tree {
                 Node::File {
                     source: Source::Host(host),
                     mode,
-                } if mode & 0o111 != 0 => Some((path.clone(), host.clone())),
+                } if mode & 0o111 != 0 && !self.prefixes.iter().any(|p| path.starts_with(p)) => {
+                    Some((path.clone(), host.clone()))
+                }
                 _ => None,
             })
             .collect();

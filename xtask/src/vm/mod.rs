@@ -1,17 +1,19 @@
 //! `cargo xtask vm-test`: the VM test bed for everything the build machine's kernel lacks
 //! (device-mapper, dm-multipath, kprobes, loadable modules; see shared/ENVIRONMENT.md).
 //!
-//! For each selected kernel (Debian bookworm's 6.1 and the 6.12 backport, both `cloud-amd64`) it
+//! For each selected kernel (Debian's `cloud-amd64` 5.10, 6.1, 6.12 and sid's; see kernels.rs) it
 //! 1. makes sure the host has QEMU (apt-get install, only when missing),
 //! 2. fetches the kernel, busybox-static and dmsetup packages with `apt-get download` into
 //!    `.vm-cache/debs` (kept between runs; the kernel is the newest one Debian's meta package
-//!    points at) and unpacks them with `dpkg-deb -x`,
+//!    points at; bullseye's, trixie's and sid's through a private apt setup in
+//!    `.vm-cache/apt/<suite>`) and unpacks them with `dpkg-deb -x`,
 //! 3. builds the project's binaries with cargo (debug, as `cargo xtask test` already built them)
 //!    and an uncompressed initramfs: busybox, dmsetup, those binaries (debug info stripped) with the
 //!    shared libraries `ldd` lists for them, the dm and loop modules (dependency order read from
-//!    `.modinfo`, `.ko.xz` unpacked), `tests/vm/init.sh` as `/init`, `tests/vm/lib.sh` and the
-//!    scenarios,
-//! 4. boots each kernel once under QEMU/TCG, the kernels side by side (`--jobs`); the guest runs
+//!    `.modinfo`, `.ko.xz` unpacked; the SAN modules for `modprobe`), `tests/vm/init.sh` as
+//!    `/init`, `tests/vm/lib.sh`, `tests/vm/lib/*.sh` and the scenarios,
+//! 4. boots each kernel once (more often for scenarios with their own `vm-cmdline`) under
+//!    QEMU/TCG, as many side by side as the host has cores (`--jobs`), longest first; the guest runs
 //!    every scenario in file-name order, prints each one's output between marker lines on the
 //!    serial console, then powers off,
 //! 5. parses the console and prints each scenario's output and a result table; the run fails when
@@ -19,8 +21,9 @@
 //!    (1 minute plus the scenarios' limits).
 //!
 //! Without `--keep-going` a guest stops at its first failed scenario (the rest are NOT RUN).
-//! `--scenario NAME` (repeatable) picks scenarios, `--kernel 6.1|6.12|all` kernels. Console logs
-//! are kept in `.vm-cache/console-<kernel>.log`.
+//! `--scenario NAME` (repeatable) picks scenarios, `--kernel 5.10|6.1|6.12|sid|default|all`
+//! kernels (default: 5.10, 6.1 and 6.12). Console logs are kept in
+//! `.vm-cache/console-<kernel>[-<group>].log`.
 //!
 //! # Adding a scenario
 //! Drop `tests/vm/scenarios/NAME.sh` (busybox `sh`; see tests/vm/README.md). It passes when it exits
@@ -30,7 +33,10 @@
 //! - `# vm-debs: pkg1 pkg2` extra Debian packages unpacked into the guest root (list their library
 //!   packages too: apt-get download does not follow dependencies; libraries the host has are taken
 //!   from the host);
-//! - `# vm-timeout: 90` seconds before the guest kills it (default 60).
+//! - `# vm-timeout: 90` seconds before the guest kills it (default 60);
+//! - `# vm-kernels: 6.12 sid` only on these kernels (default: all);
+//! - `# vm-cmdline: nvme_core.multipath=N` kernel parameters (a boot of its own);
+//! - `# vm-prefix-debs: trixie multipath-tools libc6` another suite's packages, under /opt/trixie.
 //!
 //! Binaries from elsewhere go in with `--bin PATH` (to `/usr/local/bin/<file name>`), more workspace
 //! binaries with `--cargo-bin NAME`; `--no-build` takes workspace binaries as the last build left
@@ -41,20 +47,25 @@
 //! Other tasks can call [`run`] with a [`VmTestArgs`] (its `Default` is the command line without
 //! options: all kernels, all scenarios, debug build); it returns an error when anything failed.
 
+mod bins;
 mod initramfs;
+mod kernels;
 mod modules;
 mod packages;
 mod qemu;
 mod report;
 mod scenario;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub use kernels::KernelChoice;
+use kernels::{KERNELS, Kernel};
 pub use report::{Outcome, ScenarioResult};
 
 /// Modules every guest loads (their dependencies are added from `.modinfo`): dm core (it holds the
@@ -71,6 +82,26 @@ const GUEST_MODULES: &[&str] = &[
     "loop",
 ];
 
+/// Modules a scenario loads itself with `modprobe` (busybox's, from the modules.dep written
+/// here), with its own parameters: the real SAN paths (tests/vm/lib/). A kernel that lacks one
+/// boots anyway; the scenario that needs it fails there.
+const ON_DEMAND_MODULES: &[&str] = &[
+    // scsi_debug's LUNs, as sdX disks.
+    "scsi_debug",
+    "sd_mod",
+    // iSCSI: LIO's target with an iblock backstore, open-iscsi's initiator, netem on lo.
+    "crc32c_generic",
+    "target_core_iblock",
+    "iscsi_target_mod",
+    "iscsi_tcp",
+    "sch_prio",
+    "sch_netem",
+    "cls_u32",
+    // NVMe/TCP: nvmet's target and the host side.
+    "nvmet_tcp",
+    "nvme_tcp",
+];
+
 /// Debian packages every guest has. busybox-static gives the shell and every other tool; dmsetup's
 /// own libraries come with it so the guest does not depend on what the host happens to have.
 const BASE_DEBS: &[&str] = &[
@@ -85,42 +116,10 @@ const BASE_DEBS: &[&str] = &[
 /// Workspace binaries every guest has.
 const BASE_CARGO_BINS: &[&str] = &["marginal"];
 
-/// A kernel the scenarios run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KernelChoice {
-    /// Debian bookworm's own kernel.
-    #[value(name = "6.1")]
-    V6_1,
-    /// The bookworm backport of 6.12.
-    #[value(name = "6.12")]
-    V6_12,
-    /// Both of them.
-    All,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Kernel {
-    label: &'static str,
-    /// Debian's meta package: its current version depends on the newest kernel image of the line,
-    /// so the test follows Debian's security updates without a version to keep up to date here.
-    meta_package: &'static str,
-}
-
-const KERNELS: &[Kernel] = &[
-    Kernel {
-        label: "6.1",
-        meta_package: "linux-image-cloud-amd64",
-    },
-    Kernel {
-        label: "6.12",
-        meta_package: "linux-image-6.12-cloud-amd64",
-    },
-];
-
 #[derive(Debug, clap::Args)]
 pub struct VmTestArgs {
     /// Kernel(s) to boot.
-    #[arg(long, value_enum, default_value = "all")]
+    #[arg(long, value_enum, default_value = "default")]
     pub kernel: KernelChoice,
     /// Run only these scenarios (file names in tests/vm/scenarios without `.sh`; repeatable).
     #[arg(long = "scenario", value_name = "NAME")]
@@ -141,7 +140,7 @@ pub struct VmTestArgs {
     /// (a `--bin` of the same file name replaces one).
     #[arg(long)]
     pub no_build: bool,
-    /// How many guests boot at once (default: all selected kernels; 1 boots one after another).
+    /// How many guests boot at once (default: the host's cores; 1 boots one after another).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Where downloads and built images are kept (default: <workspace>/.vm-cache).
@@ -156,7 +155,7 @@ pub struct VmTestArgs {
 impl Default for VmTestArgs {
     fn default() -> Self {
         Self {
-            kernel: KernelChoice::All,
+            kernel: KernelChoice::Default,
             scenarios: Vec::new(),
             keep_going: false,
             release: false,
@@ -214,11 +213,7 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
     let kernels: Vec<Kernel> = KERNELS
         .iter()
         .copied()
-        .filter(|k| match args.kernel {
-            KernelChoice::All => true,
-            KernelChoice::V6_1 => k.label == "6.1",
-            KernelChoice::V6_12 => k.label == "6.12",
-        })
+        .filter(|k| args.kernel.selects(k))
         .collect();
 
     packages::ensure_host_tools()?;
@@ -231,103 +226,99 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
             debs.push(d);
         }
     }
-    let metas = kernels.iter().map(|k| k.meta_package);
+    let metas = kernels
+        .iter()
+        .filter(|k| k.suite.is_none())
+        .map(|k| k.meta_package);
     apt.look_up(&debs.iter().copied().chain(metas).collect::<Vec<_>>())?;
-    let bins = binaries(args, &root, &scenarios)?;
+    let bins = bins::binaries(args, &root, &scenarios)?;
     let base = base_tree(&apt, &root, &cache, &scenarios, &debs, &bins)?;
     println!(
         "vm-test: guest files gathered ({:.1} s in)",
         started.elapsed().as_secs_f32()
     );
 
-    // Every kernel's initramfs first (quick), then the boots, `jobs` at a time: each guest keeps
-    // about one host core busy, so two boots side by side take little longer than one.
+    // Every boot's initramfs first (quick), then the boots, `jobs` at a time: each guest keeps
+    // about one host core busy, so as many boots side by side as cores take little longer than
+    // one.
     let mut prepared = Vec::new();
     for kernel in &kernels {
-        prepared.push(prepare_kernel(&apt, &cache, kernel, &base)?);
-    }
-    let budget: Duration =
-        qemu::BOOT_BUDGET + scenarios.iter().map(|s| s.timeout).sum::<Duration>();
-    let jobs = args.jobs.unwrap_or(prepared.len()).max(1);
-    let mut rows: Vec<BootResults> = Vec::new();
-    for batch in prepared.chunks(jobs) {
-        if !args.keep_going && rows.iter().any(|b| !b.passed()) {
-            for p in batch {
-                println!(
-                    "vm-test: [{}] not booted after a failure (--keep-going boots it)",
-                    p.label
-                );
+        let kernel_apt;
+        let kapt = match kernel.suite {
+            None => &apt,
+            Some(suite) => {
+                kernel_apt = packages::Apt::for_suite(&cache, suite)?;
+                &kernel_apt
             }
-            break;
-        }
-        let boots: Vec<Result<qemu::Boot>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|p| {
-                    scope.spawn(move || {
-                        qemu::boot(&qemu::BootSpec {
-                            label: p.label,
+        };
+        prepared.extend(prepare_kernel(kapt, &cache, kernel, &base, &scenarios)?);
+    }
+    // The longest boots first, and each freed slot takes the next: the whole run then takes
+    // about as long as the longest boot (the 6.12 matrix) when the rest fit beside it.
+    prepared.sort_by_key(|p| std::cmp::Reverse(boot_budget(p)));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let jobs = args.jobs.unwrap_or(cores).clamp(1, prepared.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let done: Mutex<Vec<(usize, BootResults)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| -> Result<()> {
+        let workers: Vec<_> =
+            (0..jobs)
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(p) = prepared.get(i) else {
+                            return Ok(());
+                        };
+                        if !args.keep_going && failed.load(Ordering::SeqCst) {
+                            println!(
+                                "vm-test: [{}] not booted after a failure (--keep-going boots it)",
+                                p.label
+                            );
+                            continue;
+                        }
+                        let boot = qemu::boot(&qemu::BootSpec {
+                            label: &p.label,
                             kernel: &p.vmlinuz,
                             initrd: &p.initrd,
                             keep_going: args.keep_going,
-                            timeout: budget,
+                            cmdline: &p.cmdline,
+                            group: p.group,
+                            timeout: boot_budget(p),
                             console_log: &p.console_log,
-                        })
-                    })
+                        })?;
+                        let results = report::collect(&boot, &p.scenarios);
+                        report::print_boot(&p.label, &boot, &results, &p.console_log);
+                        let row = BootResults {
+                            label: p.label.clone(),
+                            results,
+                            elapsed: boot.elapsed,
+                        };
+                        if !row.passed() {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                        done.lock().unwrap_or_else(|e| e.into_inner()).push((i, row));
+                    }
+                })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("boot thread panicked")))
-                })
-                .collect()
-        });
-        for (p, boot) in batch.iter().zip(boots) {
-            let boot = boot?;
-            let results = report::collect(&boot, &scenarios);
-            report::print_boot(p.label, &boot, &results, &p.console_log);
-            rows.push(BootResults {
-                label: p.label.to_string(),
-                results,
-                elapsed: boot.elapsed,
-            });
+        for w in workers {
+            w.join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("boot thread panicked")))?;
         }
-    }
+        Ok(())
+    })?;
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(i, _)| *i);
+    let rows: Vec<BootResults> = done.into_iter().map(|(_, row)| row).collect();
     let booted_all = rows.len() == prepared.len();
     Ok((rows, booted_all))
 }
 
-/// The host binaries for /usr/local/bin: `--bin` paths, then the workspace binaries that every
-/// guest has, that `--cargo-bin` names and that the scenarios' `vm-bins` lines name (built unless
-/// `--no-build`; a `--bin` with the same file name replaces one).
-fn binaries(
-    args: &VmTestArgs,
-    root: &Path,
-    scenarios: &[scenario::Scenario],
-) -> Result<Vec<PathBuf>> {
-    let mut cargo_bins: BTreeSet<String> = BASE_CARGO_BINS.iter().map(|s| s.to_string()).collect();
-    cargo_bins.extend(args.cargo_bins.iter().cloned());
-    for s in scenarios {
-        cargo_bins.extend(s.cargo_bins.iter().cloned());
-    }
-    let mut bins = Vec::new();
-    for b in &args.bins {
-        let path = b
-            .canonicalize()
-            .with_context(|| format!("--bin {}", b.display()))?;
-        if let Some(name) = path.file_name() {
-            cargo_bins.remove(name.to_string_lossy().as_ref());
-        }
-        bins.push(path);
-    }
-    if args.no_build {
-        bins.extend(built_cargo_bins(root, &cargo_bins, args.release)?);
-    } else {
-        bins.extend(build_cargo_bins(root, &cargo_bins, args.release)?);
-    }
-    Ok(bins)
+/// How long a boot may take: booting and powering off, and its scenarios' own limits.
+fn boot_budget(p: &Prepared) -> Duration {
+    qemu::BOOT_BUDGET + p.scenarios.iter().map(|s| s.timeout).sum::<Duration>()
 }
 
 /// The guest's files that do not depend on the kernel: packages, binaries with their libraries,
@@ -345,12 +336,28 @@ fn base_tree(
         let unpacked = apt.fetch_and_unpack(deb)?;
         tree.add_unpacked_deb(&unpacked)?;
     }
+    // Other releases' packages, one apt setup and one look-up a suite.
+    let mut by_suite: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (suite, deb) in scenarios.iter().flat_map(|s| &s.prefix_debs) {
+        let list = by_suite.entry(suite).or_default();
+        if !list.contains(&deb.as_str()) {
+            list.push(deb);
+        }
+    }
+    for (suite, list) in by_suite {
+        let suite_apt = packages::Apt::for_suite(cache, suite)?;
+        suite_apt.look_up(&list)?;
+        for deb in list {
+            let unpacked = suite_apt.fetch_and_unpack(deb)?;
+            tree.add_unpacked_deb_under(&unpacked, &format!("opt/{suite}"))?;
+        }
+    }
     for b in bins {
         let name = b
             .file_name()
             .context("binary without a file name")?
             .to_string_lossy();
-        let b = strip_debug(cache, b)?;
+        let b = bins::strip_debug(cache, b)?;
         tree.add_host_file(&format!("usr/local/bin/{name}"), &b, 0o755)?;
     }
     tree.add_busybox_links()?;
@@ -360,47 +367,121 @@ fn base_tree(
         &root.join("tests/vm/lib.sh"),
         0o644,
     )?;
-    // The guest runs the scenarios listed here, in this order, each with its time limit.
-    let mut list = String::new();
     for s in scenarios {
         let guest = format!("usr/share/marginal-vm/scenarios/{}.sh", s.name);
         tree.add_host_file(&guest, &s.path, 0o755)?;
-        list.push_str(&format!("{} {}\n", s.name, s.timeout.as_secs()));
     }
-    tree.add_data("etc/marginal-vm/scenarios", list.into_bytes(), 0o644);
+    let helpers = root.join("tests/vm/lib");
+    if helpers.is_dir() {
+        for entry in std::fs::read_dir(&helpers)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "sh") {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                tree.add_host_file(&format!("usr/share/marginal-vm/lib/{name}"), &path, 0o644)?;
+            }
+        }
+    }
     tree.resolve_shared_libs()?;
     Ok(tree)
 }
 
-/// A kernel ready to boot: its image and an initramfs with its modules.
+/// One boot: a kernel image, an initramfs with its modules, and the scenarios it runs (those
+/// for this kernel with one and the same extra command line).
 struct Prepared {
-    label: &'static str,
+    label: String,
     vmlinuz: PathBuf,
     initrd: PathBuf,
+    cmdline: String,
+    /// Which list in the initramfs the guest runs (`marginal.group=N`).
+    group: usize,
+    scenarios: Vec<scenario::Scenario>,
     console_log: PathBuf,
 }
 
+/// The boots of one kernel: one initramfs with a scenario list per distinct `vm-cmdline`.
 fn prepare_kernel(
     apt: &packages::Apt,
     cache: &Path,
     kernel: &Kernel,
     base: &initramfs::Tree,
-) -> Result<Prepared> {
+    scenarios: &[scenario::Scenario],
+) -> Result<Vec<Prepared>> {
     let started = Instant::now();
+    let mine: Vec<&scenario::Scenario> = scenarios
+        .iter()
+        .filter(|s| s.runs_on(kernel.label))
+        .collect();
+    if mine.is_empty() {
+        println!("vm-test: [{}] no scenario runs on it", kernel.label);
+        return Ok(Vec::new());
+    }
+    apt.look_up(&[kernel.meta_package])?;
     let (pkg, version) = apt.resolve_meta(kernel.meta_package)?;
-    let unpacked = apt.fetch_and_unpack_exact(&pkg, &version)?;
+    let unpacked = apt
+        .kernel_parts(&pkg, &version)?
+        .iter()
+        .map(|(p, v)| apt.fetch_and_unpack_exact(p, v))
+        .collect::<Result<Vec<_>>>()?;
     let kimage = modules::KernelImage::from_unpacked(&unpacked)?;
     println!(
         "vm-test: [{}] {pkg} {version} (release {})",
         kernel.label, kimage.release
     );
     let mut tree = base.clone();
-    let order = kimage.add_modules(&mut tree, GUEST_MODULES)?;
+    let (order, missing) = kimage.add_modules(&mut tree, GUEST_MODULES, ON_DEMAND_MODULES)?;
     println!(
         "vm-test: [{}] modules in load order: {}",
         kernel.label,
         order.join(" ")
     );
+    if !missing.is_empty() {
+        println!(
+            "vm-test: [{}] not in this kernel (scenarios that modprobe them fail): {}",
+            kernel.label,
+            missing.join(" ")
+        );
+    }
+    let mut cmdlines: Vec<&str> = Vec::new();
+    for s in &mine {
+        if !cmdlines.contains(&s.cmdline.as_str()) {
+            cmdlines.push(&s.cmdline);
+        }
+    }
+    let mut boots = Vec::new();
+    for (group, cmdline) in cmdlines.iter().enumerate() {
+        let group_scenarios: Vec<scenario::Scenario> = mine
+            .iter()
+            .filter(|s| s.cmdline == *cmdline)
+            .map(|s| (*s).clone())
+            .collect();
+        // The guest runs the scenarios listed here, in this order, each with its time limit.
+        let list: String = group_scenarios
+            .iter()
+            .map(|s| format!("{} {}\n", s.name, s.timeout.as_secs()))
+            .collect();
+        tree.add_data(
+            &format!("etc/marginal-vm/scenarios.{group}"),
+            list.into_bytes(),
+            0o644,
+        );
+        let (label, log) = if cmdline.is_empty() {
+            (kernel.label.to_string(), kernel.label.to_string())
+        } else {
+            (
+                format!("{} {cmdline}", kernel.label),
+                format!("{}-{group}", kernel.label),
+            )
+        };
+        boots.push(Prepared {
+            label,
+            vmlinuz: kimage.vmlinuz.clone(),
+            initrd: cache.join(format!("initramfs-{}.cpio", kernel.label)),
+            cmdline: cmdline.to_string(),
+            group,
+            scenarios: group_scenarios,
+            console_log: cache.join(format!("console-{log}.log")),
+        });
+    }
     let initrd = cache.join(format!("initramfs-{}.cpio", kernel.label));
     let size = tree.write_cpio(&initrd)?;
     println!(
@@ -410,12 +491,7 @@ fn prepare_kernel(
         size >> 20,
         started.elapsed().as_secs_f32()
     );
-    Ok(Prepared {
-        label: kernel.label,
-        vmlinuz: kimage.vmlinuz,
-        initrd,
-        console_log: cache.join(format!("console-{}.log", kernel.label)),
-    })
+    Ok(boots)
 }
 
 /// The workspace root: xtask's manifest is in `<root>/xtask`.
@@ -425,103 +501,4 @@ fn workspace_root() -> Result<PathBuf> {
         .parent()
         .context("xtask has no parent dir")?
         .to_path_buf())
-}
-
-/// A copy of `bin` without debug info, when binutils' `strip` is there: a debug build of
-/// `marginal` shrinks from about 55 to 9 MB, and the guest copies the whole initramfs at boot in
-/// emulated code. Symbols stay, so backtraces still name functions.
-fn strip_debug(cache: &Path, bin: &Path) -> Result<PathBuf> {
-    if !packages::on_path("strip") {
-        return Ok(bin.to_path_buf());
-    }
-    let dir = cache.join("bin");
-    std::fs::create_dir_all(&dir)?;
-    let out = dir.join(bin.file_name().context("binary without a file name")?);
-    let ok = Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&out)
-        .arg(bin)
-        .status()?
-        .success();
-    Ok(if ok { out } else { bin.to_path_buf() })
-}
-
-/// The named workspace binaries as the last build left them (for `--no-build`).
-fn built_cargo_bins(root: &Path, names: &BTreeSet<String>, release: bool) -> Result<Vec<PathBuf>> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let dir = target.join(if release { "release" } else { "debug" });
-    names
-        .iter()
-        .map(|n| {
-            let p = dir.join(n);
-            if p.is_file() {
-                Ok(p)
-            } else {
-                bail!("--no-build: {} is not built", p.display())
-            }
-        })
-        .collect()
-}
-
-/// Builds the named workspace binaries and returns their paths, read from cargo's JSON messages so
-/// that `CARGO_TARGET_DIR` and profiles need no guessing.
-fn build_cargo_bins(root: &Path, names: &BTreeSet<String>, release: bool) -> Result<Vec<PathBuf>> {
-    if names.is_empty() {
-        return Ok(Vec::new());
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(root)
-        .args(["build", "--message-format=json-render-diagnostics"]);
-    if release {
-        cmd.arg("--release");
-    }
-    for n in names {
-        cmd.args(["--bin", n]);
-    }
-    println!(
-        "vm-test: cargo build {}{}",
-        if release { "--release " } else { "" },
-        names
-            .iter()
-            .map(|n| format!("--bin {n}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    if !out.status.success() {
-        bail!("cargo build of the VM binaries failed");
-    }
-    let mut found = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if msg["reason"] != "compiler-artifact" {
-            continue;
-        }
-        if let Some(exe) = msg["executable"].as_str()
-            && msg["target"]["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|v| v == "bin"))
-            && names.contains(msg["target"]["name"].as_str().unwrap_or_default())
-        {
-            found.push(PathBuf::from(exe));
-        }
-    }
-    if found.len() != names.len() {
-        bail!(
-            "cargo built {} of the {} binaries asked for ({:?})",
-            found.len(),
-            names.len(),
-            names
-        );
-    }
-    Ok(found)
 }

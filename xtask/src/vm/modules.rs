@@ -29,23 +29,40 @@ fn module_name(s: &str) -> String {
 }
 
 impl KernelImage {
-    pub fn from_unpacked(root: &Path) -> Result<Self> {
-        let boot = root.join("boot");
-        let vmlinuz = std::fs::read_dir(&boot)
-            .with_context(|| format!("reading {}", boot.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
-            })
-            .with_context(|| format!("no vmlinuz-* in {}", boot.display()))?;
-        let release = vmlinuz.file_name().unwrap_or_default().to_string_lossy()["vmlinuz-".len()..]
-            .to_string();
-        let modules_dir = ["lib/modules", "usr/lib/modules"]
+    /// The kernel in unpacked packages: an image package alone, or (Debian 14) with the packages
+    /// that hold its vmlinuz and its modules.
+    pub fn from_unpacked(roots: &[PathBuf]) -> Result<Self> {
+        let in_boot = roots
             .iter()
-            .map(|d| root.join(d).join(&release))
-            .find(|d| d.is_dir())
-            .with_context(|| format!("no modules for {release} in {}", root.display()))?;
+            .filter_map(|r| std::fs::read_dir(r.join("boot")).ok())
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find_map(|p| {
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                let release = name.strip_prefix("vmlinuz-")?.to_string();
+                Some((p, release))
+            });
+        // Debian 14 keeps it beside the modules: usr/lib/modules/<release>/vmlinuz.
+        let beside_modules = || {
+            roots
+                .iter()
+                .filter_map(|r| std::fs::read_dir(r.join("usr/lib/modules")).ok())
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find_map(|d| {
+                    let p = d.join("vmlinuz");
+                    let release = d.file_name()?.to_string_lossy().into_owned();
+                    p.is_file().then_some((p, release))
+                })
+        };
+        let (vmlinuz, release) = in_boot
+            .or_else(beside_modules)
+            .with_context(|| format!("no vmlinuz in {roots:?}"))?;
+        let modules_dir = roots
+            .iter()
+            .flat_map(|r| ["lib/modules", "usr/lib/modules"].map(|d| r.join(d).join(&release)))
+            .find(|d| d.join("kernel").is_dir())
+            .with_context(|| format!("no modules for {release} in {roots:?}"))?;
         Ok(Self {
             release,
             vmlinuz,
@@ -90,25 +107,83 @@ impl KernelImage {
             .collect()
     }
 
-    /// Adds `wanted` and their dependencies to the tree and writes the load order; returns the
-    /// module names in that order.
-    pub fn add_modules(&self, tree: &mut Tree, wanted: &[&str]) -> Result<Vec<String>> {
+    /// Adds `wanted` and their dependencies to the tree and writes their load order (the guest
+    /// loads them at boot); adds `on_demand` (those the package has) with their dependencies for
+    /// `modprobe`, with a `modules.dep` that covers every module added. Returns the boot modules
+    /// in load order and the `on_demand` modules the package lacks.
+    pub fn add_modules(
+        &self,
+        tree: &mut Tree,
+        wanted: &[&str],
+        on_demand: &[&str],
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let index = self.index()?;
         let builtin = self.builtin();
-        let mut order: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut order: Vec<Module> = Vec::new();
         let mut visiting = BTreeSet::new();
         for w in wanted {
             visit(&module_name(w), &index, &builtin, &mut visiting, &mut order)?;
         }
+        let at_boot = order.len();
+        let mut missing = Vec::new();
+        for w in on_demand {
+            let mut more = order.clone();
+            match visit(&module_name(w), &index, &builtin, &mut visiting, &mut more) {
+                Ok(()) => order = more,
+                Err(_) => missing.push(w.to_string()),
+            }
+            visiting.clear();
+        }
         let mut list = String::new();
-        for (name, image) in &order {
-            let guest = format!("lib/modules/{}/{name}.ko", self.release);
-            list.push_str(&format!("/{guest}\n"));
-            tree.add_data(&guest, image.clone(), 0o644);
+        for m in &order[..at_boot] {
+            list.push_str(&format!("/lib/modules/{}/{}.ko\n", self.release, m.name));
         }
         tree.add_data(LOAD_ORDER_FILE, list.into_bytes(), 0o644);
-        Ok(order.into_iter().map(|(n, _)| n).collect())
+        // depmod's format: every module, then all it needs, the ones to load last first.
+        let mut dep = String::new();
+        for (i, m) in order.iter().enumerate() {
+            let guest = format!("lib/modules/{}/{}.ko", self.release, m.name);
+            tree.add_data(&guest, m.image.clone(), 0o644);
+            let needs = closure(&order[..i], &m.depends);
+            let needs: Vec<String> = needs
+                .iter()
+                .rev()
+                .map(|j| format!("{}.ko", order[*j].name))
+                .collect();
+            dep.push_str(&format!("{}.ko: {}\n", m.name, needs.join(" ")));
+        }
+        tree.add_data(
+            &format!("lib/modules/{}/modules.dep", self.release),
+            dep.into_bytes(),
+            0o644,
+        );
+        Ok((
+            order[..at_boot].iter().map(|m| m.name.clone()).collect(),
+            missing,
+        ))
     }
+}
+
+#[derive(Clone)]
+struct Module {
+    name: String,
+    image: Vec<u8>,
+    /// Direct dependencies that are modules (built-in ones left out).
+    depends: Vec<String>,
+}
+
+/// Indexes (into `before`, ascending: load order) of everything `depends` needs, transitively.
+fn closure(before: &[Module], depends: &[String]) -> BTreeSet<usize> {
+    let mut found = BTreeSet::new();
+    let mut todo: Vec<String> = depends.to_vec();
+    while let Some(name) = todo.pop() {
+        if let Some(j) = before.iter().position(|m| m.name == name)
+            && found.insert(j)
+        {
+            todo.extend(before[j].depends.iter().cloned());
+        }
+    }
+    found
 }
 
 /// Depth-first: a module goes into `order` after everything it depends on.
@@ -117,9 +192,9 @@ fn visit(
     index: &BTreeMap<String, PathBuf>,
     builtin: &BTreeSet<String>,
     visiting: &mut BTreeSet<String>,
-    order: &mut Vec<(String, Vec<u8>)>,
+    order: &mut Vec<Module>,
 ) -> Result<()> {
-    if builtin.contains(name) || order.iter().any(|(n, _)| n == name) {
+    if builtin.contains(name) || order.iter().any(|m| m.name == name) {
         return Ok(());
     }
     if !visiting.insert(name.to_string()) {
@@ -129,10 +204,19 @@ fn visit(
         .get(name)
         .with_context(|| format!("kernel package has no module {name}"))?;
     let image = read_module(path)?;
+    let mut module_deps = Vec::new();
     for dep in depends(&image).with_context(|| format!("reading .modinfo of {}", path.display()))? {
-        visit(&module_name(&dep), index, builtin, visiting, order)?;
+        let dep = module_name(&dep);
+        visit(&dep, index, builtin, visiting, order)?;
+        if !builtin.contains(&dep) {
+            module_deps.push(dep);
+        }
     }
-    order.push((name.to_string(), image));
+    order.push(Module {
+        name: name.to_string(),
+        image,
+        depends: module_deps,
+    });
     Ok(())
 }
 

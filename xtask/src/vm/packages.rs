@@ -44,9 +44,15 @@ pub fn ensure_host_tools() -> Result<()> {
     crate::setup::install_apt_packages(HOST_PACKAGES)
 }
 
-fn apt_get_update() -> Result<()> {
-    println!("vm-test: apt-get update");
-    let ok = Command::new("apt-get")
+fn apt_get_update(opts: &[String], what: &str) -> Result<()> {
+    println!("vm-test: apt-get update{what}");
+    let mut cmd = Command::new("apt-get");
+    cmd.args(opts);
+    if is_root() && !opts.is_empty() {
+        // The _apt sandbox user cannot write the private lists in a root-owned cache.
+        cmd.args(["-o", "APT::Sandbox::User=root"]);
+    }
+    let ok = cmd
         .args(["update", "-q"])
         .stdout(Stdio::null())
         .status()
@@ -58,10 +64,32 @@ fn apt_get_update() -> Result<()> {
     Ok(())
 }
 
+/// Debian suites besides the host's own that guest packages come from, with their sources lines
+/// (the archive keyring of the host's Debian 12 verifies all of them).
+const SUITES: &[(&str, &[&str])] = &[
+    (
+        "bullseye",
+        &[
+            "http://deb.debian.org/debian bullseye main",
+            "http://deb.debian.org/debian-security bullseye-security main",
+        ],
+    ),
+    ("trixie", &["http://deb.debian.org/debian trixie main"]),
+    ("sid", &["http://deb.debian.org/debian sid main"]),
+];
+
 /// Downloads and unpacks Debian packages into a cache directory.
+///
+/// Packages of another suite come through a private apt setup under the cache (its own sources
+/// list, package lists, package cache and an empty dpkg status): adding bullseye or sid to the
+/// host's own sources would change what `apt-get install` picks for the host itself.
 pub struct Apt {
     debs: PathBuf,
     unpacked: PathBuf,
+    /// `-o` options that point apt at a private suite's setup (empty: the host's apt).
+    opts: Vec<String>,
+    /// For messages: "" for the host's apt, " (sid)" for a private suite.
+    what: String,
     /// apt-get update runs at most once a run, and only when a package is unknown.
     updated: Cell<bool>,
     /// `apt-cache show` records by package name.
@@ -77,9 +105,61 @@ impl Apt {
         Ok(Self {
             debs,
             unpacked,
+            opts: Vec::new(),
+            what: String::new(),
             updated: Cell::new(false),
             records: RefCell::new(HashMap::new()),
         })
+    }
+
+    /// An apt for packages of `suite` (one of [`SUITES`]), set up idempotently under
+    /// `<cache>/apt/<suite>`; its package lists are fetched on first use.
+    pub fn for_suite(cache: &Path, suite: &str) -> Result<Self> {
+        let (_, lines) = SUITES
+            .iter()
+            .find(|(name, _)| *name == suite)
+            .with_context(|| format!("no sources for Debian suite {suite}"))?;
+        let dir = cache.join("apt").join(suite);
+        for sub in ["lists/partial", "cache/archives/partial", "parts"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let sources: String = lines
+            .iter()
+            .map(|l| {
+                format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {l}\n")
+            })
+            .collect();
+        let list = dir.join("sources.list");
+        if std::fs::read_to_string(&list).ok().as_deref() != Some(sources.as_str()) {
+            std::fs::write(&list, sources)?;
+        }
+        let status = dir.join("status");
+        if !status.exists() {
+            std::fs::write(&status, b"")?;
+        }
+        let d = |p: &str| dir.join(p).to_string_lossy().into_owned();
+        let opts = [
+            ("Dir::Etc::SourceList", d("sources.list")),
+            ("Dir::Etc::SourceParts", d("parts")),
+            ("Dir::Etc::Preferences", d("parts/none")),
+            ("Dir::Etc::PreferencesParts", d("parts")),
+            ("Dir::State::Lists", d("lists")),
+            ("Dir::State::status", d("status")),
+            ("Dir::Cache", d("cache")),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={v}")])
+        .collect();
+        let mut apt = Self::new(cache)?;
+        apt.opts = opts;
+        apt.what = format!(" ({suite})");
+        // sid's kernels move on within days and the archive drops the old ones: lists older than a
+        // day are fetched again rather than trusted.
+        if !fresh_lists(&dir.join("lists"))? {
+            apt.updated.set(true);
+            apt_get_update(&apt.opts, &apt.what)?;
+        }
+        Ok(apt)
     }
 
     /// Looks up the candidates of all these packages in one `apt-cache show` (each call reads the
@@ -87,6 +167,7 @@ impl Apt {
     pub fn look_up(&self, packages: &[&str]) -> Result<()> {
         loop {
             let out = Command::new("apt-cache")
+                .args(&self.opts)
                 .args(["show", "--no-all-versions"])
                 .args(packages)
                 .stderr(Stdio::null())
@@ -107,14 +188,15 @@ impl Apt {
             if missing.is_empty() {
                 return Ok(());
             }
-            if self.updated.replace(true) || !is_root() {
+            if self.updated.replace(true) || (!is_root() && self.opts.is_empty()) {
                 bail!(
-                    "apt does not know {} (run apt-get update?)",
+                    "apt{} does not know {} (run apt-get update?)",
+                    self.what,
                     missing.join(" ")
                 );
             }
             drop(known);
-            apt_get_update()?;
+            apt_get_update(&self.opts, &self.what)?;
         }
     }
 
@@ -134,17 +216,27 @@ impl Apt {
     /// The kernel image package and version a kernel meta package's candidate depends on.
     pub fn resolve_meta(&self, meta: &str) -> Result<(String, String)> {
         let text = self.show(meta)?;
-        let depends = field(&text, "Depends").with_context(|| format!("{meta} has no Depends"))?;
-        for dep in depends.split(',') {
-            // e.g. "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)"
-            let dep = dep.trim();
-            if let Some((name, rest)) = dep.split_once(" (= ")
-                && name.starts_with("linux-image-")
-            {
-                return Ok((name.to_string(), rest.trim_end_matches(')').to_string()));
-            }
+        exact_deps(&text, "linux-image-")
+            .into_iter()
+            .next()
+            .with_context(|| format!("{meta}: no exact linux-image dependency"))
+    }
+
+    /// The packages (name, version) that hold a kernel image package's files: itself, and since
+    /// Debian 14 (sid) the `linux-binary-*` (vmlinuz) and `linux-modules-*` it depends on.
+    pub fn kernel_parts(&self, image: &str, version: &str) -> Result<Vec<(String, String)>> {
+        let mut parts = vec![(image.to_string(), version.to_string())];
+        let text = self.show(image)?;
+        let deps: Vec<(String, String)> = ["linux-binary-", "linux-modules-"]
+            .iter()
+            .flat_map(|prefix| exact_deps(&text, prefix))
+            .collect();
+        if !deps.is_empty() {
+            let names: Vec<&str> = deps.iter().map(|(n, _)| n.as_str()).collect();
+            self.look_up(&names)?;
         }
-        bail!("{meta}: no exact linux-image dependency in {depends:?}")
+        parts.extend(deps);
+        Ok(parts)
     }
 
     /// Downloads (unless cached) and unpacks (unless already unpacked) the candidate of `package`.
@@ -174,9 +266,12 @@ impl Apt {
         if let Some(deb) = self.cached_deb(package, version)? {
             return Ok(deb);
         }
-        println!("vm-test: apt-get download {package}={version}");
+        println!("vm-test: apt-get download {package}={version}{}", self.what);
         let mut cmd = Command::new("apt-get");
-        cmd.current_dir(&self.debs).arg("download").arg("-q");
+        cmd.current_dir(&self.debs)
+            .args(&self.opts)
+            .arg("download")
+            .arg("-q");
         if is_root() {
             // apt's _apt sandbox user cannot write into a root-owned project directory.
             cmd.args(["-o", "APT::Sandbox::User=root"]);
@@ -219,6 +314,35 @@ impl Apt {
         std::fs::write(&marker, b"")?;
         Ok(dir)
     }
+}
+
+/// Whether `lists` has package lists fetched within the last day.
+fn fresh_lists(lists: &Path) -> Result<bool> {
+    for entry in std::fs::read_dir(lists)? {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().contains("_Packages") {
+            continue;
+        }
+        let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+        if age < std::time::Duration::from_secs(24 * 3600) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The `name (= version)` dependencies of a package record whose names start with `prefix`, e.g.
+/// "linux-image-6.1.0-56-cloud-amd64 (= 6.1.192-2)".
+fn exact_deps(record: &str, prefix: &str) -> Vec<(String, String)> {
+    let depends = field(record, "Depends").unwrap_or_default();
+    depends
+        .split(',')
+        .filter_map(|dep| {
+            let (name, rest) = dep.trim().split_once(" (= ")?;
+            name.starts_with(prefix)
+                .then(|| (name.to_string(), rest.trim_end_matches(')').to_string()))
+        })
+        .collect()
 }
 
 /// The value of a `Name: value` field of apt-cache output.

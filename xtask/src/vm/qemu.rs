@@ -22,6 +22,10 @@ pub struct BootSpec<'a> {
     pub kernel: &'a Path,
     pub initrd: &'a Path,
     pub keep_going: bool,
+    /// Extra kernel parameters (a scenario's `vm-cmdline`).
+    pub cmdline: &'a str,
+    /// Which scenario list the guest runs (tests/vm/init.sh reads `marginal.group`).
+    pub group: usize,
     pub timeout: Duration,
     pub console_log: &'a Path,
 }
@@ -43,9 +47,14 @@ pub fn boot(spec: &BootSpec) -> Result<Boot> {
     let started = Instant::now();
     let append = format!(
         // loglevel=4 keeps dm's routine messages off the console (scenarios read dmesg); panics
-        // and oopses still show. marginal.keep_going is read by tests/vm/init.sh.
-        "console=ttyS0 panic=-1 loglevel=4 rdinit=/init marginal.keep_going={}",
-        u8::from(spec.keep_going)
+        // and oopses still show. marginal.keep_going and marginal.group are read by
+        // tests/vm/init.sh. no_timer_check: on a loaded host 5.10's boot-time check of the
+        // IO-APIC timer can miss its ticks under TCG and panic ("IO-APIC + timer doesn't work").
+        "console=ttyS0 panic=-1 loglevel=4 no_timer_check rdinit=/init marginal.keep_going={} \
+         marginal.group={} {}",
+        u8::from(spec.keep_going),
+        spec.group,
+        spec.cmdline
     );
     let mut child = Command::new("qemu-system-x86_64")
         .args([

@@ -5,6 +5,9 @@
 //! # vm-bins: marginal        workspace binaries to build and put in /usr/local/bin
 //! # vm-debs: multipath-tools Debian packages to unpack into the guest root
 //! # vm-timeout: 90           seconds before the guest kills the scenario (default 60)
+//! # vm-kernels: 6.12         only on these kernels (labels; default: every kernel booted)
+//! # vm-cmdline: nvme_core.multipath=N   kernel parameters: such scenarios get a boot of their own
+//! # vm-prefix-debs: trixie multipath-tools libc6   another release's packages, under /opt/trixie
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,6 +24,18 @@ pub struct Scenario {
     pub cargo_bins: Vec<String>,
     pub debs: Vec<String>,
     pub timeout: Duration,
+    /// Kernel labels it runs on; empty: all.
+    pub kernels: Vec<String>,
+    /// Extra kernel command line ("" for none); scenarios are booted in groups of equal ones.
+    pub cmdline: String,
+    /// Packages of other Debian suites, unpacked under `/opt/<suite>`: (suite, package).
+    pub prefix_debs: Vec<(String, String)>,
+}
+
+impl Scenario {
+    pub fn runs_on(&self, kernel: &str) -> bool {
+        self.kernels.is_empty() || self.kernels.iter().any(|k| k == kernel)
+    }
 }
 
 impl Scenario {
@@ -48,6 +63,9 @@ impl Scenario {
             cargo_bins: Vec::new(),
             debs: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
+            kernels: Vec::new(),
+            cmdline: String::new(),
+            prefix_debs: Vec::new(),
         };
         for (n, line) in text.lines().enumerate() {
             let Some(directive) = line.strip_prefix("# vm-") else {
@@ -60,6 +78,19 @@ impl Scenario {
             match key.trim() {
                 "bins" => s.cargo_bins.extend(words),
                 "debs" => s.debs.extend(words),
+                "kernels" => s.kernels.extend(words),
+                "cmdline" => s.cmdline = words.collect::<Vec<_>>().join(" "),
+                "prefix-debs" => {
+                    let mut words = words;
+                    let suite = words.next().with_context(|| {
+                        format!(
+                            "{}:{}: vm-prefix-debs: SUITE PACKAGE...",
+                            path.display(),
+                            n + 1
+                        )
+                    })?;
+                    s.prefix_debs.extend(words.map(|p| (suite.clone(), p)));
+                }
                 "timeout" => {
                     let secs: u64 = value.trim().parse().with_context(|| {
                         format!("{}:{}: vm-timeout takes seconds", path.display(), n + 1)
@@ -67,7 +98,7 @@ impl Scenario {
                     s.timeout = Duration::from_secs(secs);
                 }
                 other => bail!(
-                    "{}:{}: unknown directive vm-{other} (bins, debs, timeout)",
+                    "{}:{}: unknown directive vm-{other} (bins, debs, timeout, kernels, cmdline, prefix-debs)",
                     path.display(),
                     n + 1
                 ),
