@@ -26,6 +26,10 @@ pub const CONTROL_MAP: &str = "CONTROL";
 /// [`COMPILED_IN_LAYOUT`], [`BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM`] otherwise.
 pub const BLOCK_ERROR_PROGRAM: &str = "block_rq_failed";
 pub const BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM: &str = "block_rq_failed_tracefs_layout";
+/// The variant for kernels before 5.12, whose verifier knows no atomic exchange: offsets from
+/// tracefs, and the episode boundary a plain read and write (one burst completing on several
+/// CPUs at once may count as two failures there). Loaded only when the others are refused.
+pub const BLOCK_ERROR_LEGACY_PROGRAM: &str = "block_rq_failed_legacy";
 pub const DM_PATH_UEVENT_PROGRAM: &str = "dm_path_uevent";
 
 /// Most paths one daemon watches; sized for large SAN hosts (see BENCHMARKS.md).

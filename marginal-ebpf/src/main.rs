@@ -88,7 +88,7 @@ pub fn block_rq_failed(ctx: TracePointContext) -> u32 {
     }
     let dev: u32 = unsafe { record_field(&ctx, COMPILED_IN_LAYOUT.dev_offset) };
     if let Some(record) = WATCHED.get_ptr_mut(&dev) {
-        io_error(dev, unsafe { &mut *record }, error);
+        io_error::<true>(dev, unsafe { &mut *record }, error);
     }
     0
 }
@@ -113,6 +113,18 @@ unsafe fn record_field<T: Copy>(ctx: &TracePointContext, offset: u32) -> T {
 /// (`LAYOUT`): each field costs a map lookup and a `bpf_probe_read_kernel` call.
 #[tracepoint]
 pub fn block_rq_failed_tracefs_layout(ctx: TracePointContext) -> u32 {
+    tracefs_layout::<true>(&ctx)
+}
+
+/// [`block_rq_failed_tracefs_layout`] for kernels before 5.12, which refuse the atomic exchange
+/// (user space loads it only when the others are refused).
+#[tracepoint]
+pub fn block_rq_failed_legacy(ctx: TracePointContext) -> u32 {
+    tracefs_layout::<false>(&ctx)
+}
+
+#[inline(always)]
+fn tracefs_layout<const ATOMIC: bool>(ctx: &TracePointContext) -> u32 {
     let Some(layout) = LAYOUT.get(0) else {
         return 0;
     };
@@ -127,7 +139,7 @@ pub fn block_rq_failed_tracefs_layout(ctx: TracePointContext) -> u32 {
         return 0;
     };
     if error != 0 {
-        io_error(dev, unsafe { &mut *record }, error);
+        io_error::<ATOMIC>(dev, unsafe { &mut *record }, error);
     }
     0
 }
@@ -135,7 +147,7 @@ pub fn block_rq_failed_tracefs_layout(ctx: TracePointContext) -> u32 {
 /// A failed request on the watched path `dev`: count it; on a path without dm's report,
 /// group path errors into failure episodes.
 #[inline(always)]
-fn io_error(dev: u32, record: &mut PathRecord, error: i32) {
+fn io_error<const ATOMIC: bool>(dev: u32, record: &mut PathRecord, error: i32) {
     count(&mut record.io_errors);
     if !is_path_error(error) {
         count(&mut record.non_path_errors);
@@ -156,7 +168,13 @@ fn io_error(dev: u32, record: &mut PathRecord, error: i32) {
     }
     // Atomic: of errors of one burst completing on several CPUs, exactly one gets the time
     // from before the burst and starts the failure; the others see its time.
-    let last_error = exchange(&mut record.last_error_ns, now);
+    let last_error = if ATOMIC {
+        exchange(&mut record.last_error_ns, now)
+    } else {
+        let last = record.last_error_ns;
+        record.last_error_ns = now;
+        last
+    };
     if within(last_error, now, record.settings.episode_gap_ns) {
         return; // same episode: one failure however many errors it holds
     }

@@ -504,3 +504,16 @@ fn both_variants_report_their_cost_under_one_name() {
         );
     }
 }
+
+/// The variant for kernels before 5.12 (no atomic exchange) loads and counts on this kernel too:
+/// the rules that do not depend on two CPUs racing hold for it.
+#[test]
+fn the_legacy_variant_counts_by_the_same_rules() {
+    let program = BlockErrorProgram::Legacy;
+    every_injected_error_is_counted_exactly(program);
+    errors_of_a_dm_reported_path_are_counted_never_failures(program);
+    non_path_errors_are_counted_and_start_nothing(program);
+    errors_while_marginal_samples_start_nothing(program);
+    a_failure_from_before_the_fence_never_pairs(program);
+    two_failures_within_the_window_raise_one_event(program);
+}

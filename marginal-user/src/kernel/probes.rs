@@ -8,9 +8,10 @@ use aya::{
     programs::{KProbe, TracePoint},
 };
 use marginal_common::{
-    BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM, COMPILED_IN_LAYOUT, CONTROL_MAP,
-    DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions, EVENTS_LOST_MAP, EVENTS_MAP,
-    LAYOUT_MAP, PathControl, PathRecord, TracepointLayout, WATCHED_MAP, WatchSettings,
+    BLOCK_ERROR_LEGACY_PROGRAM, BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM,
+    COMPILED_IN_LAYOUT, CONTROL_MAP, DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions,
+    EVENTS_LOST_MAP, EVENTS_MAP, LAYOUT_MAP, PathControl, PathRecord, TracepointLayout,
+    WATCHED_MAP, WatchSettings,
 };
 
 use super::tracefs::{self, BlockErrorTracepoint};
@@ -81,7 +82,8 @@ impl KernelProbes {
         let tracepoint = BlockErrorTracepoint::choose(&tracefs)?;
         let layout = tracepoint.layout(&tracefs)?;
         let suitable = BlockErrorProgram::for_layout(layout);
-        let block_program = block_program.unwrap_or(suitable);
+        let chosen_by_caller = block_program.is_some();
+        let mut block_program = block_program.unwrap_or(suitable);
         if block_program == BlockErrorProgram::CompiledInLayout && suitable != block_program {
             bail!(
                 "block:{} has dev at {} and error at {}, not where the compiled-in program reads them",
@@ -97,23 +99,34 @@ impl KernelProbes {
              and is marginal running as root?)",
         )?;
 
-        if block_program == BlockErrorProgram::TracefsLayout {
-            let mut layout_map: Array<_, TracepointLayout> = Array::try_from(
-                ebpf.map_mut(LAYOUT_MAP)
-                    .context("eBPF object has no LAYOUT map")?,
-            )?;
-            layout_map
-                .set(0, layout, 0)
-                .context("writing the tracepoint layout")?;
-        }
+        // Always written: the tracefs-layout and legacy variants read it, and a refused
+        // variant falls back to the legacy one.
+        let mut layout_map: Array<_, TracepointLayout> = Array::try_from(
+            ebpf.map_mut(LAYOUT_MAP)
+                .context("eBPF object has no LAYOUT map")?,
+        )?;
+        layout_map
+            .set(0, layout, 0)
+            .context("writing the tracepoint layout")?;
 
+        let loaded = load_block_program(&mut ebpf, block_program);
+        if let Err(refused) = loaded {
+            if chosen_by_caller || block_program == BlockErrorProgram::Legacy {
+                return Err(refused);
+            }
+            // Kernels before 5.12 know no atomic exchange; everything else they verify.
+            log::warn!(
+                "{refused:#}; loading the variant for kernels before 5.12 (no atomic exchange: \
+                 one burst of errors completing on several CPUs at once may count as two \
+                 failures of a --watch device)"
+            );
+            block_program = BlockErrorProgram::Legacy;
+            load_block_program(&mut ebpf, block_program)?;
+        }
         let program: &mut TracePoint = ebpf
             .program_mut(block_program.name())
             .with_context(|| format!("eBPF object has no program {}", block_program.name()))?
             .try_into()?;
-        program
-            .load()
-            .context("the kernel's verifier rejected the block error program")?;
         program
             .attach("block", tracepoint.name())
             .with_context(|| format!("attaching to tracepoint block:{}", tracepoint.name()))?;
@@ -256,7 +269,9 @@ impl KernelProbes {
             .programs()
             .filter_map(|(name, program)| {
                 let info = program.info().ok()?;
-                let name = if name == BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM {
+                let name = if name == BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM
+                    || name == BLOCK_ERROR_LEGACY_PROGRAM
+                {
                     BLOCK_ERROR_PROGRAM
                 } else {
                     name
@@ -288,6 +303,9 @@ pub enum BlockErrorProgram {
     /// `block_rq_failed_tracefs_layout`: takes the offsets tracefs gave from the LAYOUT map
     /// and reads each field through a helper call (any other layout).
     TracefsLayout,
+    /// `block_rq_failed_legacy`: as `TracefsLayout`, without the atomic exchange kernels before
+    /// 5.12 refuse; loaded when the suitable variant is refused.
+    Legacy,
 }
 
 impl BlockErrorProgram {
@@ -298,6 +316,7 @@ impl BlockErrorProgram {
         match self {
             Self::CompiledInLayout => BLOCK_ERROR_PROGRAM,
             Self::TracefsLayout => BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM,
+            Self::Legacy => BLOCK_ERROR_LEGACY_PROGRAM,
         }
     }
 
@@ -306,6 +325,7 @@ impl BlockErrorProgram {
         match self {
             Self::CompiledInLayout => "record offsets compiled in",
             Self::TracefsLayout => "record offsets from tracefs",
+            Self::Legacy => "record offsets from tracefs, no atomic exchange (kernel before 5.12)",
         }
     }
 
@@ -341,6 +361,19 @@ fn raise_memlock_limit() {
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
         log::debug!("could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11");
     }
+}
+
+fn load_block_program(ebpf: &mut Ebpf, variant: BlockErrorProgram) -> Result<()> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(variant.name())
+        .with_context(|| format!("eBPF object has no program {}", variant.name()))?
+        .try_into()?;
+    program.load().with_context(|| {
+        format!(
+            "the kernel's verifier rejected the block error program {}",
+            variant.name()
+        )
+    })
 }
 
 fn attach_dm_kprobe(ebpf: &mut Ebpf) -> Result<()> {
