@@ -20,12 +20,14 @@
 pub mod discovery;
 pub mod status;
 pub mod sysfs;
+pub mod transport;
 
 use anyhow::Result;
 
 pub use discovery::{DeviceMapper, DmDiscovery, RawMap, assemble_map};
 pub use status::{DevNum, GroupState, MultipathStatus, MultipathTable, parse_status, parse_table};
 pub use sysfs::{PathInfo, Sysfs};
+pub use transport::{Transport, TransportCache, TransportKind};
 
 /// Where the daemon gets its maps from: device-mapper on a real host, a canned list in tests.
 pub trait MapSource: Send + Sync {
@@ -121,6 +123,8 @@ pub struct MapPath {
     pub product: Option<String>,
     pub revision: Option<String>,
     pub wwid: Option<String>,
+    /// Transport, host adapter and target port (read once per device).
+    pub transport: Transport,
 }
 
 impl MapPath {
@@ -189,6 +193,7 @@ mod tests {
             product: None,
             revision: None,
             wwid: None,
+            transport: Transport::default(),
         }
     }
 
