@@ -10,6 +10,8 @@
 //! ```
 //!
 //! * [`status`]: pure parsers for a multipath target's table and status lines.
+//! * [`transport`]: each path's transport, host adapter and target port (the fleet view).
+//! * [`fc`]: FC port statistics and FPIN counters of this host's and the remote ports.
 //! * [`sysfs`]: path names, vendor/product and WWIDs, with an injectable sysfs root.
 //! * [`discovery`]: [`DeviceMapper`] (the ioctls) and [`DmDiscovery`], the [`MapSource`] the
 //!   daemon uses; re-discovery is triggered by the uevent listener ([`crate::uevent`]) on
@@ -18,6 +20,7 @@
 //! A path is *active* when the kernel's status says `A`: that is what dm-mpath's
 //! `nr_valid_paths` counts, whatever state its group is in.
 pub mod discovery;
+pub mod fc;
 pub mod status;
 pub mod sysfs;
 pub mod transport;

@@ -52,17 +52,6 @@ pub enum TransportKind {
 }
 
 impl TransportKind {
-    pub const ALL: &[TransportKind] = &[
-        TransportKind::Fc,
-        TransportKind::Iscsi,
-        TransportKind::Sas,
-        TransportKind::NvmeTcp,
-        TransportKind::NvmeFc,
-        TransportKind::NvmeRdma,
-        TransportKind::NvmeLoop,
-        TransportKind::Other,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             TransportKind::Fc => "fc",
@@ -90,6 +79,18 @@ pub struct Transport {
     pub target_node: String,
     /// This host's port the path leaves through.
     pub host_port: String,
+}
+
+impl From<&Transport> for crate::status::TransportStatus {
+    fn from(t: &Transport) -> Self {
+        Self {
+            kind: t.kind.as_str().into(),
+            host: t.host.clone(),
+            target_port: t.target_port.clone(),
+            target_node: t.target_node.clone(),
+            host_port: t.host_port.clone(),
+        }
+    }
 }
 
 impl Sysfs {
