@@ -256,10 +256,10 @@ def fleet_row():
           0, 24, 8, {}, hide=("Time", "__name__", "job", "Value"))
     y[0] += 8
     ts("FC host port errors", "Link failures, loss of sync/signal, CRC and other errors, and FPIN notifications each HBA port counted, per interval (kernel fc_host statistics).",
-       [(f'sum by (instance, host, statistic) (increase(marginal_fc_host_statistic_total{{{I}, statistic=~"link_failure_count|loss_of_sync_count|loss_of_signal_count|prim_seq_protocol_err_count|invalid_tx_word_count|invalid_crc_count|error_frames|fpin_li|fpin_cn|fpin_dn"}}[$__rate_interval])) > 0', "{{instance}} {{host}} {{statistic}}")],
+       [(f'sum by (instance, host, statistic) (increase(marginal_fc_host_statistic_total{{{I}, statistic=~"link_failure_count|loss_of_sync_count|loss_of_signal_count|prim_seq_protocol_err_count|invalid_tx_word_count|invalid_crc_count|error_frames|fpin_li|fpin_cn|fpin_dn"}}[$__rate_interval]))', "{{instance}} {{host}} {{statistic}}")],
        0, 12, bars=True)
     ts("FPIN per remote port", "Fabric notifications (link integrity, congestion, delivery) the kernel counted per FC remote port, per interval: the fabric naming a degrading port.",
-       [(f'sum by (instance, target_port, statistic) (increase(marginal_fc_rport_statistic_total{{{I}, statistic=~"fpin_li|fpin_cn|fpin_dn"}}[$__rate_interval])) > 0', "{{instance}} {{target_port}} {{statistic}}")],
+       [(f'sum by (instance, target_port, statistic) (increase(marginal_fc_rport_statistic_total{{{I}, statistic=~"fpin_li|fpin_cn|fpin_dn"}}[$__rate_interval]))', "{{instance}} {{target_port}} {{statistic}}")],
        12, 12, bars=True)
     y[0] += 8
 
