@@ -229,6 +229,42 @@ table("Maps", "Each map's active paths, whether checking is on, and its effectiv
                   "Value #G": "recheck gap s"}, merge=True)
 y[0] += 7
 
+# ---------------------------------------------------------------- fleet
+def fleet_row():
+    """Target ports across every host (what marginal-rules.yml's marginal.fleet group records,
+    computed here from the exporter's metrics so the row works without the rules loaded),
+    which paths go through which port, and FC port health. Hosts are not filtered: the point
+    is what many hosts have in common."""
+    row("Fleet: target ports")
+    marginal = ('marginal_path_state{state=~"marginal|slow"} * on (instance, job, map, path, device) '
+                'group_left (transport, target_port) marginal_path_info{target_port!=""}')
+    hosts_marginal = f'count by (transport, target_port) (count by (instance, transport, target_port) ({marginal}))'
+    paths_marginal = f'count by (transport, target_port) ({marginal})'
+    info = 'marginal_path_info{target_port!=""}'
+    table("Target ports with marginal paths", "Per target port (FC WWPN, iSCSI portal, NVMe-oF address, SAS address), across all hosts: hosts and paths that are marginal (or slow) behind it, out of all. Marginal paths on two or more hosts behind one port point at the port, not the hosts.",
+          [target(hosts_marginal, instant=True, fmt="table"),
+           target(paths_marginal, instant=True, fmt="table"),
+           target(f'count by (transport, target_port) (count by (instance, transport, target_port) ({info})) and on (transport, target_port) {paths_marginal}', instant=True, fmt="table"),
+           target(f'count by (transport, target_port) ({info}) and on (transport, target_port) {paths_marginal}', instant=True, fmt="table")],
+          0, 12, 8, {"Value #A": "hosts marginal", "Value #B": "paths marginal", "Value #C": "hosts", "Value #D": "paths"},
+          merge=True)
+    ts("Hosts with marginal paths per target port", "How many hosts have a marginal (or slow) path behind each target port, over time.",
+       [(hosts_marginal, "{{transport}} {{target_port}}")], 12, 12, bars=True)
+    y[0] += 8
+    table("Paths and their ports", "Each path with its state, transport, host adapter and ports (marginal_path_info).",
+          [target(f'marginal_path_state{{{IMP}}} * on (instance, job, map, path, device) group_left (transport, host, host_port, target_port, target_node) marginal_path_info', instant=True, fmt="table")],
+          0, 24, 8, {}, hide=("Time", "__name__", "job", "Value"))
+    y[0] += 8
+    ts("FC host port errors", "Link failures, loss of sync/signal, CRC and other errors, and FPIN notifications each HBA port counted, per interval (kernel fc_host statistics).",
+       [(f'sum by (instance, host, statistic) (increase(marginal_fc_host_statistic_total{{{I}, statistic=~"link_failure_count|loss_of_sync_count|loss_of_signal_count|prim_seq_protocol_err_count|invalid_tx_word_count|invalid_crc_count|error_frames|fpin_li|fpin_cn|fpin_dn"}}[$__rate_interval]))', "{{instance}} {{host}} {{statistic}}")],
+       0, 12, bars=True)
+    ts("FPIN per remote port", "Fabric notifications (link integrity, congestion, delivery) the kernel counted per FC remote port, per interval: the fabric naming a degrading port.",
+       [(f'sum by (instance, target_port, statistic) (increase(marginal_fc_rport_statistic_total{{{I}, statistic=~"fpin_li|fpin_cn|fpin_dn"}}[$__rate_interval]))', "{{instance}} {{target_port}} {{statistic}}")],
+       12, 12, bars=True)
+    y[0] += 8
+
+fleet_row()
+
 def query_var(name, label, query, hide=0):
     return {"name": name, "label": label, "type": "query", "datasource": DS,
             "definition": query, "query": {"query": query, "refId": "StandardVariableQuery"},

@@ -31,6 +31,12 @@ pub struct Snapshot {
     pub maps: Vec<MapStatus>,
     /// Cost of each eBPF program as the kernel accounts it.
     pub programs: Vec<ProgramStatus>,
+    /// This host's FC ports (`/sys/class/fc_host`) and the remote ports they logged in to
+    /// (`/sys/class/fc_remote_ports`) with the kernel's statistics; empty without FC.
+    #[serde(default)]
+    pub fc_host_ports: Vec<FcPortStatus>,
+    #[serde(default)]
+    pub fc_remote_ports: Vec<FcPortStatus>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +133,46 @@ pub struct PathStatus {
     pub last_reaction_seconds: Option<f64>,
     /// The reason behind the latest decision.
     pub reason: String,
+    /// The path's SCSI identity from sysfs; empty where sysfs has none (e.g. NVMe vendor).
+    #[serde(default)]
+    pub wwid: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default)]
+    pub product: String,
+    /// Transport, host adapter and the target port the path goes through.
+    #[serde(default)]
+    pub transport: TransportStatus,
+}
+
+/// A path's transport identity. What each field holds per transport (FC WWPNs, iSCSI portal and
+/// target name, SAS address, NVMe-oF address and NQN) is tabled in [`crate::dm::transport`];
+/// empty where the transport has no such thing or sysfs did not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransportStatus {
+    /// fc, iscsi, sas, nvme-tcp, nvme-fc, nvme-rdma, nvme-loop or other.
+    pub kind: String,
+    /// Host adapter: SCSI host (`host3`) or NVMe controller (`nvme1`).
+    pub host: String,
+    pub target_port: String,
+    pub target_node: String,
+    pub host_port: String,
+}
+
+/// One FC port and the kernel's statistics of it (scsi_transport_fc).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FcPortStatus {
+    /// The SCSI host of this host's port (`host3`), the one a remote port was seen through.
+    pub host: String,
+    /// Its sysfs name: `host3`, or `rport-3:0-2` for a remote port.
+    pub name: String,
+    /// The port's WWPN (`0x500a0981891b8dc5`).
+    pub port_name: String,
+    /// Counters by their sysfs name (`link_failure_count`, `fpin_li`, ...); those the driver
+    /// does not keep are left out.
+    pub statistics: std::collections::BTreeMap<String, u64>,
 }
 
 impl PathStatus {

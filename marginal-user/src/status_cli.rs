@@ -150,7 +150,33 @@ fn render_map(map: &MapStatus) -> String {
     let mut rows = vec![COLUMNS.map(String::from).to_vec()];
     rows.extend(map.paths.iter().map(path_row));
     out.push_str(&table(&rows, "  "));
+    for line in map.paths.iter().filter_map(transport_line) {
+        let _ = writeln!(out, "  {line}");
+    }
     out
+}
+
+/// `sdb: fc via host3 0x1000… -> 0x500a… (0x500a…)`: where the path goes, for paths whose
+/// transport sysfs placed (none for loop devices and the like).
+fn transport_line(p: &PathStatus) -> Option<String> {
+    let t = &p.transport;
+    if t.host.is_empty() && t.target_port.is_empty() {
+        return None;
+    }
+    let kind = if t.kind.is_empty() { "other" } else { &t.kind };
+    let mut line = format!("{}: {kind} via {}", p.name, or_dash(&t.host));
+    if !t.host_port.is_empty() {
+        let _ = write!(line, " {}", t.host_port);
+    }
+    let _ = write!(line, " -> {}", or_dash(&t.target_port));
+    if !t.target_node.is_empty() {
+        let _ = write!(line, " ({})", t.target_node);
+    }
+    Some(line)
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
 }
 
 fn path_row(p: &PathStatus) -> Vec<String> {
@@ -311,6 +337,41 @@ mod tests {
         let col = lines[0].find("DEVICE").unwrap();
         assert_eq!(lines[1].find("8:16"), Some(col));
         assert_eq!(lines[2].find("8:32"), Some(col));
+    }
+
+    #[test]
+    fn each_placed_path_gets_a_transport_line_after_the_table() {
+        let map = MapStatus {
+            name: "mpatha".into(),
+            paths: vec![
+                PathStatus {
+                    name: "sdd".into(),
+                    transport: crate::status::TransportStatus {
+                        kind: "iscsi".into(),
+                        host: "host2".into(),
+                        target_port: "192.168.122.1:3260".into(),
+                        target_node: "iqn.2003-01.org.linux-iscsi.t:sn.1".into(),
+                        host_port: "192.168.122.10".into(),
+                    },
+                    ..Default::default()
+                },
+                PathStatus {
+                    name: "loop0".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = render_map(&map);
+        let last: Vec<&str> = text.lines().skip(4).collect();
+        assert_eq!(
+            last,
+            [
+                "  sdd: iscsi via host2 192.168.122.10 -> 192.168.122.1:3260 \
+              (iqn.2003-01.org.linux-iscsi.t:sn.1)"
+            ],
+            "{text}"
+        );
     }
 
     #[test]

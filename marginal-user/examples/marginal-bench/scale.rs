@@ -364,6 +364,7 @@ fn synthetic_topology(paths: usize) -> Topology {
                             minor: p as u32,
                         },
                         active: true,
+                        identity: Default::default(),
                     })
                     .collect(),
                 dev: None,

@@ -250,7 +250,13 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         if snapshot_requests.blocking_send(reply).is_err() {
             return Snapshot::default(); // shutting down
         }
-        answer.blocking_recv().unwrap_or_default()
+        let mut snapshot = answer.blocking_recv().unwrap_or_default();
+        // FC statistics cost the HBA driver a query each: read here, on the scrape's thread,
+        // never on the event loop.
+        let sysfs = crate::dm::Sysfs::default();
+        snapshot.fc_host_ports = crate::dm::fc::host_ports(&sysfs);
+        snapshot.fc_remote_ports = crate::dm::fc::remote_ports(&sysfs);
+        snapshot
     };
     let http = tokio::spawn(crate::http::server::serve_on(listener, source, async {
         let _ = http_stopped.await;

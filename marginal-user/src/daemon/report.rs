@@ -5,7 +5,7 @@ use super::core::{Daemon, monotonic_now};
 use crate::{
     config::WhyOff,
     engine::{MapSnapshot, Verdict},
-    status::{MapStatus, PathStatus, ProgramStatus, SignalStatus, Snapshot},
+    status::{MapStatus, PathStatus, ProgramStatus, SignalStatus, Snapshot, TransportStatus},
 };
 
 impl Daemon {
@@ -138,6 +138,10 @@ impl Daemon {
                                     .and_then(|p| p.last_reason)
                                     .map(|r| r.to_string())
                                     .unwrap_or_default(),
+                                wwid: path.identity.wwid.clone().unwrap_or_default(),
+                                vendor: path.identity.vendor.clone().unwrap_or_default(),
+                                product: path.identity.product.clone().unwrap_or_default(),
+                                transport: TransportStatus::from(&path.identity.transport),
                             }
                         })
                         .collect(),
@@ -169,6 +173,9 @@ impl Daemon {
                     run_time_ns: p.run_time.as_nanos() as u64,
                 })
                 .collect(),
+            // Read off the event loop, by the scrape that asks (see daemon::run).
+            fc_host_ports: Vec::new(),
+            fc_remote_ports: Vec::new(),
         }
     }
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::{
     config::MapIdentity,
     device::BlockDevice,
-    dm::{MapSource, MultipathMap},
+    dm::{MapSource, MultipathMap, Sysfs, Transport},
     engine::PathKey,
 };
 
@@ -42,6 +42,31 @@ pub struct WatchedPath {
     pub device: BlockDevice,
     /// dm-mpath has the path active (always true for `--watch` devices).
     pub active: bool,
+    /// What the path is, for the fleet view (`marginal_path_info`).
+    pub identity: PathIdentity,
+}
+
+/// A path's SCSI identity and transport, fixed while the device exists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PathIdentity {
+    pub vendor: Option<String>,
+    pub product: Option<String>,
+    pub wwid: Option<String>,
+    pub transport: Transport,
+}
+
+impl PathIdentity {
+    /// Read from sysfs for a `--watch` device (dm paths get theirs from discovery).
+    fn read(sysfs: &Sysfs, device: &BlockDevice) -> Self {
+        let info = sysfs.path_info(&device.name);
+        let link = sysfs.block_link((device.major, device.minor));
+        Self {
+            vendor: info.vendor,
+            product: info.product,
+            wwid: info.wwid,
+            transport: link.map(|l| sysfs.transport(&l)).unwrap_or_default(),
+        }
+    }
 }
 
 impl Topology {
@@ -55,6 +80,7 @@ impl Topology {
             }
             paths.push(WatchedPath {
                 key: PathKey::new(device.name.clone()),
+                identity: PathIdentity::read(&Sysfs::default(), &device),
                 device,
                 active: true,
             });
@@ -134,6 +160,12 @@ impl WatchedMap {
                         minor: path.dev.1,
                     },
                     active: path.active,
+                    identity: PathIdentity {
+                        vendor: path.vendor.clone(),
+                        product: path.product.clone(),
+                        wwid: path.wwid.clone(),
+                        transport: path.transport.clone(),
+                    },
                 })
                 .collect(),
             dev: Some(map.dev),

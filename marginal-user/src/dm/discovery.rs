@@ -10,7 +10,8 @@ use devicemapper::{DM, DevId, DmError, DmFlags, DmName, DmOptions, errors};
 use super::{
     MapPath, MapSource, MultipathMap, PathGroup,
     status::{DevNum, parse_status, parse_table},
-    sysfs::{Sysfs, wwid_from_dm_uuid},
+    sysfs::{Sysfs, block_name_of, wwid_from_dm_uuid},
+    transport::TransportCache,
 };
 
 /// The raw facts device-mapper gives about one multipath map.
@@ -162,8 +163,13 @@ fn same_paths(table: &str, status: &str) -> bool {
 }
 
 /// Puts a map together from its table and status lines and sysfs: groups and paths from the
-/// table, each path's state and fail count from the status, names and ids from sysfs.
-pub fn assemble_map(raw: &RawMap, sysfs: &Sysfs) -> Result<MultipathMap> {
+/// table, each path's state and fail count from the status, names and ids from sysfs, and
+/// transports from `transports` (which reads sysfs for devices it has not seen).
+pub fn assemble_map(
+    raw: &RawMap,
+    sysfs: &Sysfs,
+    transports: &TransportCache,
+) -> Result<MultipathMap> {
     let name = &raw.name;
     let table = parse_table(&raw.table).with_context(|| format!("map {name}: table"))?;
     let status = parse_status(&raw.status).with_context(|| format!("map {name}: status"))?;
@@ -189,7 +195,12 @@ pub fn assemble_map(raw: &RawMap, sysfs: &Sysfs) -> Result<MultipathMap> {
             .paths
             .iter()
             .map(|sp| {
-                let kernel_name = sysfs.block_name(sp.dev);
+                let link = sysfs.block_link(sp.dev);
+                let kernel_name = link.as_deref().and_then(block_name_of);
+                let transport = link
+                    .as_deref()
+                    .map(|l| transports.get(sysfs, sp.dev, l))
+                    .unwrap_or_default();
                 let info = kernel_name
                     .as_deref()
                     .map(|n| sysfs.path_info(n))
@@ -203,6 +214,7 @@ pub fn assemble_map(raw: &RawMap, sysfs: &Sysfs) -> Result<MultipathMap> {
                     product: info.product,
                     revision: info.revision,
                     wwid: info.wwid,
+                    transport,
                 }
             })
             .collect();
@@ -238,6 +250,7 @@ pub fn assemble_map(raw: &RawMap, sysfs: &Sysfs) -> Result<MultipathMap> {
 pub struct DmDiscovery {
     dm: DeviceMapper,
     sysfs: Sysfs,
+    transports: TransportCache,
 }
 
 impl DmDiscovery {
@@ -250,6 +263,7 @@ impl DmDiscovery {
         Ok(Self {
             dm: DeviceMapper::open()?,
             sysfs,
+            transports: TransportCache::default(),
         })
     }
 
@@ -262,11 +276,15 @@ impl MapSource for DmDiscovery {
     fn discover(&self) -> Result<Vec<MultipathMap>> {
         let mut maps = Vec::new();
         for raw in self.dm.multipath_maps()? {
-            match assemble_map(&raw, &self.sysfs) {
+            match assemble_map(&raw, &self.sysfs, &self.transports) {
                 Ok(map) => maps.push(map),
                 Err(e) => log::warn!("{e:#}; map left out"),
             }
         }
+        // Devices in no map now are gone or no longer paths; a map left out this round
+        // (a reload race) only costs a re-read of its paths next time.
+        let present = maps.iter().flat_map(|m| m.paths().map(|p| p.dev)).collect();
+        self.transports.retain(&present);
         Ok(maps)
     }
 
@@ -275,7 +293,7 @@ impl MapSource for DmDiscovery {
             .dm
             .raw_map(name)?
             .with_context(|| format!("map {name}: no such multipath map"))?;
-        assemble_map(&raw, &self.sysfs)
+        assemble_map(&raw, &self.sysfs, &self.transports)
     }
 
     fn device_exists(&self, dev: DevNum) -> bool {
@@ -322,6 +340,7 @@ mod tests {
                 "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:48 F 2 0 1",
             ),
             &fake.sysfs(),
+            &TransportCache::default(),
         )
         .unwrap();
         assert_eq!(
@@ -344,6 +363,40 @@ mod tests {
     }
 
     #[test]
+    fn fc_paths_carry_their_ports_each_read_once() {
+        let fake = FakeSysfs::new("assemble-fc");
+        crate::dm::transport::tests::fc_tree(&fake);
+        let transports = TransportCache::default();
+        let r = raw(
+            "0 0 1 1 round-robin 0 2 1 8:16 1000 8:32 1000",
+            "2 0 0 0 1 1 A 0 2 0 8:16 A 0 8:32 A 0",
+        );
+        let map = assemble_map(&r, &fake.sysfs(), &transports).unwrap();
+        let ports: Vec<_> = map
+            .paths()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.transport.host.as_str(),
+                    p.transport.target_port.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("sdb", "host3", "0x500a0981891b8dc5"),
+                ("sdc", "host4", "0x500a0982891b8dc5")
+            ]
+        );
+        assert_eq!(
+            map.paths().next().unwrap().vendor.as_deref(),
+            Some("NETAPP")
+        );
+        assert_eq!(transports.len(), 2);
+    }
+
+    #[test]
     fn paths_sysfs_does_not_know_are_named_by_number() {
         let fake = FakeSysfs::new("unnamed");
         fake.link("dm-0", (254, 0));
@@ -352,7 +405,7 @@ mod tests {
             "2 0 0 0 1 1 A 0 2 0 254:0 A 0 254:1 A 1",
         );
         r.uuid = None;
-        let map = assemble_map(&r, &fake.sysfs()).unwrap();
+        let map = assemble_map(&r, &fake.sysfs(), &TransportCache::default()).unwrap();
         let names: Vec<_> = map.paths().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["dm-0", "254:1"]);
         assert_eq!(map.wwid, None);
@@ -370,7 +423,7 @@ mod tests {
             "2 0 0 0 1 1 A 0 1 0 8:16 A 0",
         );
         r.uuid = None;
-        let map = assemble_map(&r, &fake.sysfs()).unwrap();
+        let map = assemble_map(&r, &fake.sysfs(), &TransportCache::default()).unwrap();
         assert_eq!(map.wwid.as_deref(), Some("3600140501"));
     }
 
@@ -381,7 +434,10 @@ mod tests {
             "0 0 1 1 round-robin 0 2 1 8:16 1000 8:32 1000",
             "2 0 0 0 1 1 A 0 2 0 8:16 A 0 8:48 A 0",
         );
-        let err = format!("{:#}", assemble_map(&r, &fake.sysfs()).unwrap_err());
+        let err = format!(
+            "{:#}",
+            assemble_map(&r, &fake.sysfs(), &TransportCache::default()).unwrap_err()
+        );
         assert!(err.contains("map mpatha"), "{err}");
         assert!(!same_paths(&r.table, &r.status));
         assert!(same_paths(

@@ -10,6 +10,8 @@
 //! ```
 //!
 //! * [`status`]: pure parsers for a multipath target's table and status lines.
+//! * [`transport`]: each path's transport, host adapter and target port (the fleet view).
+//! * [`fc`]: FC port statistics and FPIN counters of this host's and the remote ports.
 //! * [`sysfs`]: path names, vendor/product and WWIDs, with an injectable sysfs root.
 //! * [`discovery`]: [`DeviceMapper`] (the ioctls) and [`DmDiscovery`], the [`MapSource`] the
 //!   daemon uses; re-discovery is triggered by the uevent listener ([`crate::uevent`]) on
@@ -18,14 +20,17 @@
 //! A path is *active* when the kernel's status says `A`: that is what dm-mpath's
 //! `nr_valid_paths` counts, whatever state its group is in.
 pub mod discovery;
+pub mod fc;
 pub mod status;
 pub mod sysfs;
+pub mod transport;
 
 use anyhow::Result;
 
 pub use discovery::{DeviceMapper, DmDiscovery, RawMap, assemble_map};
 pub use status::{DevNum, GroupState, MultipathStatus, MultipathTable, parse_status, parse_table};
 pub use sysfs::{PathInfo, Sysfs};
+pub use transport::{Transport, TransportCache, TransportKind};
 
 /// Where the daemon gets its maps from: device-mapper on a real host, a canned list in tests.
 pub trait MapSource: Send + Sync {
@@ -121,6 +126,8 @@ pub struct MapPath {
     pub product: Option<String>,
     pub revision: Option<String>,
     pub wwid: Option<String>,
+    /// Transport, host adapter and target port (read once per device).
+    pub transport: Transport,
 }
 
 impl MapPath {
@@ -189,6 +196,7 @@ mod tests {
             product: None,
             revision: None,
             wwid: None,
+            transport: Transport::default(),
         }
     }
 

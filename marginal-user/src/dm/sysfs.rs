@@ -46,9 +46,13 @@ impl Sysfs {
     /// The kernel name (`sdb`, `dm-3`) of block device `dev`, from the `/sys/dev/block/MAJ:MIN`
     /// link; None if no such device is present.
     pub fn block_name(&self, dev: DevNum) -> Option<String> {
-        let link = self.root.join(format!("dev/block/{}:{}", dev.0, dev.1));
-        let target = std::fs::read_link(link).ok()?;
-        Some(target.file_name()?.to_str()?.to_string())
+        block_name_of(&self.block_link(dev)?)
+    }
+
+    /// Where `/sys/dev/block/MAJ:MIN` points (`../../devices/.../block/sdb`), None if no such
+    /// device is present.
+    pub fn block_link(&self, dev: DevNum) -> Option<PathBuf> {
+        std::fs::read_link(self.root.join(format!("dev/block/{}:{}", dev.0, dev.1))).ok()
     }
 
     /// Vendor, product, revision and WWID of path device `name` (`sdb`). Missing attributes are None:
@@ -80,7 +84,12 @@ impl Sysfs {
     }
 }
 
-fn read_trimmed(path: &Path) -> Option<String> {
+/// The kernel name a `/sys/dev/block` link ends in.
+pub fn block_name_of(link: &Path) -> Option<String> {
+    Some(link.file_name()?.to_str()?.to_string())
+}
+
+pub(crate) fn read_trimmed(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())

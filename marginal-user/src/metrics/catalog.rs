@@ -47,6 +47,16 @@ pub enum Labels {
     PathSignal,
     /// `program`: the eBPF program's name.
     Program,
+    /// Path labels plus what the path is: `wwid`, `vendor`, `product`, `transport` (one of
+    /// [`TRANSPORTS`]), `host` (adapter), `target_port`, `target_node`, `host_port` (what
+    /// each holds per transport: [`crate::dm::transport`]). One series per path.
+    PathInfo,
+    /// `host` (SCSI host of the HBA port), `host_port` (its WWPN), `statistic` (the kernel's
+    /// counter name, a fixed set).
+    FcHost,
+    /// `host` (the HBA port it is seen through), `rport` (`rport-H:B-R`), `target_port` (its
+    /// WWPN), `statistic`.
+    FcRemotePort,
 }
 
 impl Labels {
@@ -65,6 +75,21 @@ impl Labels {
             Labels::PathVerdict => &["map", "path", "device", "verdict"],
             Labels::PathSignal => &["map", "path", "device", "signal"],
             Labels::Program => &["program"],
+            Labels::PathInfo => &[
+                "map",
+                "path",
+                "device",
+                "wwid",
+                "vendor",
+                "product",
+                "transport",
+                "host",
+                "target_port",
+                "target_node",
+                "host_port",
+            ],
+            Labels::FcHost => &["host", "host_port", "statistic"],
+            Labels::FcRemotePort => &["host", "rport", "target_port", "statistic"],
         }
     }
 }
@@ -83,6 +108,18 @@ pub const VERDICTS: &[&str] = &["none", "healthy", "marginal"];
 
 /// The signals that count failures, as `marginal_path_failure_signal` names them.
 pub const FAILURE_SIGNALS: &[&str] = &["dm_kprobe", "dm_uevent", "block_errors"];
+
+/// Transports, as `marginal_path_info` names them.
+pub const TRANSPORTS: &[&str] = &[
+    "fc",
+    "iscsi",
+    "sas",
+    "nvme-tcp",
+    "nvme-fc",
+    "nvme-rdma",
+    "nvme-loop",
+    "other",
+];
 
 /// One metric family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,6 +281,14 @@ pub const MAP_PATHS_IN_STATE: MetricDef = def(
     "Paths of the map in each state; every state is listed, 0 included.",
 );
 
+pub const PATH_INFO: MetricDef = def(
+    "marginal_path",
+    Kind::Info,
+    None,
+    Labels::PathInfo,
+    "What the path is: its LUN, transport, host adapter and the target port it goes through \
+     (join on instance, map, path to count marginal paths per target port across hosts).",
+);
 pub const PATH_STATE: MetricDef = def(
     "marginal_path_state",
     Kind::Gauge,
@@ -411,6 +456,23 @@ pub const EBPF_PROGRAM_RUN_TIME: MetricDef = def(
     "CPU time the eBPF program ran as the kernel counts it (bpf_stats).",
 );
 
+pub const FC_HOST_STATISTIC: MetricDef = def(
+    "marginal_fc_host_statistic",
+    Kind::Counter,
+    None,
+    Labels::FcHost,
+    "The kernel's counters of this host's FC port (link failures, loss of sync and signal, \
+     CRC errors, FPIN notifications received); those the driver does not keep are absent.",
+);
+pub const FC_RPORT_STATISTIC: MetricDef = def(
+    "marginal_fc_rport_statistic",
+    Kind::Counter,
+    None,
+    Labels::FcRemotePort,
+    "The kernel's FPIN counters of an FC remote port (Linux 5.13 and later): link integrity, \
+     congestion and delivery notifications the fabric sent about it.",
+);
+
 /// All families, in the order the exporter writes them.
 pub const METRICS: &[MetricDef] = &[
     BUILD,
@@ -429,6 +491,7 @@ pub const METRICS: &[MetricDef] = &[
     MAP_ERR_RECHECK_GAP_TIME,
     MAP_LEFT_TO_MULTIPATHD,
     MAP_PATHS_IN_STATE,
+    PATH_INFO,
     PATH_STATE,
     PATH_ACTIVE,
     PATH_FAILED_BY_MARGINAL,
@@ -452,6 +515,8 @@ pub const METRICS: &[MetricDef] = &[
     PATH_LAST_REACTION,
     EBPF_PROGRAM_RUNS,
     EBPF_PROGRAM_RUN_TIME,
+    FC_HOST_STATISTIC,
+    FC_RPORT_STATISTIC,
 ];
 
 /// Every sample name the exporter can emit, as dashboards and rules query them.

@@ -318,6 +318,58 @@ fn paths_in_state(snapshot: &Snapshot) -> impl Iterator<Item = (Labels<'_, 2>, V
     })
 }
 
+/// One `marginal_path_info` series per path.
+fn path_info(snapshot: &Snapshot) -> impl Iterator<Item = (Labels<'_, 11>, Value)> {
+    paths(snapshot).map(|(map, path)| {
+        let [m, p, d] = path_labels(map, path);
+        let t = &path.transport;
+        // A daemon's JSON from before transports were read has none: "other", as for a
+        // device sysfs could not place.
+        let kind = if t.kind.is_empty() { "other" } else { &t.kind };
+        let labels = [
+            m,
+            p,
+            d,
+            ("wwid", path.wwid.as_str()),
+            ("vendor", path.vendor.as_str()),
+            ("product", path.product.as_str()),
+            ("transport", kind),
+            ("host", t.host.as_str()),
+            ("target_port", t.target_port.as_str()),
+            ("target_node", t.target_node.as_str()),
+            ("host_port", t.host_port.as_str()),
+        ];
+        (labels, Value::Int(1))
+    })
+}
+
+fn fc_host_statistics(snapshot: &Snapshot) -> impl Iterator<Item = (Labels<'_, 3>, Value)> {
+    snapshot.fc_host_ports.iter().flat_map(|port| {
+        port.statistics.iter().map(move |(name, value)| {
+            let labels = [
+                ("host", port.host.as_str()),
+                ("host_port", port.port_name.as_str()),
+                ("statistic", name.as_str()),
+            ];
+            (labels, Value::Int(*value))
+        })
+    })
+}
+
+fn fc_rport_statistics(snapshot: &Snapshot) -> impl Iterator<Item = (Labels<'_, 4>, Value)> {
+    snapshot.fc_remote_ports.iter().flat_map(|port| {
+        port.statistics.iter().map(move |(name, value)| {
+            let labels = [
+                ("host", port.host.as_str()),
+                ("rport", port.name.as_str()),
+                ("target_port", port.port_name.as_str()),
+                ("statistic", name.as_str()),
+            ];
+            (labels, Value::Int(*value))
+        })
+    })
+}
+
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let s = &*self.snapshot;
@@ -374,6 +426,7 @@ impl Collector for SnapshotCollector {
         });
         family(e, c::MAP_LEFT_TO_MULTIPATHD, left)?;
         family(e, c::MAP_PATHS_IN_STATE, paths_in_state(s))?;
+        family(e, c::PATH_INFO, path_info(s))?;
         for (def, read) in PATH_FAMILIES {
             path_family(e, s, *def, read)?;
         }
@@ -385,6 +438,8 @@ impl Collector for SnapshotCollector {
         let runs = programs().map(|(l, p)| (l, Value::Int(p.run_count)));
         family(e, c::EBPF_PROGRAM_RUNS, runs)?;
         let time = programs().map(|(l, p)| (l, Value::Float(p.run_time_ns as f64 / 1e9)));
-        family(e, c::EBPF_PROGRAM_RUN_TIME, time)
+        family(e, c::EBPF_PROGRAM_RUN_TIME, time)?;
+        family(e, c::FC_HOST_STATISTIC, fc_host_statistics(s))?;
+        family(e, c::FC_RPORT_STATISTIC, fc_rport_statistics(s))
     }
 }

@@ -6,7 +6,9 @@
 //! * [`collector`]: a prometheus-client `Collector` that writes one snapshot's series.
 //!
 //! Labels are `map`, `path` (kernel name), `device` (major:minor), and small fixed sets
-//! (`state`, `verdict`, `signal`, `program`, `actuator`, `version`); nothing unbounded such as
+//! (`state`, `verdict`, `signal`, `program`, `actuator`, `version`, FC `statistic`), plus what a
+//! path is on its one `marginal_path_info` series and what an FC port is (its host and WWPN:
+//! ports exist on the host, like paths); nothing unbounded such as
 //! a reason text or a time. Per-path and per-map series exist only while their path or map
 //! does: every scrape encodes a fresh snapshot, so nothing can go stale.
 pub mod catalog;

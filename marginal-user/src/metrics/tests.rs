@@ -136,3 +136,41 @@ fn a_map_left_to_multipathd_says_why_in_one_series() {
     );
     assert!(LEFT_TO_MULTIPATHD_REASONS.contains(&"san_path_err"));
 }
+
+#[test]
+fn a_path_has_one_info_series_and_fc_ports_one_series_per_counter() {
+    let mut snapshot = snapshot();
+    let path = &mut snapshot.maps[0].paths[0];
+    path.wwid = "36001405a1b2".into();
+    path.transport.kind = "iscsi".into();
+    path.transport.host = "host2".into();
+    path.transport.target_port = "192.168.122.1:3260".into();
+    path.transport.target_node = "iqn.2003-01.org.linux-iscsi.t:sn.1".into();
+    snapshot.fc_remote_ports = vec![crate::status::FcPortStatus {
+        host: "host3".into(),
+        name: "rport-3:0-2".into(),
+        port_name: "0x500a0981891b8dc5".into(),
+        statistics: [("fpin_li".to_string(), 7)].into_iter().collect(),
+    }];
+    let out = render(snapshot);
+    for line in [
+        "# TYPE marginal_path info",
+        r#"marginal_path_info{map="mpath\"a",path="sdb",device="8:16",wwid="36001405a1b2",vendor="",product="",transport="iscsi",host="host2",target_port="192.168.122.1:3260",target_node="iqn.2003-01.org.linux-iscsi.t:sn.1",host_port=""} 1"#,
+        "# TYPE marginal_fc_rport_statistic counter",
+        r#"marginal_fc_rport_statistic_total{host="host3",rport="rport-3:0-2",target_port="0x500a0981891b8dc5",statistic="fpin_li"} 7"#,
+    ] {
+        assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    }
+    assert_eq!(out.matches("marginal_path_info{").count(), 1, "{out}");
+    assert!(!out.contains("marginal_fc_host_statistic"), "{out}");
+}
+
+#[test]
+fn a_path_without_a_transport_is_other() {
+    let out = render(snapshot());
+    assert!(
+        out.contains(r#"transport="other",host="",target_port="""#),
+        "{out}"
+    );
+    assert!(catalog::TRANSPORTS.contains(&"other"));
+}

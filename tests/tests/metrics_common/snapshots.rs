@@ -1,6 +1,9 @@
 //! Hand-built snapshots: one in which every field the exporter reads is set, with values
 //! distinct enough that a series read from the wrong field shows.
-use marginal::status::{MapStatus, PATH_STATES, PathStatus, ProgramStatus, SignalStatus, Snapshot};
+use marginal::status::{
+    FcPortStatus, MapStatus, PATH_STATES, PathStatus, ProgramStatus, SignalStatus, Snapshot,
+    TransportStatus,
+};
 
 /// A path whose every counter derives from `seed`, so tests can predict each value.
 pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
@@ -38,6 +41,30 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
         held_by_previous_run: false,
         pending_action: String::new(),
         last_action_error: String::new(),
+        wwid: "3600a098038314d2d4a5d4f6b6f4e7a31".into(),
+        vendor: "NETAPP".into(),
+        product: "LUN C-Mode".into(),
+        // Two HBA ports, each through its own array port: the host and port from the seed.
+        transport: TransportStatus {
+            kind: "fc".into(),
+            host: format!("host{}", 3 + seed / 100 % 2),
+            target_port: format!("0x500a09818{}1b8dc5", seed / 100 % 2 + 1),
+            target_node: "0x500a0980891b8dc5".into(),
+            host_port: format!("0x10000090fa1b2c3{}", seed / 100 % 2),
+        },
+    }
+}
+
+/// An FC port with the given counters.
+fn fc_port(host: &str, name: &str, port_name: &str, statistics: &[(&str, u64)]) -> FcPortStatus {
+    FcPortStatus {
+        host: host.into(),
+        name: name.into(),
+        port_name: port_name.into(),
+        statistics: statistics
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect(),
     }
 }
 
@@ -118,5 +145,21 @@ pub fn full() -> Snapshot {
                 run_time_ns: 250_000_000,
             },
         ],
+        fc_host_ports: vec![fc_port(
+            "host3",
+            "host3",
+            "0x10000090fa1b2c3d",
+            &[
+                ("fpin_li", 2),
+                ("link_failure_count", 3),
+                ("invalid_crc_count", 41),
+            ],
+        )],
+        fc_remote_ports: vec![fc_port(
+            "host3",
+            "rport-3:0-2",
+            "0x500a0981891b8dc5",
+            &[("fpin_li_link_failure_count", 5), ("fpin_cn", 0)],
+        )],
     }
 }

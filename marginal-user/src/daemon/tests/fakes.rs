@@ -40,6 +40,7 @@ pub fn map(name: &str, wwid: &str, minor: u32, paths: &[(&str, u32)]) -> Multipa
                     product: None,
                     revision: None,
                     wwid: Some(wwid.into()),
+                    transport: Default::default(),
                 })
                 .collect(),
         }],
