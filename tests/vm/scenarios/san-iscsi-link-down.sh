@@ -32,6 +32,9 @@ vm_marginal_conf 120 100 6
 VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
 vm_marginal_start
 check "daemon watches $map" vm_marginal_logged "watching map $map"
+# The fleet view (issue 18): each path says which portal and target it reaches.
+check "$nb's transport: iscsi" vm_path_is "$nb" kind iscsi
+check "marginal_path_info carries the portal and the target name" sh -c "wget -qO- http://$VM_MARGINAL_ADDR/metrics | grep '^marginal_path_info{' | grep 'path=\"$nb\"' | grep 'transport=\"iscsi\"' | grep 'target_port=\"127.0.0.2:3260\"' | grep -q 'target_node=\"iqn'"
 
 log "the link of portal 127.0.0.2 goes down (netem loss 100%)"
 vm_iscsi_netem loss 100%

@@ -34,6 +34,9 @@ vm_marginal_conf 120 100 5
 VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
 vm_marginal_start
 check "daemon watches $map" vm_marginal_logged "watching map $map"
+# The fleet view (issue 18): each path says which target port and subsystem it reaches.
+check "$nb's transport: nvme-tcp" vm_path_is "$nb" kind nvme-tcp
+check "marginal_path_info carries it" sh -c "wget -qO- http://$VM_MARGINAL_ADDR/metrics | grep '^marginal_path_info{' | grep 'path=\"$nb\"' | grep -q 'transport=\"nvme-tcp\".*target_port=\"127.0.0.2:'"
 
 # link_flap: the second port goes down until dm-mpath fails its path, then comes back until the
 # path is active again.
