@@ -14,8 +14,9 @@ vm_private_system "$0" "$@"
 vm_udevd
 vm_scsi_debug 1 NETAPP LUN 8.1
 vm_sd_paths 0
-wwid=$(/lib/udev/scsi_id -g -u "/dev/$na")
-[ -n "$wwid" ] || fail "no WWID for /dev/$na"
+# The WWID multipath uses: udev's ID_SERIAL (its default uid_attribute for SCSI).
+wwid=$(udevadm info -q property -n "/dev/$na" | sed -n 's/^ID_SERIAL=//p')
+[ -n "$wwid" ] || fail "no ID_SERIAL for /dev/$na"
 log "LUN 0: $na and $nb, wwid $wwid, $(cat /sys/block/$na/device/vendor) $(cat /sys/block/$na/device/model) $(cat /sys/block/$na/device/rev)"
 
 # multipathd's words for where a value came from, by marginal's section names.
