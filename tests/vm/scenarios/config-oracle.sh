@@ -10,6 +10,7 @@
 # vm-timeout: 180
 . "$VM_LIB"
 vm_private_system "$0" "$@"
+vm_show_daemon_on_failure
 
 vm_udevd
 vm_scsi_debug 1 NETAPP LUN 8.1
@@ -50,9 +51,10 @@ marginal_says() {
 	}
 }
 
-# multipathd_says KEYWORD: what `multipath -v3 -d` logged for the LUN's map in $SCRATCH/mp.log.
+# multipathd_says KEYWORD: what `multipath -v3 -d` logged for the LUN's map in $SCRATCH/mp.log
+# (it quotes "no"; marginal does not).
 multipathd_says() {
-	grep -a ": $1 = " "$SCRATCH/mp.log" | tail -n 1 | sed "s/.*: $1 = //"
+	grep -a ": $1 = " "$SCRATCH/mp.log" | tail -n 1 | sed -e "s/.*: $1 = //" -e 's/^"no"/no/'
 }
 
 # compare NAME: the configuration now in /etc/multipath.conf (and conf.d), both tools asked.
