@@ -6,8 +6,14 @@
 # same files: the same value and the same origin. The configurations cover every section,
 # conf.d, quoting, comments, a brace on the next line, revision-specific and overlapping devices
 # entries, POSIX character classes, `no`, and a sample time below the 120 s floor.
+# Both multipath-tools versions are asked: bookworm's 0.9.4, then trixie's 0.11.1 (through its own
+# ld.so and libraries, see vm_mpathd_trixie).
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
-# vm-timeout: 180
+# vm-prefix-debs: trixie multipath-tools libc6 liburcu8t64 libaio1t64 libdevmapper1.02.1 libedit2
+# vm-prefix-debs: trixie libgcc-s1 libmount1 libsystemd0 libudev1 libjson-c5 libblkid1 libselinux1
+# vm-prefix-debs: trixie libpcre2-8-0 libbsd0 libmd0 libtinfo6 libcap2 libgcrypt20 libgpg-error0
+# vm-prefix-debs: trixie liblz4-1 liblzma5 libzstd1
+# vm-timeout: 240
 . "$VM_LIB"
 vm_private_system "$0" "$@"
 vm_show_daemon_on_failure
@@ -59,7 +65,7 @@ multipathd_says() {
 
 # compare NAME: the configuration now in /etc/multipath.conf (and conf.d), both tools asked.
 compare() {
-	multipath -v3 -d >"$SCRATCH/mp.log" 2>&1 || true
+	$MULTIPATH -v3 -d >"$SCRATCH/mp.log" 2>&1 || true
 	grep -aq ": marginal_path_double_failed_time = " "$SCRATCH/mp.log" ||
 		{ tail -n 30 "$SCRATCH/mp.log"; fail "$1: multipath logged no marginal_path selection"; }
 	marginal config show --config /etc/multipath.conf --config-dir /etc/multipath/conf.d \
@@ -80,6 +86,7 @@ compare() {
 	rm -f /etc/multipath/conf.d/*.conf
 }
 
+every_configuration() {
 mkdir -p /etc/multipath/conf.d
 base='	user_friendly_names no
 	find_multipaths no'
@@ -93,7 +100,7 @@ $base
 	marginal_path_err_recheck_gap_time 300
 }
 CONF
-compare "defaults only"
+compare "$VERSION: defaults only"
 
 cat >/etc/multipath.conf <<CONF
 # overrides beat devices, devices beat defaults
@@ -115,7 +122,7 @@ overrides {
 	marginal_path_double_failed_time 45
 }
 CONF
-compare "overrides, devices, defaults"
+compare "$VERSION: overrides, devices, defaults"
 
 cat >/etc/multipath.conf <<CONF
 ! multipaths beat overrides; quoted values; comments of both kinds
@@ -136,7 +143,7 @@ multipaths {
 	}
 }
 CONF
-compare "multipaths, overrides, quoting"
+compare "$VERSION: multipaths, overrides, quoting"
 
 cat >/etc/multipath.conf <<CONF
 # a generic entry, then revision-specific ones: later entries win where they match
@@ -166,7 +173,7 @@ devices {
 	}
 }
 CONF
-compare "revision-specific devices entries"
+compare "$VERSION: revision-specific devices entries"
 
 cat >/etc/multipath.conf <<CONF
 # POSIX extended patterns; the brace of a section on the next line
@@ -189,7 +196,7 @@ devices {
 	}
 }
 CONF
-compare "POSIX patterns, brace on the next line, sample time raised to 120"
+compare "$VERSION: POSIX patterns, brace on the next line, sample time raised to 120"
 
 cat >/etc/multipath.conf <<CONF
 defaults {
@@ -210,6 +217,19 @@ devices {
 	}
 }
 CONF
-compare "conf.d"
+compare "$VERSION: conf.d"
 
-log "every configuration: multipathd and marginal agree on every value and its origin"
+}
+
+VERSION=0.9.4
+MULTIPATH=multipath
+every_configuration
+
+# trixie's multipath, as vm_mpathd_trixie runs its multipathd.
+vm_mpathd_trixie
+VERSION=0.11.1
+MULTIPATH="${VM_MPD%multipathd}multipath"
+$MULTIPATH -h 2>&1 | grep -q 'multipath-tools v0.11' || fail "not trixie's multipath: $($MULTIPATH -h 2>&1 | head -n 1)"
+every_configuration
+
+log "every configuration: multipath-tools 0.9.4 and 0.11.1 and marginal agree on every value and its origin"
