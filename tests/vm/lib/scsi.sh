@@ -125,3 +125,29 @@ vm_sd_rescan() {
 	for _h in "$VM_SD_HOST_A" "$VM_SD_HOST_B"; do echo "- - -" >"/sys/class/scsi_host/host$_h/scan"; done
 	udevadm settle -t 30
 }
+
+# ---- Faults on a whole fabric (every path of one host) ---------------------------------------
+
+# vm_sd_each HOST LUNS COMMAND [ARGS...]: runs `COMMAND HCTL ARGS...` for the path of each of the
+# first LUNS LUNs through host HOST (A or B): a fault on one fabric.
+vm_sd_each() {
+	_host=$1
+	_luns=$2
+	_cmd=$3
+	shift 3
+	_lun=0
+	while [ "$_lun" -lt "$_luns" ]; do
+		"$_cmd" "$(vm_sd_hctl "$_host" "$_lun")" "$@"
+		_lun=$((_lun + 1))
+	done
+}
+
+# vm_sd_maps LUNS: the names of the maps of the first LUNS LUNs, one a line.
+vm_sd_maps() {
+	vm_sd_each A "$1" vm_sd_map
+}
+
+# vm_sd_names HOST LUNS: the disk names (sdX) of the first LUNS LUNs' paths through HOST.
+vm_sd_names() {
+	vm_sd_each "$1" "$2" vm_sd_name
+}

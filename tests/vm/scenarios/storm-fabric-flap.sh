@@ -17,15 +17,9 @@ vm_san_up "$LUNS"
 # Recheck gap 20 s: the held paths are rechecked while the fabric still flaps, then after.
 vm_marginal_conf 120 100 20
 vm_marginal_start
-maps=""
-bnames=""
-lun=0
-while [ "$lun" -lt "$LUNS" ]; do
-	maps="$maps $(vm_sd_map "$(vm_sd_hctl A "$lun")")"
-	bnames="$bnames $(vm_sd_name "$(vm_sd_hctl B "$lun")")"
-	lun=$((lun + 1))
-done
-log "maps:$maps; host B paths:$bnames"
+maps=$(vm_sd_maps "$LUNS" | tr '\n' ' ')
+bnames=$(vm_sd_names B "$LUNS" | tr '\n' ' ')
+log "maps: $maps; host B paths: $bnames"
 
 every_map_has_a_path() {
 	for _m in $maps; do [ "$(vm_active_count "$_m")" -ge 1 ] || return 1; done
@@ -36,11 +30,7 @@ all_b_held() {
 }
 
 log "fabric B flaps"
-lun=0
-while [ "$lun" -lt "$LUNS" ]; do
-	vm_sd_flap "$(vm_sd_hctl B "$lun")"
-	lun=$((lun + 1))
-done
+vm_sd_each B "$LUNS" vm_sd_flap
 end=$(($(vm_now) + 120))
 until all_b_held; do
 	[ "$(vm_now)" -lt "$end" ] || fail "not every host B path was taken out within 120 s"
@@ -59,11 +49,7 @@ done
 check "every map kept a path throughout" every_map_has_a_path
 
 log "fabric B heals"
-lun=0
-while [ "$lun" -lt "$LUNS" ]; do
-	vm_sd_heal "$(vm_sd_hctl B "$lun")"
-	lun=$((lun + 1))
-done
+vm_sd_each B "$LUNS" vm_sd_heal
 for m in $maps; do
 	check "$m: both paths back after a passed recheck" vm_wait_for 90 vm_map_has "$m" 2
 done

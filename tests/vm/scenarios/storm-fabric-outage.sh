@@ -15,13 +15,8 @@ vm_san_conf
 vm_san_up "$LUNS"
 vm_marginal_conf 60 100 6
 vm_marginal_start
-maps=""
-lun=0
-while [ "$lun" -lt "$LUNS" ]; do
-	maps="$maps $(vm_sd_map "$(vm_sd_hctl A "$lun")")"
-	lun=$((lun + 1))
-done
-log "maps:$maps"
+maps=$(vm_sd_maps "$LUNS" | tr '\n' ' ')
+log "maps: $maps"
 
 # every_map_has_a_path: no map without an active path, now.
 every_map_has_a_path() {
@@ -29,11 +24,7 @@ every_map_has_a_path() {
 }
 
 log "fabric B goes down: every host B path offline at once"
-lun=0
-while [ "$lun" -lt "$LUNS" ]; do
-	vm_sd_state "$(vm_sd_hctl B "$lun")" offline
-	lun=$((lun + 1))
-done
+vm_sd_each B "$LUNS" vm_sd_state offline
 down=$(vm_now)
 while [ "$(vm_now)" -lt $((down + 20)) ]; do
 	for m in $maps; do vm_read "/dev/mapper/$m" 2 || fail "a read through $m failed"; done
@@ -45,11 +36,7 @@ done
 check "no check started during the outage" [ "$(vm_marginal_logged_count "failing ")" = 0 ]
 
 log "fabric B comes back"
-lun=0
-while [ "$lun" -lt "$LUNS" ]; do
-	vm_sd_state "$(vm_sd_hctl B "$lun")" running
-	lun=$((lun + 1))
-done
+vm_sd_each B "$LUNS" vm_sd_state running
 for m in $maps; do
 	check "$m: both paths back" vm_wait_for 60 vm_map_has "$m" 2
 done

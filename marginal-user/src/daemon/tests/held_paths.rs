@@ -3,6 +3,20 @@
 //! going, the state file across runs.
 use super::*;
 
+/// A daemon starting over `dm`, whose state file says a previous run holds sda (8:0) of
+/// mpatha with WWID [`WWID`].
+fn bed_after_a_run_that_held_sda(dm: FakeDm, observe: bool) -> Bed {
+    let state = state_text(&[("sda", held_entry("8:0", WWID))]);
+    bed_with(
+        dm,
+        Options {
+            observe,
+            state: Some(state),
+            ..Options::default()
+        },
+    )
+}
+
 /// Drives sda to marginal: double failure, a bad run.
 fn marginal_sda(bed: &mut Bed) {
     bed.double_failure(SDA);
@@ -162,14 +176,7 @@ fn a_removed_device_is_released_from_the_state_file() {
 fn a_restart_takes_up_a_held_path_of_the_same_map_wwid_and_device() {
     let dm = FakeDm::new(vec![map("mpatha", WWID, 0, &[("sda", 0), ("sdb", 16)])]);
     dm.set_active(SDA, false);
-    let state = state_text(&[("sda", held_entry("8:0", WWID))]);
-    let bed = bed_with(
-        dm,
-        Options {
-            state: Some(state),
-            ..Options::default()
-        },
-    );
+    let bed = bed_after_a_run_that_held_sda(dm, false);
     assert!(bed.held("sda"), "taken up");
     assert_eq!(bed.state("sda"), StateName::Sampling);
     assert_eq!(
@@ -188,14 +195,7 @@ fn a_reused_name_for_another_lun_is_not_taken_up() {
         0,
         &[("sda", 0), ("sdb", 16)],
     )]);
-    let state = state_text(&[("sda", held_entry("8:0", WWID))]);
-    let bed = bed_with(
-        dm,
-        Options {
-            state: Some(state),
-            ..Options::default()
-        },
-    );
+    let bed = bed_after_a_run_that_held_sda(dm, false);
     assert!(!bed.held("sda"));
     assert_eq!(bed.fails("sda"), 0);
     assert!(!bed.state_file_lists("sda"));
@@ -204,14 +204,7 @@ fn a_reused_name_for_another_lun_is_not_taken_up() {
 #[test]
 fn a_held_path_that_shows_up_later_is_taken_up_then() {
     let dm = FakeDm::new(vec![map("mpatha", WWID, 0, &[("sdb", 16)])]);
-    let state = state_text(&[("sda", held_entry("8:0", WWID))]);
-    let mut bed = bed_with(
-        dm.clone(),
-        Options {
-            state: Some(state),
-            ..Options::default()
-        },
-    );
+    let mut bed = bed_after_a_run_that_held_sda(dm.clone(), false);
     assert!(bed.state_file_lists("sda"), "kept while it is not back");
     dm.replace_maps(vec![map("mpatha", WWID, 0, &[("sda", 0), ("sdb", 16)])]);
     bed.later(2);
