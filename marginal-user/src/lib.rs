@@ -27,8 +27,10 @@
 //! * [`metrics`]: the status snapshot as Prometheus metrics (OpenMetrics or classic text).
 //! * [`http`]: the `/metrics` and `/status` endpoint, and the client `marginal status` uses.
 //! * [`status_cli`]: `marginal status`, the daemon's maps and paths in a terminal.
+//! * [`cli`]: the `marginal` command line (also the source of the man pages and completions).
 //! * [`logging`]: env_logger set-up that writes syslog priorities when stderr is journald.
 pub mod actuator;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod device;
