@@ -24,11 +24,13 @@
 //! * [`uevent`]: PATH_FAILED / PATH_REINSTATED and device add/remove uevents (netlink).
 //! * [`actuator`]: failing and reinstating paths (multipathd socket, dm messages, observe).
 //! * [`status`]: the daemon's state as users see it (metrics, `/status`, `marginal status`).
-//! * [`metrics`]: the status snapshot as Prometheus metrics (OpenMetrics text).
+//! * [`metrics`]: the status snapshot as Prometheus metrics (OpenMetrics or classic text).
 //! * [`http`]: the `/metrics` and `/status` endpoint, and the client `marginal status` uses.
 //! * [`status_cli`]: `marginal status`, the daemon's maps and paths in a terminal.
+//! * [`cli`]: the `marginal` command line (also the source of the man pages and completions).
 //! * [`logging`]: env_logger set-up that writes syslog priorities when stderr is journald.
 pub mod actuator;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod device;

@@ -99,6 +99,11 @@ pub struct RunningDaemon {
 impl RunningDaemon {
     /// Start `marginal run ARGS --listen <free port>` and wait until it answers /status.
     pub fn start(args: &[String]) -> Result<Self> {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`RunningDaemon::start`] with these environment variables set (systemd's, say).
+    pub fn start_with_env(args: &[String], env: &[(&str, &str)]) -> Result<Self> {
         let listen = free_local_addr();
         let log = std::env::temp_dir().join(format!(
             "marginal-test-daemon-{}-{}.log",
@@ -112,6 +117,7 @@ impl RunningDaemon {
             .arg("--listen")
             .arg(listen.to_string())
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log_file.try_clone()?))
             .stderr(Stdio::from(log_file))
             .spawn()

@@ -1,6 +1,7 @@
-//! dashboards/marginal-grafana.json: an importable Grafana dashboard whose every query is
-//! valid PromQL and reads only metrics the exporter emits (Grafana itself is not packaged for
-//! Debian; metrics_prometheus.rs runs every query against a real Prometheus).
+//! dashboards/marginal-grafana.json: an importable Grafana dashboard, built with Grafana's
+//! foundation SDK (dashboards/generate-grafana.py), whose every query is valid PromQL and reads
+//! only metrics the exporter emits (Grafana itself is not packaged for Debian;
+//! metrics_prometheus.rs runs every query against a real Prometheus).
 mod metrics_common;
 
 use std::collections::BTreeSet;
@@ -9,7 +10,7 @@ use std::process::Command;
 use metrics_common::prometheus::{TempDir, require_tool};
 use metrics_common::{
     dashboard_exprs, dashboard_file, exported_names, grafana_to_promql, metric_names_in,
-    recorded_names_in, rules_file, yaml_values,
+    recorded_names_in, repo_root, rules_file, yaml_values,
 };
 use serde_json::Value;
 
@@ -26,6 +27,34 @@ fn panels(d: &Value) -> Vec<&Value> {
         out.extend(p["panels"].as_array().into_iter().flatten());
     }
     out
+}
+
+/// The committed JSON is what the SDK builds from the generator, so what Grafana's schema types
+/// allowed is what users import.
+#[test]
+fn the_dashboard_is_the_foundation_sdk_generators_output() {
+    let python = repo_root().join("target/grafana-sdk-venv/bin/python");
+    assert!(
+        python.exists(),
+        "Grafana's foundation SDK is not installed ({}): run cargo xtask setup",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(repo_root().join("dashboards/generate-grafana.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "generate-grafana.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        generated == dashboard(),
+        "dashboards/marginal-grafana.json is not the generator's output: regenerate it with \
+         target/grafana-sdk-venv/bin/python dashboards/generate-grafana.py > \
+         dashboards/marginal-grafana.json"
+    );
 }
 
 #[test]

@@ -35,11 +35,17 @@ fn daemon_args(devices: &[&FlakyDevice], state_dir: &TempDir) -> Vec<String> {
 }
 
 fn scrape(daemon: &RunningDaemon) -> Exposition {
-    let r = marginal::http::get(daemon.listen, "/metrics", Duration::from_secs(5)).unwrap();
+    let r = marginal::http::get_accepting(
+        daemon.listen,
+        "/metrics",
+        metrics_common::OPENMETRICS_ACCEPT,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(
         r.header("content-type"),
-        Some(marginal::metrics::CONTENT_TYPE)
+        Some(marginal::metrics::OPENMETRICS_CONTENT_TYPE)
     );
     Exposition::parse(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body))
 }

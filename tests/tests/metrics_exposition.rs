@@ -326,11 +326,11 @@ fn label_values_are_escaped() {
 #[test]
 fn the_http_endpoint_serves_metrics_status_and_an_index() {
     let exporter = Exporter::start(snapshots::full());
-    let metrics = exporter.get("/metrics");
+    let metrics = exporter.get_accepting("/metrics", metrics_common::OPENMETRICS_ACCEPT);
     assert_eq!(metrics.status, 200);
     assert_eq!(
         metrics.header("content-type"),
-        Some(marginal::metrics::CONTENT_TYPE)
+        Some(marginal::metrics::OPENMETRICS_CONTENT_TYPE)
     );
     let e = Exposition::parse(&metrics.body).unwrap();
     assert_eq!(e.sample_names(), exported_names());
@@ -345,7 +345,12 @@ fn the_http_endpoint_serves_metrics_status_and_an_index() {
     let mut changed = snapshots::full();
     changed.maps.clear();
     exporter.set(changed.clone());
-    let e = Exposition::parse(&exporter.get("/metrics").body).unwrap();
+    let e = Exposition::parse(
+        &exporter
+            .get_accepting("/metrics", metrics_common::OPENMETRICS_ACCEPT)
+            .body,
+    )
+    .unwrap();
     assert!(e.find("marginal_map_paths", &[]).is_empty());
     let decoded: Snapshot = serde_json::from_str(&exporter.get("/status").body).unwrap();
     assert_eq!(decoded, changed);

@@ -126,7 +126,7 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn target_dir() -> Result<PathBuf> {
+pub(crate) fn target_dir() -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
         return Ok(PathBuf::from(dir));
     }

@@ -1,6 +1,7 @@
 //! Project tasks, run as `cargo xtask <task>` (root needed for all but builds):
 //!
 //! * `setup`: install what the project needs on a bare Debian 12 machine, only where missing.
+//! * `package`: the Debian package, `target/debian/marginal_<version>_<arch>.deb`.
 //! * `demo`: the main job: marginal watching a real flaky block device (no multipath needed).
 //! * `test`: every test: formatting and lints are .ci/run's; this runs unit, kernel integration
 //!   and VM tests.
@@ -8,6 +9,7 @@
 //! * `bench`: the performance figures and their targets (BENCHMARKS.md).
 mod bench;
 mod demo;
+mod package;
 mod setup;
 mod vm;
 
@@ -27,6 +29,8 @@ struct Cli {
 enum Task {
     /// Install apt packages, nightly rust-src and bpf-linker where missing; mount tracefs.
     Setup,
+    /// Build the Debian package (target/debian/marginal_<version>_<arch>.deb) with cargo-deb.
+    Package,
     /// The main job: marginal detecting a real flaky block device (no multipath map needed).
     Demo,
     /// Set up, then run every test: unit, kernel integration (root) and VM tests.
@@ -44,6 +48,7 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => setup::run(),
+        Task::Package => package::run().map(|_| ()),
         Task::Demo => demo::run(),
         Task::Test { no_vm } => test(no_vm),
         Task::VmTest(args) => vm::run(args),
@@ -57,6 +62,8 @@ fn test(no_vm: bool) -> Result<()> {
     println!("test: building the workspace");
     // Default members only: marginal-ebpf is built by marginal-user/build.rs for bpfel.
     cargo(&["build", "--all-targets"])?;
+    // Before the tests: tests/tests/package_deb.rs checks this package (lintian, its unit).
+    package::run()?;
     println!("test: unit and integration tests (integration tests use the real kernel: root)");
     cargo(&["test", "--no-fail-fast"])?;
     if !no_vm {

@@ -1,5 +1,5 @@
 //! `cargo xtask setup`: everything marginal needs on a bare Debian 12 machine, installed only
-//! where missing. Every step says what it does; a step that cannot work stops with the reason.
+//! where missing (apt packages, rust-src, bpf-linker, cargo-deb, Grafana's SDK in a venv). Every step says what it does; a step that cannot work stops with the reason.
 use std::{
     path::Path,
     process::{Command, Stdio},
@@ -34,7 +34,29 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "a real Prometheus server and promtool for the exporter tests",
     ),
     ("curl", "the demo reads /status and /metrics"),
+    ("lintian", "checks the Debian package (cargo xtask package)"),
+    (
+        "dpkg-dev",
+        "cargo-deb computes the package's library dependencies with dpkg-shlibdeps",
+    ),
+    (
+        "systemd",
+        "systemd-analyze verify and security check the packaged unit",
+    ),
+    ("man-db", "the tests render the packaged man pages"),
+    (
+        "python3-venv",
+        "a private Python environment for Grafana's foundation SDK (the dashboard)",
+    ),
 ];
+
+/// Grafana's foundation SDK builds dashboards/marginal-grafana.json. Pinned: its versions are
+/// `<build>!<Grafana version>`, and pip would otherwise take the newest build for the oldest
+/// Grafana.
+pub const GRAFANA_SDK: &str = "grafana-foundation-sdk==1769699379!11.6.0";
+
+/// The Python environment that holds it (under target/, so `cargo clean` takes it too).
+pub const GRAFANA_SDK_VENV: &str = "target/grafana-sdk-venv";
 
 /// Run every set-up step.
 pub fn run() -> Result<()> {
@@ -42,6 +64,8 @@ pub fn run() -> Result<()> {
     install_apt_packages(APT_PACKAGES)?;
     install_rust_src()?;
     install_bpf_linker()?;
+    install_cargo_deb()?;
+    install_grafana_sdk()?;
     mount_tracefs()?;
     check_kernel_features()?;
     println!("setup: done");
@@ -142,6 +166,42 @@ fn install_bpf_linker() -> Result<()> {
             .env("PATH", path),
         "cargo install bpf-linker",
     )
+}
+
+fn install_cargo_deb() -> Result<()> {
+    if Command::new("cargo")
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        println!("setup: cargo-deb present");
+        return Ok(());
+    }
+    println!("setup: installing cargo-deb (builds the Debian package; a few minutes)");
+    run_quiet(
+        Command::new("cargo").args(["install", "--locked", "cargo-deb"]),
+        "cargo install cargo-deb",
+    )
+}
+
+/// A venv with the pinned SDK; rebuilt only when the pin changes (the venv records it).
+fn install_grafana_sdk() -> Result<()> {
+    let venv = Path::new(GRAFANA_SDK_VENV);
+    let stamp = venv.join("marginal-pin");
+    if std::fs::read_to_string(&stamp).is_ok_and(|pin| pin == GRAFANA_SDK) {
+        println!("setup: {GRAFANA_SDK} present in {GRAFANA_SDK_VENV}");
+        return Ok(());
+    }
+    println!("setup: installing {GRAFANA_SDK} into {GRAFANA_SDK_VENV} (pip)");
+    run_quiet(
+        Command::new("python3").args(["-m", "venv", "--clear", GRAFANA_SDK_VENV]),
+        "python3 -m venv",
+    )?;
+    run_quiet(
+        Command::new(venv.join("bin/pip")).args(["install", "--quiet", GRAFANA_SDK]),
+        "pip install grafana-foundation-sdk",
+    )?;
+    std::fs::write(&stamp, GRAFANA_SDK).context("recording the SDK pin")
 }
 
 fn mount_tracefs() -> Result<()> {

@@ -25,6 +25,7 @@
 //! args.rs        --config, --config-dir, --multipath-conf, --multipath-conf-dir and the
 //!                per-map overrides (daemon and CLI options)
 //! cli.rs         `marginal config show|check`; import.rs `marginal config import`
+//! manual.rs      what marginal.conf(5) says about each keyword and section
 //! ```
 //!
 //! Problems are collected as [`Diagnostic`]s with file and line; any error refuses the whole
@@ -53,6 +54,7 @@ mod diag;
 mod file;
 pub mod import;
 mod lexer;
+pub mod manual;
 mod model;
 mod multipathd;
 mod posix_regex;

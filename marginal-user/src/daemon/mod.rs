@@ -17,13 +17,15 @@
 //! [`core`] holds the event handlers, [`actions`] carries out decisions against dm's truth
 //! (retrying what fails), [`reconcile`] keeps engine, watch map and state file in line with
 //! dm, [`edges`] are the traits the core is tested through, [`topology`] what is watched,
-//! [`held_out`] the state file under /run, [`report`] the snapshot for /metrics and /status.
+//! [`held_out`] the state file under /run, [`report`] the snapshot for /metrics and /status,
+//! [`systemd`] readiness, status and watchdog for systemd.
 pub mod actions;
 pub mod core;
 pub mod edges;
 pub mod held_out;
 pub mod reconcile;
 pub mod report;
+pub mod systemd;
 pub mod topology;
 
 #[cfg(test)]
@@ -43,6 +45,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use self::{
     core::{Daemon, DaemonParts, DaemonSettings, monotonic_now},
     held_out::HeldOutFile,
+    systemd::Supervisor,
     topology::Topology,
 };
 use crate::{
@@ -274,6 +277,9 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     // Uevents come in bursts (a reload is several, a fabric event hundreds): they are gathered
     // for REDISCOVERY_DEBOUNCE and answered with one rediscovery.
     let mut rediscovery: Option<(tokio::time::Instant, std::collections::BTreeSet<String>)> = None;
+    let mut systemd = Supervisor::from_env();
+    let mut supervise = tokio::time::interval(systemd.tick_interval());
+    systemd.ready(&daemon);
     loop {
         let timer = next_timer(&daemon);
         let rediscover_at = rediscovery.as_ref().map(|(at, _)| *at);
@@ -314,12 +320,14 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 Ok(_) => {}
                 Err(e) => log::warn!("uevent listener: {e:#}"),
             },
+            _ = supervise.tick() => systemd.tick(&daemon),
             _ = sighup.recv() => reload(&mut daemon, &args.config, !args.watch.is_empty()),
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
             _ = sleep_until_option(deadline) => { log::info!("--duration reached"); break; }
         }
     }
+    systemd.stopping();
     daemon.shutdown(args.keep_failed_on_exit);
     print_summary(&daemon.snapshot(started.elapsed().as_secs_f64()));
     let _ = stop_http.send(());

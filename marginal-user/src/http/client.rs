@@ -31,12 +31,25 @@ impl HttpResponse {
 /// `GET path_and_query` from `addr`. Connection errors keep their `std::io::Error` as the
 /// source, so callers can tell "nobody listens" from a broken answer.
 pub fn get(addr: SocketAddr, path_and_query: &str, timeout: Duration) -> Result<HttpResponse> {
+    get_accepting(addr, path_and_query, "*/*", timeout)
+}
+
+/// [`get`] with this `Accept` header (tests ask for each metrics format as scrapers do).
+pub fn get_accepting(
+    addr: SocketAddr,
+    path_and_query: &str,
+    accept: &str,
+    timeout: Duration,
+) -> Result<HttpResponse> {
+    if accept.contains(['\r', '\n']) {
+        bail!("an Accept header cannot hold a line break: {accept:?}");
+    }
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let request = format!(
         "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: marginal/{}\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n",
+         Accept: {accept}\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
     stream.write_all(request.as_bytes())?;

@@ -1,7 +1,7 @@
 //! The daemon's HTTP endpoint and the small client `marginal status` uses to read it.
 //!
-//! * `/metrics`: the [`Snapshot`](crate::status::Snapshot) in the OpenMetrics text format
-//!   ([`crate::metrics`]).
+//! * `/metrics`: the [`Snapshot`](crate::status::Snapshot) in the OpenMetrics text format or
+//!   the classic one, as the `Accept` header asks ([`crate::metrics::Format`]).
 //! * `/status`: the same snapshot as JSON, read by `marginal status` ([`crate::status_cli`]).
 //! * `/`: a short index.
 //!
@@ -10,7 +10,7 @@
 pub mod client;
 pub mod server;
 
-pub use client::{HttpResponse, get};
+pub use client::{HttpResponse, get, get_accepting};
 pub use server::{SnapshotSource, bind, router, serve, serve_on};
 
 /// Where the daemon listens unless told otherwise: loopback only, since the endpoint has no

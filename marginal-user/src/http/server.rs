@@ -6,12 +6,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::metrics;
+use crate::metrics::{self, Format};
 use crate::status::Snapshot;
 
 /// Anything that can tell the daemon's state now.
@@ -76,7 +76,10 @@ pub fn router(source: impl SnapshotSource) -> Router {
 /// Takes a snapshot and turns it into a response on a blocking-pool thread: both take time
 /// in proportion to the paths watched (milliseconds with thousands), which would otherwise
 /// hold up a runtime worker.
-async fn answer(source: &Source, respond: fn(Snapshot) -> Response) -> Response {
+async fn answer(
+    source: &Source,
+    respond: impl FnOnce(Snapshot) -> Response + Send + 'static,
+) -> Response {
     let source = Arc::clone(source);
     tokio::task::spawn_blocking(move || respond(source.snapshot()))
         .await
@@ -90,13 +93,32 @@ async fn answer(source: &Source, respond: fn(Snapshot) -> Response) -> Response 
         })
 }
 
-async fn metrics_handler(State(source): State<Source>) -> Response {
-    answer(&source, |snapshot| {
-        (
-            [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-            metrics::render(snapshot),
-        )
-            .into_response()
+/// The exposition in the format the scraper's `Accept` header asks for ([`Format`]).
+async fn metrics_handler(State(source): State<Source>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let format = Format::negotiate((!accept.is_empty()).then_some(accept.as_str()));
+    answer(&source, move |snapshot| {
+        // Caches between scraper and daemon must not give one format to a client that asked
+        // for the other.
+        let vary = (header::VARY, "Accept");
+        match metrics::render_as(snapshot, format) {
+            Ok(body) => {
+                ([(header::CONTENT_TYPE, format.content_type()), vary], body).into_response()
+            }
+            Err(err) => {
+                log::error!("encoding /metrics: {err:#}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("encoding the metrics: {err:#}\n"),
+                )
+                    .into_response()
+            }
+        }
     })
     .await
 }
@@ -126,7 +148,7 @@ async fn index() -> impl IntoResponse {
             "<h1>marginal ",
             env!("CARGO_PKG_VERSION"),
             "</h1>\n<ul>\n",
-            "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics (OpenMetrics)</li>\n",
+            "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics (OpenMetrics or the classic text format, as asked)</li>\n",
             "<li><a href=\"/status\">/status</a>: maps and paths as JSON (<code>marginal status</code>)</li>\n",
             "</ul>\n</body></html>\n"
         ),

@@ -1,9 +1,12 @@
 //! Prometheus metrics: the daemon's [`Snapshot`](crate::status::Snapshot) in the OpenMetrics
-//! text format, served on `/metrics` by [`crate::http`].
+//! text format or the classic text format (0.0.4), as the scraper asks ([`Format`]), served on
+//! `/metrics` by [`crate::http`].
 //!
 //! * [`catalog`]: every family's name, type, unit, labels and help, defined once; the
 //!   dashboards' and rules' tests check their queries against it.
 //! * [`collector`]: a prometheus-client `Collector` that writes one snapshot's series.
+//! * [`classic`]: the OpenMetrics text converted to the classic format.
+//! * [`format`]: which format a scrape gets, from its `Accept` header.
 //!
 //! Labels are `map`, `path` (kernel name), `device` (major:minor), and small fixed sets
 //! (`state`, `verdict`, `signal`, `program`, `actuator`, `version`, FC `statistic`), plus what a
@@ -12,7 +15,9 @@
 //! a reason text or a time. Per-path and per-map series exist only while their path or map
 //! does: every scrape encodes a fresh snapshot, so nothing can go stale.
 pub mod catalog;
+pub mod classic;
 pub mod collector;
+pub mod format;
 
 use std::sync::Arc;
 
@@ -21,11 +26,12 @@ use prometheus_client::registry::Registry;
 
 pub use catalog::{METRICS, MetricDef, sample_names};
 pub use collector::{SnapshotCollector, VERSION};
+pub use format::{Format, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 
 use crate::status::Snapshot;
 
 /// Content type of [`render`]'s output (OpenMetrics 1.0; Prometheus asks for it first).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = OPENMETRICS_CONTENT_TYPE;
 
 /// The complete exposition of one snapshot, `# EOF` included. The snapshot is moved (or
 /// shared) into the collector, not copied.
@@ -36,6 +42,17 @@ pub fn render(snapshot: impl Into<Arc<Snapshot>>) -> String {
     registry.register_collector(Box::new(SnapshotCollector::new(snapshot.into())));
     text::encode(&mut out, &registry).expect("writing to a String cannot fail");
     out
+}
+
+/// One snapshot in `format`. The conversion to the classic format refuses what it cannot
+/// convert faithfully; the collector writes none of it (its tests render every family), so an
+/// error here is a bug, reported to the scraper rather than served as a wrong exposition.
+pub fn render_as(snapshot: impl Into<Arc<Snapshot>>, format: Format) -> anyhow::Result<String> {
+    let openmetrics = render(snapshot);
+    match format {
+        Format::OpenMetrics => Ok(openmetrics),
+        Format::Text => classic::from_openmetrics(&openmetrics),
+    }
 }
 
 #[cfg(test)]

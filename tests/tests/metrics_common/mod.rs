@@ -16,6 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use marginal::status::Snapshot;
 
+/// The `Accept` header Prometheus 2.x sends: OpenMetrics first.
+pub const OPENMETRICS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,\
+    application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
 /// The workspace root (dashboards/ lives there).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -153,6 +157,12 @@ impl Exporter {
 
     pub fn get(&self, path: &str) -> marginal::http::HttpResponse {
         marginal::http::get(self.addr, path, std::time::Duration::from_secs(10)).unwrap()
+    }
+
+    /// `path` as a scraper sending this `Accept` header gets it.
+    pub fn get_accepting(&self, path: &str, accept: &str) -> marginal::http::HttpResponse {
+        marginal::http::get_accepting(self.addr, path, accept, std::time::Duration::from_secs(10))
+            .unwrap()
     }
 }
 

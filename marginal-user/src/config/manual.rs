@@ -1,0 +1,100 @@
+//! What marginal.conf(5) says about each keyword and section, next to the keyword list
+//! ([`Key`]) so that a new keyword cannot be added without its text (the match below is
+//! exhaustive). The man page is rendered from this by `examples/marginal-docs.rs`; the
+//! packaged default file, `dist/marginal.conf`, is checked against it by the tests.
+use super::resolve::MIN_SAMPLE_TIME;
+use super::values::Key;
+
+/// One keyword as the manual describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeywordDoc {
+    pub keyword: &'static str,
+    /// What the number counts (`s`, `permille`, ...).
+    pub unit: &'static str,
+    /// Whether marginal.conf sets it (true) or marginal only reads it in multipathd's
+    /// configuration, to leave multipathd the maps it checks itself (false).
+    pub in_marginal_conf: bool,
+    pub text: String,
+}
+
+/// Every keyword, marginal.conf's own first.
+pub fn keywords() -> Vec<KeywordDoc> {
+    Key::ALL
+        .into_iter()
+        .map(|key| KeywordDoc {
+            keyword: key.keyword(),
+            unit: key.unit(),
+            in_marginal_conf: Key::MARGINAL.contains(&key),
+            text: describe(key),
+        })
+        .collect()
+}
+
+fn describe(key: Key) -> String {
+    match key {
+        Key::DoubleFailedTime => "Two failures of a path (dm-mpath failing it) within this many \
+            seconds start the check: the path is taken out of service (never a map's last \
+            active path) and sampled."
+            .into(),
+        Key::ErrSampleTime => format!(
+            "How long one sampling run lasts, in seconds: 32 direct reads in flight on the \
+             path, refilled every 100 ms. Below {MIN_SAMPLE_TIME} it is raised to \
+             {MIN_SAMPLE_TIME} with a warning."
+        ),
+        Key::ErrRateThreshold => "A run whose error rate (errors per thousand reads) is above \
+            this is marginal: the path stays out of service. 0 accepts no error at all."
+            .into(),
+        Key::ErrRecheckGapTime => "How long a marginal path stays out of service before it is \
+            sampled again, in seconds; it returns only when a run passes."
+            .into(),
+        Key::SanPathErrThreshold | Key::SanPathErrForgetRate | Key::SanPathErrRecoveryTime => {
+            "multipathd's older flaky-path checking. Read only in multipath.conf: where \
+             multipathd runs it for a map, marginal leaves that map alone."
+                .into()
+        }
+        Key::DelayWatchChecks | Key::DelayWaitChecks => "Deprecated; multipathd turns them into \
+            san_path_err_* settings. Read only in multipath.conf, as those are."
+            .into(),
+    }
+}
+
+/// The sections marginal.conf reads, in multipath.conf's precedence, lowest first.
+pub const SECTIONS: &[(&str, &str)] = &[
+    (
+        "defaults",
+        "Values for every map. Also takes marginal_pathgroups (off, on or fpin, as in \
+         multipath.conf; fpin turns marginal path checking off).",
+    ),
+    (
+        "devices",
+        "device subsections: vendor, product and revision POSIX extended regular expressions, \
+         matched against the map's paths as multipathd matches them, with values for the maps \
+         they match.",
+    ),
+    (
+        "overrides",
+        "Values for every map, above the devices entries.",
+    ),
+    (
+        "multipaths",
+        "multipath subsections: wwid (and alias) of one map, with its values; the highest \
+         precedence.",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_keyword_is_described_and_the_four_marginal_ones_come_first() {
+        let docs = keywords();
+        assert_eq!(docs.len(), Key::ALL.len());
+        let own: Vec<_> = docs.iter().filter(|d| d.in_marginal_conf).collect();
+        assert_eq!(
+            own.iter().map(|d| d.keyword).collect::<Vec<_>>(),
+            Key::MARGINAL.map(Key::keyword)
+        );
+        assert!(docs.iter().all(|d| d.text.len() > 40));
+    }
+}
