@@ -448,39 +448,54 @@ fn prepare_kernel(
         }
     }
     let mut boots = Vec::new();
-    for (group, cmdline) in cmdlines.iter().enumerate() {
-        let group_scenarios: Vec<scenario::Scenario> = mine
+    let mut group = 0;
+    for cmdline in &cmdlines {
+        let same_cmdline: Vec<scenario::Scenario> = mine
             .iter()
             .filter(|s| s.cmdline == *cmdline)
             .map(|s| (*s).clone())
             .collect();
-        // The guest runs the scenarios listed here, in this order, each with its time limit.
-        let list: String = group_scenarios
-            .iter()
-            .map(|s| format!("{} {}\n", s.name, s.timeout.as_secs()))
-            .collect();
-        tree.add_data(
-            &format!("etc/marginal-vm/scenarios.{group}"),
-            list.into_bytes(),
-            0o644,
-        );
-        let (label, log) = if cmdline.is_empty() {
-            (kernel.label.to_string(), kernel.label.to_string())
-        } else {
-            (
-                format!("{} {cmdline}", kernel.label),
-                format!("{}-{group}", kernel.label),
-            )
-        };
-        boots.push(Prepared {
-            label,
-            vmlinuz: kimage.vmlinuz.clone(),
-            initrd: cache.join(format!("initramfs-{}.cpio", kernel.label)),
-            cmdline: cmdline.to_string(),
-            group,
-            scenarios: group_scenarios,
-            console_log: cache.join(format!("console-{log}.log")),
-        });
+        // Long lists are split over several boots, so the pool can run them side by side
+        // instead of one kernel's list running alone long after the others are done.
+        let chunks = same_cmdline.len().div_ceil(MAX_SCENARIOS_PER_BOOT).max(1);
+        let per_chunk = same_cmdline.len().div_ceil(chunks).max(1);
+        for (chunk, group_scenarios) in same_cmdline.chunks(per_chunk).enumerate() {
+            // The guest runs the scenarios listed here, in this order, each with its time limit.
+            let list: String = group_scenarios
+                .iter()
+                .map(|s| format!("{} {}\n", s.name, s.timeout.as_secs()))
+                .collect();
+            tree.add_data(
+                &format!("etc/marginal-vm/scenarios.{group}"),
+                list.into_bytes(),
+                0o644,
+            );
+            let part = if chunks > 1 {
+                format!(" part {}/{chunks}", chunk + 1)
+            } else {
+                String::new()
+            };
+            let (label, log) = if cmdline.is_empty() && chunks == 1 {
+                (kernel.label.to_string(), kernel.label.to_string())
+            } else {
+                (
+                    format!("{}{part} {cmdline}", kernel.label)
+                        .trim_end()
+                        .to_string(),
+                    format!("{}-{group}", kernel.label),
+                )
+            };
+            boots.push(Prepared {
+                label,
+                vmlinuz: kimage.vmlinuz.clone(),
+                initrd: cache.join(format!("initramfs-{}.cpio", kernel.label)),
+                cmdline: cmdline.to_string(),
+                group,
+                scenarios: group_scenarios.to_vec(),
+                console_log: cache.join(format!("console-{log}.log")),
+            });
+            group += 1;
+        }
     }
     let initrd = cache.join(format!("initramfs-{}.cpio", kernel.label));
     let size = tree.write_cpio(&initrd)?;
@@ -493,6 +508,9 @@ fn prepare_kernel(
     );
     Ok(boots)
 }
+
+/// Most scenarios one boot runs; a kernel with more gets several boots (see `prepare_kernel`).
+const MAX_SCENARIOS_PER_BOOT: usize = 12;
 
 /// The workspace root: xtask's manifest is in `<root>/xtask`.
 fn workspace_root() -> Result<PathBuf> {
