@@ -65,7 +65,8 @@ multipathd_says() {
 
 # compare NAME: the configuration now in /etc/multipath.conf (and conf.d), both tools asked.
 compare() {
-	$MULTIPATH -v3 -d >"$SCRATCH/mp.log" 2>&1 || true
+	# -i: the wwids file is ignored, so even find_multipaths "strict" (the fixture) makes the map.
+	$MULTIPATH -v3 -d -i >"$SCRATCH/mp.log" 2>&1 || true
 	grep -aq ": marginal_path_double_failed_time = " "$SCRATCH/mp.log" ||
 		{ tail -n 30 "$SCRATCH/mp.log"; fail "$1: multipath logged no marginal_path selection"; }
 	marginal config show --config /etc/multipath.conf --config-dir /etc/multipath/conf.d \
@@ -219,6 +220,11 @@ devices {
 CONF
 compare "$VERSION: conf.d"
 
+	# The real configuration `multipath -t` printed on a host (every section and keyword
+	# multipathd parses, hundreds of devices entries), with its conf.d.
+	cp /usr/share/marginal-vm/fixtures/multipath/multipath.conf /etc/multipath.conf
+	cp /usr/share/marginal-vm/fixtures/multipath/conf.d/*.conf /etc/multipath/conf.d/
+	compare "$VERSION: the real multipath -t dump"
 }
 
 VERSION=0.9.4

@@ -25,7 +25,7 @@ log "the SCSI device of path B is deleted"
 vm_sd_delete "$hb"
 check "$nb is gone" vm_wait_for 10 sh -c "[ ! -e /sys/block/$nb ]"
 check "multipathd drops it from $map" vm_wait_for 20 sh -c "! multipathd show paths format '%d' | grep -qx '$nb *'"
-check "the daemon lets it go as removed" vm_wait_for 20 vm_marginal_logged "$nb: path removed"
+check "the daemon lets it go as removed" vm_wait_for 20 vm_marginal_logged "$nb ($b) was removed: released"
 check "its state file no longer lists $nb" vm_wait_for 10 sh -c "! grep -q '\"$nb\"' $VM_MARGINAL_STATE"
 check "/status no longer holds $nb" sh -c "! marginal status --json | grep -q '\"name\": \"$nb\"'"
 # Long enough for several recheck gaps (4 s) and discovery rounds: a loop on the missing device
