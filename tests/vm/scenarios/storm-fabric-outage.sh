@@ -41,7 +41,7 @@ for m in $maps; do
 	check "$m: both paths back" vm_wait_for 60 vm_map_has "$m" 2
 done
 check "still no check started" [ "$(vm_marginal_logged_count "failing ")" = 0 ]
-check "nothing sampled" [ "$(vm_marginal_logged_count "sampling ")" = 0 ]
+check "nothing sampled" [ "$(vm_marginal_logged_count "actions] sampling ")" = 0 ]
 check "no fail path sent through multipathd" sh -c "! grep -q '(operator)' $VM_MPD_LOG"
 check "no event lost" sh -c "marginal status --address $VM_MARGINAL_ADDR --json | grep -q '\"kernel_events_lost_total\": 0'"
 check "the daemon logged no error" vm_marginal_no_errors
