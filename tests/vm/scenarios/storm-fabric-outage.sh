@@ -42,6 +42,9 @@ for m in $maps; do
 done
 check "still no check started" [ "$(vm_marginal_logged_count "failing ")" = 0 ]
 check "nothing sampled" [ "$(vm_marginal_logged_count "actions] sampling ")" = 0 ]
-check "no fail path sent through multipathd" sh -c "! grep -q '(operator)' $VM_MPD_LOG"
+echo "multipathd's operator commands:"
+grep -a "(operator)" "$VM_MPD_LOG" || echo "(none)"
+check "nothing returned either" [ "$(vm_marginal_logged_count "returning ")" = 0 ]
+check "no fail path sent through multipathd" sh -c "! grep -aq ': fail path [0-9]*:[0-9]* (operator)' $VM_MPD_LOG"
 check "no event lost" sh -c "marginal status --address $VM_MARGINAL_ADDR --json | grep -q '\"kernel_events_lost_total\": 0'"
 check "the daemon logged no error" vm_marginal_no_errors
