@@ -233,6 +233,10 @@ pub enum FailureSource {
     DmPath = 2,
     /// A PATH_FAILED that was marginal's own `fail path`: not a failure of the path.
     OwnAction = 3,
+    /// A PATH_FAILED less than the episode gap after the path's last failure: the same outage
+    /// (multipathd reinstating a path from a stale checker state right after dm failed it, and
+    /// the next I/O failing it again), not a second failure.
+    SameOutage = 4,
 }
 
 impl FailureSource {
@@ -241,6 +245,7 @@ impl FailureSource {
             1 => Some(Self::BlockError),
             2 => Some(Self::DmPath),
             3 => Some(Self::OwnAction),
+            4 => Some(Self::SameOutage),
             _ => None,
         }
     }

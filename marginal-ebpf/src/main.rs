@@ -286,6 +286,9 @@ pub fn dm_path_uevent(ctx: ProbeContext) -> u32 {
             if own_fail(record, control, now) {
                 source = FailureSource::OwnAction;
                 count(&mut record.own_fails);
+            } else if within(record.last_failure_ns, now, record.settings.episode_gap_ns) {
+                // Failed again right after a reinstatement that never held: one outage.
+                source = FailureSource::SameOutage;
             } else {
                 path_failed(dev, record, now, control, FailureSource::DmPath);
             }

@@ -175,6 +175,8 @@ vm_fail_path_b_twice() {
 	check "first failure" vm_fail_by_io mp0 "$b" 10
 	vm_reinstate mp0 "$b"
 	check "daemon counts it" vm_wait_for 10 vm_path_is "$nb" state suspect
+	# Held past the episode gap (1 s): a re-fail sooner is the same outage, not a second failure.
+	sleep 1.2
 	check "second failure" vm_fail_by_io mp0 "$b" 10
 }
 

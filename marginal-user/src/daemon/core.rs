@@ -271,7 +271,14 @@ impl Daemon {
             if own {
                 self.totals.entry(key.clone()).or_default().own_fails_seen += 1;
             }
-            self.path_failed_events(key, now, own)
+            // As the kprobe does: failed again within the episode gap of its last failure (a
+            // reinstatement that never held) is the same outage.
+            let same_outage = self
+                .engine
+                .path(&key)
+                .and_then(|p| p.last_failure_at)
+                .is_some_and(|at| now.saturating_since(at) < self.settings.episode_gap);
+            self.path_failed_events(key, now, own || same_outage)
         } else {
             vec![Event::PathReinstated { path: key }]
         };

@@ -20,7 +20,8 @@ pub enum KernelEvent {
         dev: u32,
         at_ns: u64,
         valid_paths: u32,
-        /// marginal had announced this transition as its own `fail path`: not a failure.
+        /// Not a failure of the path: marginal's own `fail path` (announced before it was sent),
+        /// or a re-fail within the episode gap of the last failure (the same outage).
         own: bool,
     },
     /// dm-mpath reinstated a path.
@@ -52,7 +53,8 @@ impl KernelEvent {
                 dev: raw.dev,
                 at_ns: raw.time_ns,
                 valid_paths: raw.valid_paths,
-                own: raw.source == FailureSource::OwnAction as u32,
+                own: raw.source == FailureSource::OwnAction as u32
+                    || raw.source == FailureSource::SameOutage as u32,
             },
             EventKind::DmPathReinstated => Self::DmPathReinstated {
                 dev: raw.dev,

@@ -35,6 +35,8 @@ check "one failure fails nothing" vm_path_is "$nb" failed_by_marginal false
 log "reinstating path_b, as a path checker would"
 vm_reinstate mp0 "$b"
 check "path_b active again" [ "$(vm_path_state mp0 "$b")" = A ]
+# Held past the episode gap (1 s): a re-fail sooner is the same outage, not a second failure.
+sleep 1.2
 
 check "second failure within the window" vm_fail_by_io mp0 "$b" 20
 check "daemon fails $nb" vm_wait_for 10 vm_marginal_logged "failing $nb of mp0: failed twice within"

@@ -10,7 +10,8 @@ vm_show_daemon_on_failure
 vm_two_path_map
 
 vm_marginal_conf 2 100 4
-vm_marginal_start
+# A short episode gap: the quick third and fourth failures below are two, not one outage.
+vm_marginal_start --episode-gap-ms 300
 check "daemon acts with device-mapper messages" vm_marginal_logged "actuator: device-mapper messages"
 
 log "path_b breaks (error target)"
@@ -36,6 +37,8 @@ check "state file lists nothing" sh -c "[ ! -s $SCRATCH/held.json ] || ! grep -q
 log "two more failures in quick succession"
 check "third failure" vm_fail_by_io mp0 "$b" 10
 vm_reinstate mp0 "$b"
+# Past the episode gap (0.3 s here), inside the 2 s window.
+sleep 0.5
 check "fourth failure" vm_fail_by_io mp0 "$b" 10
 check "daemon fails $nb now" vm_wait_for 10 vm_marginal_logged "failing $nb of mp0: failed twice within"
 check "$nb held out" vm_wait_for 5 vm_path_is "$nb" failed_by_marginal true

@@ -82,7 +82,11 @@ fn with_uevents_marginal_s_own_path_failed_is_not_a_failure() {
         .failures;
     assert_eq!(after, before, "marginal's own fail is not a failure");
     assert_eq!(bed.daemon.totals[&PathKey::from("sdb")].own_fails_seen, 1);
-    // Only one announcement per fail: a later PATH_FAILED is a failure again.
+    // Only one announcement per fail: a later PATH_FAILED (past the episode gap) is a failure
+    // again.
+    bed.daemon.on_path_uevent(false, SDB, now);
+    bed.now += 5;
+    let now = bed.at();
     bed.daemon.on_path_uevent(true, SDB, now);
     let later = bed
         .daemon
@@ -137,4 +141,39 @@ fn events_the_kernel_dropped_make_the_daemon_read_dm_again() {
     );
     assert_eq!(bed.daemon.snapshot(0.0).kernel_events_lost_total, 7);
     assert!(!bed.daemon.check_events_lost(now), "nothing new lost");
+}
+
+#[test]
+fn a_re_fail_right_after_a_reinstatement_is_the_same_outage() {
+    // multipathd reinstating from a stale checker state right after dm failed the path, and
+    // the next I/O failing it again: two PATH_FAILED 0.3 s apart, one outage.
+    let mut bed = bed(Options {
+        kprobe: false,
+        ..Options::default()
+    });
+    let t0 = bed.at();
+    bed.daemon.on_path_uevent(true, SDB, t0);
+    bed.daemon.on_path_uevent(false, SDB, t0);
+    let soon = Timestamp::from_nanos(t0.as_nanos() + 300_000_000);
+    bed.daemon.on_path_uevent(true, SDB, soon);
+    assert_eq!(
+        bed.state("sdb"),
+        StateName::Suspect,
+        "no check from one outage"
+    );
+    assert!(bed.actuator.calls().is_empty());
+    assert_eq!(
+        bed.daemon
+            .engine
+            .path(&PathKey::from("sdb"))
+            .unwrap()
+            .failures,
+        1
+    );
+    // A failure a few seconds later (the checker found it up, I/O failed it) is a flap.
+    bed.daemon.on_path_uevent(false, SDB, soon);
+    bed.now += 3;
+    let later = bed.at();
+    bed.daemon.on_path_uevent(true, SDB, later);
+    assert_eq!(bed.fails("sdb"), 1);
 }
