@@ -220,11 +220,6 @@ devices {
 CONF
 compare "$VERSION: conf.d"
 
-	# The real configuration `multipath -t` printed on a host (every section and keyword
-	# multipathd parses, hundreds of devices entries), with its conf.d.
-	cp /usr/share/marginal-vm/fixtures/multipath/multipath.conf /etc/multipath.conf
-	cp /usr/share/marginal-vm/fixtures/multipath/conf.d/*.conf /etc/multipath/conf.d/
-	compare "$VERSION: the real multipath -t dump"
 }
 
 VERSION=0.9.4
