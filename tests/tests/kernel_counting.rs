@@ -38,6 +38,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The probes' event stream, made in `rt` (the runtime [`events_for`] must be given).
+fn event_stream(rt: &tokio::runtime::Runtime, probes: &mut KernelProbes) -> EventStream {
+    rt.block_on(async { EventStream::new(probes.take_events().unwrap()) })
+        .unwrap()
+}
+
 /// Events for `dev` arriving within `wait`. `rt` must be the runtime the stream was made in.
 fn events_for(
     rt: &tokio::runtime::Runtime,
@@ -113,9 +119,7 @@ fn watch_settings(window_ns: u64, episode_gap_ns: u64, flags: u64) -> WatchSetti
 fn errors_of_a_dm_reported_path_are_counted_never_failures(program: BlockErrorProgram) {
     let (mut probes, device) = setup(program);
     let rt = runtime();
-    let mut events = rt
-        .block_on(async { EventStream::new(probes.take_events().unwrap()) })
-        .unwrap();
+    let mut events = event_stream(&rt, &mut probes);
     let dev = device.kernel_dev();
     probes
         .watch(dev, watch_settings(60 * SECOND, 0, WATCH_DM_REPORTED))
@@ -193,9 +197,7 @@ fn errors_while_marginal_samples_start_nothing(program: BlockErrorProgram) {
 fn a_failure_from_before_the_fence_never_pairs(program: BlockErrorProgram) {
     let (mut probes, device) = setup(program);
     let rt = runtime();
-    let mut events = rt
-        .block_on(async { EventStream::new(probes.take_events().unwrap()) })
-        .unwrap();
+    let mut events = event_stream(&rt, &mut probes);
     let dev = device.kernel_dev();
     probes
         .watch(dev, watch_settings(60 * SECOND, 0, 0))
@@ -317,8 +319,7 @@ fn errors_close_together_are_one_failure_episode(program: BlockErrorProgram) {
 fn two_failures_within_the_window_raise_one_event(program: BlockErrorProgram) {
     let (mut probes, device) = setup(program);
     let rt = runtime();
-    let mut events =
-        rt.block_on(async { EventStream::new(probes.take_events().unwrap()).unwrap() });
+    let mut events = event_stream(&rt, &mut probes);
     probes
         .watch(
             device.kernel_dev(),
@@ -369,8 +370,7 @@ fn two_failures_within_the_window_raise_one_event(program: BlockErrorProgram) {
 fn failures_outside_the_window_raise_nothing_and_restart_it(program: BlockErrorProgram) {
     let (mut probes, device) = setup(program);
     let rt = runtime();
-    let mut events =
-        rt.block_on(async { EventStream::new(probes.take_events().unwrap()).unwrap() });
+    let mut events = event_stream(&rt, &mut probes);
     probes
         .watch(
             device.kernel_dev(),

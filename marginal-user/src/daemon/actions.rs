@@ -190,7 +190,7 @@ impl Daemon {
             self.retries.remove(key);
             return; // a later event of the same batch gave it back
         }
-        let Some((_, watched)) = self.topology.path(key) else {
+        let Some((watched_map, watched)) = self.topology.path(key) else {
             return;
         };
         let dev = watched.device.kernel_dev();
@@ -198,11 +198,7 @@ impl Daemon {
             watched.device.name.clone(),
             (watched.device.major, watched.device.minor),
         );
-        let wwid = self
-            .topology
-            .path(key)
-            .map(|(m, _)| m.identity.wwid.clone())
-            .filter(|w| !w.is_empty());
+        let wwid = Some(watched_map.identity.wwid.clone()).filter(|w| !w.is_empty());
         let mut dm_failed_first = false;
         if let Some(dm) = &self.dm {
             let fresh = match dm.read_map(map.as_str()) {
