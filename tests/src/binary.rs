@@ -46,6 +46,25 @@ pub fn marginal_binary() -> &'static Path {
     })
 }
 
+/// `marginal ARGS...` as an admin runs it (logging off), to completion.
+pub fn run_marginal(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(marginal_binary())
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("running marginal")
+}
+
+/// The command's standard output, as text.
+pub fn stdout_text(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The command's standard error, as text.
+pub fn stderr_text(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// `marginal run` options for tests: `devices` watched as one group in observe mode, no
 /// multipath.conf, threshold 50 permille, 600 s recheck gap, and short sampling runs (3 s,
 /// 1 s read timeout) instead of the 120 s floor; `extra` options follow.

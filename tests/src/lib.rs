@@ -27,7 +27,10 @@
 pub mod binary;
 pub mod flaky;
 
-pub use binary::{RunningDaemon, free_local_addr, marginal_binary, observe_args};
+pub use binary::{
+    RunningDaemon, free_local_addr, marginal_binary, observe_args, run_marginal, stderr_text,
+    stdout_text,
+};
 
 pub use flaky::device::{FlakyDevice, FlakyOptions, NAME_PREFIX, cleanup_stale, require_root};
 pub use flaky::fs::{IMAGE_NAME, fill_pattern};

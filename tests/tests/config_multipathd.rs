@@ -2,28 +2,9 @@
 //! failing with the multipath.conf lines to delete for each kind of multipathd checking,
 //! `config import` from the real `multipath -t` dump and from crafted files, and the default
 //! file's absence.
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::path::{Path, PathBuf};
 
-use marginal_tests::marginal_binary;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(marginal_binary())
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use marginal_tests::{run_marginal as run, stderr_text as stderr, stdout_text as stdout};
 
 fn fixture(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -2,32 +2,13 @@
 //! realistic fixture (tests/fixtures/multipath/) and on broken copies of it.
 //!
 //! The binary is built once per run by [`marginal_tests::marginal_binary`].
-use std::{
-    path::PathBuf,
-    process::{Command, Output},
-};
-
-use marginal_tests::marginal_binary;
+use std::{path::PathBuf, process::Output};
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/multipath")
 }
 
-fn run(args: &[&str]) -> Output {
-    Command::new(marginal_binary())
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use marginal_tests::{run_marginal as run, stderr_text as stderr, stdout_text as stdout};
 
 /// multipathd's configuration in which it checks no map itself.
 fn no_multipathd_checking() -> PathBuf {
