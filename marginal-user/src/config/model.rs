@@ -204,12 +204,17 @@ impl Builder {
                             s.name
                         )
                     }
-                    _ => log::debug!(
-                        "{}:{}: skipping unknown section '{}'",
-                        file.display(),
+                    // multipathd warns "invalid keyword" for the section's name and for every
+                    // line in it; one warning for the section says the same.
+                    _ => self.push(Diagnostic::warning(
+                        file,
                         s.line,
-                        s.name
-                    ),
+                        format!(
+                            "invalid keyword '{}': not a section of multipath.conf; it is \
+                             skipped with everything in it (multipathd skips it too, with a warning)",
+                            s.name
+                        ),
+                    )),
                 },
             }
         }

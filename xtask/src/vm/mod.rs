@@ -371,6 +371,18 @@ fn base_tree(
         let guest = format!("usr/share/marginal-vm/scenarios/{}.sh", s.name);
         tree.add_host_file(&guest, &s.path, 0o755)?;
     }
+    // multipath.conf fixtures, for the scenarios that compare marginal with multipath-tools.
+    let fixtures = root.join("tests/fixtures/multipath");
+    for dir in ["", "conf.d"] {
+        for entry in std::fs::read_dir(fixtures.join(dir))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "conf") {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let guest = format!("usr/share/marginal-vm/fixtures/multipath/{dir}/{name}");
+                tree.add_host_file(&guest.replace("//", "/"), &path, 0o644)?;
+            }
+        }
+    }
     let helpers = root.join("tests/vm/lib");
     if helpers.is_dir() {
         for entry in std::fs::read_dir(&helpers)? {
