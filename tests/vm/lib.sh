@@ -197,7 +197,7 @@ vm_active_count() {
 
 # ---- The daemon in the guest ---------------------------------------------------------------
 # One daemon a scenario: its configuration is the default /etc/marginal/marginal.conf (written by
-# vm_marginal_conf; init.sh removes /etc/marginal after each scenario), multipathd's the default
+# vm_marginal_conf; init.sh puts the packaged one back after each scenario), multipathd's the default
 # /etc/multipath.conf (only scenarios with vm_private_system write it), its log $VM_MARGINAL_LOG,
 # its state file $VM_MARGINAL_STATE, its /status at $VM_MARGINAL_ADDR. A scenario that runs
 # marginal as installed (default state file) sets VM_MARGINAL_STATE=/run/marginal/held-out.json
