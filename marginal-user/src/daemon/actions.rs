@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     actuator::PathRef,
-    engine::{Decision, Event, MapName, PathKey, Reason, StateName, Timestamp},
+    engine::{Decision, Event, MapName, PathAction, PathKey, Reason, StateName, Timestamp},
 };
 
 /// How long after marginal sends `fail path` a PATH_FAILED of the path is taken as its own.
@@ -182,13 +182,20 @@ impl Daemon {
             let Some(path_ref) = self.path_ref(key) else {
                 return;
             };
-            let _ = actuator.fail_path(map.as_str(), &path_ref);
+            let _ = match self.held_as(key) {
+                PathAction::Fail => actuator.fail_path(map.as_str(), &path_ref),
+                PathAction::SetMarginal => actuator.set_marginal(map.as_str(), &path_ref),
+            };
             self.count_fail(key);
             return;
         }
         if !self.engine.path(key).is_some_and(|p| p.held_out) {
             self.retries.remove(key);
             return; // a later event of the same batch gave it back
+        }
+        if self.held_as(key) == PathAction::SetMarginal {
+            self.set_marginal(key, map, now, force);
+            return;
         }
         let Some((watched_map, watched)) = self.topology.path(key) else {
             return;
@@ -250,6 +257,7 @@ impl Daemon {
                 .held_out
                 .get(key.as_str())
                 .map_or(dm_failed_first, |e| e.dm_failed_first),
+            action: PathAction::Fail,
         };
         if let Err(e) = self.held_out.insert(key.as_str(), entry) {
             log::error!("{key}: recording it in the state file: {e:#}");
@@ -270,6 +278,60 @@ impl Daemon {
                 self.announce_own_fail(dev, 0);
                 self.schedule_retry(key, map, PendingAction::Fail, &e, now);
             }
+        }
+    }
+
+    /// How the engine holds `key` out (`fail` for a path it does not know).
+    pub(crate) fn held_as(&self, key: &PathKey) -> PathAction {
+        self.engine
+            .path(key)
+            .map_or(PathAction::Fail, |p| p.held_as)
+    }
+
+    /// Hold `key` out as marginal in multipathd (`setmarginal path`): it stays active in dm,
+    /// in a lowest-priority path group of its own, so none of the fail rules apply: no fresh
+    /// read of the map's active paths (the last-active-path rule does not hold for a path
+    /// that remains a last resort), no announcement of an own PATH_FAILED (none comes).
+    /// Without multipathd answering the command fails and is retried with backoff: the path
+    /// stays in service meanwhile, which is safe. `force`: send it even if the state file says
+    /// it was sent (multipathd restarted and forgot it).
+    fn set_marginal(&mut self, key: &PathKey, map: &MapName, now: Timestamp, force: bool) {
+        let Some((watched_map, watched)) = self.topology.path(key) else {
+            return;
+        };
+        let path_ref = PathRef::new(
+            watched.device.name.clone(),
+            (watched.device.major, watched.device.minor),
+        );
+        let wwid = Some(watched_map.identity.wwid.clone()).filter(|w| !w.is_empty());
+        let confirmed = !self.retries.contains_key(key)
+            && self
+                .held_out
+                .get(key.as_str())
+                .is_some_and(|e| e.action == PathAction::SetMarginal);
+        if confirmed && !force {
+            return;
+        }
+        let entry = HeldOutPath {
+            map: map.to_string(),
+            device: path_ref.numbers(),
+            wwid,
+            dm_failed_first: false,
+            action: PathAction::SetMarginal,
+        };
+        if let Err(e) = self.held_out.insert(key.as_str(), entry) {
+            log::error!("{key}: recording it in the state file: {e:#}");
+        }
+        match self.actuators.current().set_marginal(map.as_str(), &path_ref) {
+            Ok(()) => {
+                log::warn!(
+                    "{key} of {map} is set marginal in multipathd: it stays in service as a \
+                     last resort, in a path group of its own"
+                );
+                self.retries.remove(key);
+                self.count_fail(key);
+            }
+            Err(e) => self.schedule_retry(key, map, PendingAction::Fail, &e, now),
         }
     }
 
@@ -306,7 +368,10 @@ impl Daemon {
             return;
         };
         if self.observe {
-            let _ = actuator.reinstate_path(map.as_str(), &path_ref);
+            let _ = match self.held_as(key) {
+                PathAction::Fail => actuator.reinstate_path(map.as_str(), &path_ref),
+                PathAction::SetMarginal => actuator.unset_marginal(map.as_str(), &path_ref),
+            };
             self.totals
                 .entry(key.clone())
                 .or_default()
@@ -320,6 +385,10 @@ impl Daemon {
             self.retries.remove(key);
             return; // marginal never failed it: nothing is owed
         };
+        if entry.action == PathAction::SetMarginal {
+            self.unset_marginal(key, map, &path_ref, kind, now);
+            return;
+        }
         if let Some(dm) = &self.dm {
             match dm.read_map(map.as_str()) {
                 Ok(fresh) => match fresh.path_by_dev(path_ref.dev) {
@@ -352,6 +421,36 @@ impl Daemon {
             return;
         }
         match actuator.reinstate_path(map.as_str(), &path_ref) {
+            Ok(()) => {
+                self.settle_return(key);
+                self.totals
+                    .entry(key.clone())
+                    .or_default()
+                    .returned_by_daemon += 1;
+            }
+            Err(e) => self.schedule_retry(key, map, PendingAction::Return(kind), &e, now),
+        }
+    }
+
+    /// Return a path held as marginal in multipathd: `unsetmarginal path` (it is active in dm
+    /// all along, so dm's view says nothing about what is owed).
+    fn unset_marginal(
+        &mut self,
+        key: &PathKey,
+        map: &MapName,
+        path_ref: &PathRef,
+        kind: ReturnKind,
+        now: Timestamp,
+    ) {
+        if let Some(dm) = &self.dm
+            && let Ok(fresh) = dm.read_map(map.as_str())
+            && fresh.path_by_dev(path_ref.dev).is_none()
+        {
+            log::warn!("{key} is no longer a path of {map}: nothing to return");
+            self.retries.remove(key);
+            return;
+        }
+        match self.actuators.current().unset_marginal(map.as_str(), path_ref) {
             Ok(()) => {
                 self.settle_return(key);
                 self.totals

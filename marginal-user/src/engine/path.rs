@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{
     Params,
+    params::PathAction,
     clock::Timestamp,
     decisions::{Decision, Reason, StateName},
     ids::{MapName, PathKey},
@@ -98,6 +99,25 @@ pub(crate) struct MapView {
     pub other_active: usize,
 }
 
+impl MapView {
+    /// Whether the map can spare this path. Always with `setmarginal`: the path stays active
+    /// in dm (in multipathd's lowest-priority group), a last resort when every other path has
+    /// failed, so the rule that never fails a map's last active path does not apply.
+    pub fn can_spare(&self) -> bool {
+        self.other_active > 0 || self.params.action == PathAction::SetMarginal
+    }
+
+    /// Other active paths as the verdict weighs them (a `setmarginal` path is never the one
+    /// that must carry the map).
+    fn others_for_verdict(&self) -> usize {
+        if self.params.action == PathAction::SetMarginal {
+            self.other_active.max(1)
+        } else {
+            self.other_active
+        }
+    }
+}
+
 /// Where a transition happens and where its decisions go.
 pub(crate) struct Ctx<'a> {
     pub path: &'a PathKey,
@@ -154,6 +174,10 @@ pub(crate) struct PathRecord {
     /// held out, so observe mode (where nothing is really failed) reasons the same way.
     pub dm_active: bool,
     pub stats: PathStats,
+    /// How the engine holds the path out, fixed when the hold begins (a configuration change
+    /// applies to the next hold): a `setmarginal` path still carries I/O as a last resort, so
+    /// a map left without other active paths needs no recovery of it.
+    pub held_as: PathAction,
 }
 
 impl PathRecord {
@@ -165,6 +189,7 @@ impl PathRecord {
                 state_since: now,
                 ..PathStats::default()
             },
+            held_as: PathAction::Fail,
         }
     }
 
@@ -291,7 +316,7 @@ impl PathRecord {
     /// Start of checking: fail and sample, or, for the map's last active path, sample in service.
     fn start_check(&mut self, ctx: &mut Ctx, map: MapView, reason: Reason) {
         self.stats.checks_started += 1;
-        let held_out = map.other_active > 0;
+        let held_out = map.can_spare();
         if held_out {
             ctx.fail(reason.clone());
             self.remember(&reason);
@@ -316,6 +341,9 @@ impl PathRecord {
             duration: params.sample_time,
             reason,
         });
+        if held_out && !self.state.held_out() {
+            self.held_as = params.action;
+        }
         let next = PathState::Sampling {
             started_at: ctx.now,
             duration: params.sample_time,
@@ -335,6 +363,11 @@ impl PathRecord {
         if !self.state.held_out() {
             return;
         }
+        if self.held_as == PathAction::SetMarginal {
+            // multipathd's checker reinstated it after dm failed it under I/O as a last
+            // resort; it is still marginal in multipathd: nothing to undo.
+            return;
+        }
         match map {
             Some(map) if map.other_active > 0 => ctx.fail(Reason::ReinstatedWhileHeldOut),
             _ => self.recover(ctx, Reason::MapWithoutActivePath),
@@ -347,7 +380,7 @@ impl PathRecord {
             return; // a late report of a run the engine already stopped
         };
         let threshold = map.params.err_rate_threshold;
-        let m = Measurement::evaluate(ctx.now, reads, errors, threshold, map.other_active);
+        let m = Measurement::evaluate(ctx.now, reads, errors, threshold, map.others_for_verdict());
         self.stats.last_measurement = Some(m);
         ctx.out.push(Decision::Measured {
             path: ctx.path.clone(),
@@ -366,6 +399,7 @@ impl PathRecord {
                 let reason = Reason::Marginal(m);
                 if !held_out {
                     // Sampled in service as the last path; now the map can spare it.
+                    self.held_as = map.params.action;
                     ctx.fail(reason.clone());
                 }
                 self.stats.marginal_verdicts += 1;
@@ -412,7 +446,7 @@ impl PathRecord {
             return;
         }
         match self.state {
-            PathState::Marginal { .. } if map.other_active > 0 => {
+            PathState::Marginal { .. } if map.other_active > 0 || self.held_as == PathAction::SetMarginal => {
                 self.begin_sampling(ctx, map.params, true, true, Reason::RecheckDue);
             }
             PathState::Marginal { .. } => self.recover(ctx, Reason::MapWithoutActivePath),
@@ -428,6 +462,11 @@ impl PathRecord {
     /// Return a held-out path because its map needs it, whatever its measurements say.
     pub fn recover(&mut self, ctx: &mut Ctx, reason: Reason) {
         if !self.state.held_out() {
+            return;
+        }
+        if self.held_as == PathAction::SetMarginal && reason == Reason::MapWithoutActivePath {
+            // Still active in dm, in multipathd's lowest-priority group: it carries the map's
+            // I/O as it is. It stays marginal (and rechecked) until a run passes.
             return;
         }
         if matches!(self.state, PathState::Sampling { .. }) {
@@ -476,7 +515,7 @@ impl PathRecord {
             return;
         }
         self.remember(&Reason::Adopted);
-        if map.other_active == 0 {
+        if !map.can_spare() {
             if self.dm_active {
                 ctx.keep_in_service(Reason::LastActivePath);
             } else {
@@ -486,7 +525,8 @@ impl PathRecord {
             self.set_state(ctx, PathState::Healthy);
             return;
         }
-        if self.dm_active {
+        if self.dm_active || map.params.action == PathAction::SetMarginal {
+            // Failed again, or set marginal again (a restarted multipathd forgot the flag).
             ctx.fail(Reason::Adopted);
         }
         self.begin_sampling(ctx, map.params, true, true, Reason::Adopted);

@@ -14,6 +14,7 @@ fn checking_on_with_all_four() {
             sample_time: Duration::from_secs(300),
             err_rate_threshold: 5,
             recheck_gap_time: Duration::from_secs(600),
+            action: Default::default(),
         })
     );
     assert!(resolved.warnings.is_empty());

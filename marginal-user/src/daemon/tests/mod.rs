@@ -261,5 +261,6 @@ pub fn held_entry(device: &str, wwid: &str) -> HeldOutPath {
         device: device.into(),
         wwid: Some(wwid.into()),
         dm_failed_first: false,
+        action: Default::default(),
     }
 }

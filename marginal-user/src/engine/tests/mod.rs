@@ -23,6 +23,7 @@ fn params() -> Params {
         sample_time: SAMPLE,
         err_rate_threshold: THRESHOLD,
         recheck_gap_time: GAP,
+        action: Default::default(),
     }
 }
 
