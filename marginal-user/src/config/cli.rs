@@ -13,9 +13,9 @@ use anyhow::{Context, bail};
 
 use super::{
     ConfigArgs, ConfigError, Key, MapIdentity, Resolved,
-    values::ACTION_KEYWORD,
     import::{self, ImportArgs},
     model::Config,
+    values::ACTION_KEYWORD,
 };
 
 /// `marginal config` subcommands.

@@ -38,11 +38,12 @@ pub struct ActionChoice {
 }
 
 impl ActionChoice {
-    fn choose(requested: Option<Sourced<PathAction>>, refusal: impl FnOnce() -> Option<String>) -> Self {
+    fn choose(
+        requested: Option<Sourced<PathAction>>,
+        refusal: impl FnOnce() -> Option<String>,
+    ) -> Self {
         let wanted = requested.as_ref().map_or(PathAction::Fail, |s| s.value);
-        let fallback = (wanted == PathAction::SetMarginal)
-            .then(refusal)
-            .flatten();
+        let fallback = (wanted == PathAction::SetMarginal).then(refusal).flatten();
         let effective = if fallback.is_some() {
             PathAction::Fail
         } else {
@@ -429,8 +430,8 @@ impl Config {
             .collect();
 
         let mut warnings = Vec::new();
-        let mut checking = checking(&values, marginal_pathgroups.as_ref(), &mut warnings)
-            .map(|params| Params {
+        let mut checking =
+            checking(&values, marginal_pathgroups.as_ref(), &mut warnings).map(|params| Params {
                 action: action.effective,
                 ..params
             });

@@ -322,7 +322,11 @@ impl Daemon {
         if let Err(e) = self.held_out.insert(key.as_str(), entry) {
             log::error!("{key}: recording it in the state file: {e:#}");
         }
-        match self.actuators.current().set_marginal(map.as_str(), &path_ref) {
+        match self
+            .actuators
+            .current()
+            .set_marginal(map.as_str(), &path_ref)
+        {
             Ok(()) => {
                 log::warn!(
                     "{key} of {map} is set marginal in multipathd: it stays in service as a \
@@ -450,7 +454,11 @@ impl Daemon {
             self.retries.remove(key);
             return;
         }
-        match self.actuators.current().unset_marginal(map.as_str(), path_ref) {
+        match self
+            .actuators
+            .current()
+            .unset_marginal(map.as_str(), path_ref)
+        {
             Ok(()) => {
                 self.settle_return(key);
                 self.totals

@@ -341,7 +341,9 @@ impl Daemon {
             }
         }
         for (key, map) in reset_marginal {
-            log::warn!("{key} is held as marginal but multipathd does not have it so: setting it marginal again");
+            log::warn!(
+                "{key} is held as marginal but multipathd does not have it so: setting it marginal again"
+            );
             self.take_out(&key, &map, now, true);
         }
         for (key, map) in refail {

@@ -20,7 +20,9 @@ pub struct Params {
 }
 
 /// How a map's marginal paths are held out of service (`marginal_path_action`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PathAction {
     /// Fail the path (multipathd `fail path`, or a dm `fail_path` message): no I/O reaches it.

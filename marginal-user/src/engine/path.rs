@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use super::{
     Params,
-    params::PathAction,
     clock::Timestamp,
     decisions::{Decision, Reason, StateName},
     ids::{MapName, PathKey},
+    params::PathAction,
     verdict::{Measurement, Verdict},
     window::{self, WindowStep},
 };
@@ -446,7 +446,9 @@ impl PathRecord {
             return;
         }
         match self.state {
-            PathState::Marginal { .. } if map.other_active > 0 || self.held_as == PathAction::SetMarginal => {
+            PathState::Marginal { .. }
+                if map.other_active > 0 || self.held_as == PathAction::SetMarginal =>
+            {
                 self.begin_sampling(ctx, map.params, true, true, Reason::RecheckDue);
             }
             PathState::Marginal { .. } => self.recover(ctx, Reason::MapWithoutActivePath),

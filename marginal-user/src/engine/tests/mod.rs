@@ -9,6 +9,7 @@ mod lifecycle;
 mod recheck;
 mod record;
 mod restart;
+mod setmarginal;
 mod verdicts;
 
 /// Short runs on purpose: the 120 s floor belongs to the configuration layer, not the engine.
