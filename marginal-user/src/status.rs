@@ -66,6 +66,9 @@ pub struct MapStatus {
     /// The same in words, with why `setmarginal` falls back to `fail` where it does.
     #[serde(default)]
     pub action_detail: String,
+    /// Why `setmarginal`, asked for, falls back to `fail`; empty when it does not.
+    #[serde(default)]
+    pub action_fallback: String,
     /// The effective parameters (0 where unset).
     pub double_failed_time_seconds: u64,
     pub err_sample_time_seconds: u64,

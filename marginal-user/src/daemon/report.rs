@@ -58,6 +58,7 @@ impl Daemon {
                     },
                     action: resolved.action.effective.as_str().into(),
                     action_detail: resolved.action.to_string(),
+                    action_fallback: resolved.action.fallback.clone().unwrap_or_default(),
                     double_failed_time_seconds: params
                         .map_or(0, |p| p.double_failed_time.as_secs()),
                     err_sample_time_seconds: params.map_or(0, |p| p.sample_time.as_secs()),
