@@ -58,6 +58,7 @@ VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
 export RUST_LOG=marginal=debug
 vm_marginal_start
 check "daemon watches $map" vm_marginal_logged "watching map $map"
+grep -v DEBUG "$VM_MARGINAL_LOG" | head -20
 check "status: $map's action is setmarginal" vm_path_is "$map" action setmarginal
 check "one path group" pg_count_is "$map" 1
 
