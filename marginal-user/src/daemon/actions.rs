@@ -249,6 +249,10 @@ impl Daemon {
             }
             dm_failed_first = !me.active;
         }
+        let was_set_marginal = self
+            .held_out
+            .get(key.as_str())
+            .is_some_and(|e| e.action == PathAction::SetMarginal);
         let entry = HeldOutPath {
             map: map.to_string(),
             device: path_ref.numbers(),
@@ -261,6 +265,11 @@ impl Daemon {
         };
         if let Err(e) = self.held_out.insert(key.as_str(), entry) {
             log::error!("{key}: recording it in the state file: {e:#}");
+        }
+        // Held by setmarginal before (the map's action changed): multipathd's flag would
+        // outlive the fail's return. Best effort: a restarted multipathd has no flag to clear.
+        if was_set_marginal && let Err(e) = actuator.unset_marginal(map.as_str(), &path_ref) {
+            log::warn!("{e:#}");
         }
         let until = (now + OWN_FAIL_WINDOW).as_nanos();
         self.announce_own_fail(dev, until);
@@ -310,6 +319,21 @@ impl Daemon {
                 .get(key.as_str())
                 .is_some_and(|e| e.action == PathAction::SetMarginal);
         if confirmed && !force {
+            return;
+        }
+        // Held by a fail before (the map's action changed, and a restart adopted it): give
+        // the path back to dm first, or it would stay failed behind a "last resort".
+        let was_failed = self
+            .held_out
+            .get(key.as_str())
+            .is_some_and(|e| e.action == PathAction::Fail);
+        if was_failed
+            && let Err(e) = self
+                .actuators
+                .current()
+                .reinstate_path(map.as_str(), &path_ref)
+        {
+            self.schedule_retry(key, map, PendingAction::Fail, &e, now);
             return;
         }
         let entry = HeldOutPath {

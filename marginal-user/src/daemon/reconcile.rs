@@ -231,7 +231,11 @@ impl Daemon {
                     }
                     // Failed in dm already: tell the current actuator all the same, so a
                     // multipathd that started meanwhile keeps its checker off the path.
-                    if dm_failed && self.engine.path(&key).is_some_and(|p| p.held_out) {
+                    // (A setmarginal hold was sent by the adoption itself.)
+                    if dm_failed
+                        && self.engine.path(&key).is_some_and(|p| p.held_out)
+                        && self.held_as(&key) == PathAction::Fail
+                    {
                         let map = MapName::new(entry.map.clone());
                         self.take_out(&key, &map, now, true);
                     }

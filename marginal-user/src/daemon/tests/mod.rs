@@ -49,6 +49,8 @@ pub struct Options {
     pub kprobe: bool,
     /// A state file to start from.
     pub state: Option<String>,
+    /// Another configuration than [`CONFIG`].
+    pub config: Option<Config>,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             actuator: "multipathd",
             kprobe: true,
             state: None,
+            config: None,
         }
     }
 }
@@ -118,7 +121,10 @@ pub fn bed_with(dm: FakeDm, options: Options) -> Bed {
             changes: changes.clone(),
         }),
         dm: Some(Arc::new(dm.clone()) as Arc<dyn MapSource>),
-        config: Config::parse_str("test.conf", CONFIG).unwrap(),
+        config: options
+            .config
+            .clone()
+            .unwrap_or_else(|| Config::parse_str("test.conf", CONFIG).unwrap()),
         settings: DaemonSettings {
             episode_gap: Duration::from_secs(1),
             sample_time_for_testing: Some(Duration::from_secs(10)),

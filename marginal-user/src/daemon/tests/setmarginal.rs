@@ -13,20 +13,23 @@ const SETMARGINAL: &str = "defaults {
 }
 ";
 
-/// A bed whose configuration asks for setmarginal, multipathd running with `pathgroups`.
-fn setmarginal_bed(pathgroups: &str) -> Bed {
-    let mut bed = bed(Options::default());
+/// marginal.conf asking for setmarginal, multipathd running with `pathgroups`.
+fn setmarginal_config(pathgroups: &str) -> Config {
     let running = format!("defaults {{\n\tmarginal_pathgroups \"{pathgroups}\"\n}}\n");
     let multipathd = MultipathdConfig::from_parts(
         Config::parse_str("multipath.conf", "").unwrap(),
         Some(&running),
     );
-    bed.daemon.config = Config::parse_str("marginal.conf", SETMARGINAL)
+    Config::parse_str("marginal.conf", SETMARGINAL)
         .unwrap()
-        .with_multipathd(multipathd);
-    let now = bed.at();
-    bed.daemon.reapply_all(now).unwrap();
-    bed
+        .with_multipathd(multipathd)
+}
+
+fn setmarginal_bed(pathgroups: &str) -> Bed {
+    bed(Options {
+        config: Some(setmarginal_config(pathgroups)),
+        ..Options::default()
+    })
 }
 
 fn calls(bed: &Bed, path: &str) -> Vec<Call> {
@@ -164,4 +167,37 @@ fn without_marginal_pathgroups_on_it_falls_back_to_failing_and_says_why() {
         state_entry(&bed, "sdb").map(|e| e.action),
         Some(PathAction::Fail)
     );
+}
+
+#[test]
+fn a_path_a_previous_run_failed_taken_up_under_setmarginal_is_given_back_to_dm_first() {
+    // A previous run failed sda (dm has it failed); the map's action is setmarginal now.
+    let dm = FakeDm::new(vec![fakes::map(
+        "mpatha",
+        WWID,
+        0,
+        &[("sda", 0), ("sdb", 16)],
+    )]);
+    dm.set_active(SDA, false);
+    let bed = bed_with(
+        dm,
+        Options {
+            state: Some(state_text(&[("sda", held_entry("8:0", WWID))])),
+            config: Some(setmarginal_config("on")),
+            ..Options::default()
+        },
+    );
+    assert_eq!(
+        calls(&bed, "sda"),
+        vec![
+            Call::Reinstate("sda".into()),
+            Call::SetMarginal("sda".into())
+        ]
+    );
+    assert!(bed.dm.is_active(SDA), "in service, as a last resort");
+    assert_eq!(
+        state_entry(&bed, "sda").map(|e| e.action),
+        Some(PathAction::SetMarginal)
+    );
+    assert_eq!(bed.state("sda"), StateName::Sampling);
 }
