@@ -12,6 +12,10 @@
 //! 3. [`DmMessage`] otherwise: `fail_path MAJ:MIN` / `reinstate_path MAJ:MIN` target messages,
 //!    refusing to fail a map's last active path.
 //!
+//! With `marginal_path_action setmarginal` the daemon holds a path with
+//! [`Actuator::set_marginal`] instead (`setmarginal path sdX`, multipathd only): the path stays
+//! active in dm, in a lowest-priority path group of its own, and `unsetmarginal` returns it.
+//!
 //! Actuators block (socket I/O bounded by a timeout, or an ioctl); from async code call them
 //! through `tokio::task::spawn_blocking`. Their errors name the map and the path.
 pub mod dm_message;

@@ -10,6 +10,10 @@
 //!   marginal took it is not reinstated with a dm message unless marginal's reads proved it
 //!   healthy or its map needs it; through multipathd it is, because `reinstate path` is the
 //!   only way to give multipathd's checker the path back.
+//! * **setmarginal** (`marginal_path_action setmarginal`, [`Daemon::held_as`]): the path is
+//!   set marginal through multipathd instead of failed and stays active in dm, a last resort
+//!   in its own lowest-priority group; the last-active-path rule does not apply to it, and it
+//!   returns by `unsetmarginal`. The state file records which action holds each path.
 //! * **Retry**: an action that fails is counted and tried again with backoff (1 s doubling to
 //!   30 s), never forgotten; [`super::reconcile`] also re-fails held paths dm shows active.
 use std::time::Duration;

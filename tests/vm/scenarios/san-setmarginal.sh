@@ -35,11 +35,14 @@ reads_of() { awk '{ print $1 }' "/sys/block/$1/stat"; }
 mpd_marginal_st() { multipathd show paths raw format "%d %M" | awk -v d="$1" '$1 == d { print $2 }'; }
 
 # multipathd 0.11 picks group_by_prio for ALUA devices unless detect_pgpolicy is off: scsi_debug's
-# two hosts would be two groups from the start.
+# two hosts would be two groups from the start. (bookworm's `multipathd` client, which sends the
+# commands, warns that it does not know the keyword: harmless.)
 vm_mpathd_trixie
 vm_san_conf "detect_pgpolicy no"
 vm_san_up 1
-vm_marginal_conf 60 100 20 "marginal_path_action setmarginal"
+# Recheck gap 15 s: the steps from the first marginal verdict to path A's return take 2-5 s, so
+# B is still marginal through them (asserted), and the passing recheck comes soon after.
+vm_marginal_conf 60 100 15 "marginal_path_action setmarginal"
 
 log "precondition: multipathd runs with marginal_pathgroups off"
 check "config check warns" sh -c "marginal config check > $SCRATCH/check-off.txt 2>&1"
@@ -51,17 +54,12 @@ marginal_pathgroups on"
 multipathd reconfigure >/dev/null
 check "multipathd runs with marginal_pathgroups on" vm_wait_for 30 sh -c "multipathd show config | grep -q 'marginal_pathgroups \"*on'"
 check "the map is back with both paths" vm_wait_for 30 vm_map_has "$map" 2
-log "config check starts"
 marginal config check > "$SCRATCH/check-on.txt" 2>&1 || true
-log "config check ends"
 check "no fallback now" sh -c "! grep -q 'falling back' $SCRATCH/check-on.txt"
 
 VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
-export RUST_LOG=marginal=debug
 vm_marginal_start
 check "daemon watches $map" vm_marginal_logged "watching map $map"
-head -12 "$VM_MARGINAL_LOG" | cut -c1-200
-grep -c . "$VM_MARGINAL_LOG"
 check "status: $map's action is setmarginal" vm_path_is "$map" action setmarginal
 check "one path group" pg_count_is "$map" 1
 
