@@ -10,7 +10,7 @@
 //!   marginal took it is not reinstated with a dm message unless marginal's reads proved it
 //!   healthy or its map needs it; through multipathd it is, because `reinstate path` is the
 //!   only way to give multipathd's checker the path back.
-//! * **setmarginal** (`marginal_path_action setmarginal`, [`Daemon::held_as`]): the path is
+//! * **setmarginal** (`marginal_path_action setmarginal`, `Daemon::held_as`): the path is
 //!   set marginal through multipathd instead of failed and stays active in dm, a last resort
 //!   in its own lowest-priority group; the last-active-path rule does not apply to it, and it
 //!   returns by `unsetmarginal`. The state file records which action holds each path.
