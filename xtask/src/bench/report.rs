@@ -117,7 +117,7 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
     out += "Every number below comes from one run of `cargo xtask bench` (as root) on the \
             machine named here, on the date given; ratios compare numbers of that same run. \
             Re-run the command to reproduce them: it builds what it needs (release profile), \
-            runs the five parts (the fifth, and part 2's device-mapper row, in a VM), prints these tables and, with `--write`, rewrites this file. \
+            runs the six parts (the fifth and sixth, and the device-mapper rows of parts 2 and 4, in one VM boot), prints these tables and, with `--write`, rewrites this file. \
             No test asserts on timing; this is the only place numbers are checked against \
             targets. The raw figures of a run are in `target/bench/results.json`.\n\n";
     out += &format!(
@@ -200,5 +200,6 @@ fn summary_rows(results: &Value) -> Vec<(&'static str, Vec<SummaryRow>)> {
         ),
         ("4. scale", super::scale::summary(&results["scale"])),
         ("5. vs multipathd", super::vm::summary(&results["vm"])),
+        ("6. storms", super::storm::summary(&results["vm"]["storm"])),
     ]
 }
