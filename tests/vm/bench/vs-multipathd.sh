@@ -154,9 +154,9 @@ round() {
 		-v says="$says" -v poll="$poll" -v reaction="$reaction" -v tck="$(getconf CLK_TCK 2>/dev/null || echo 100)" '
 		'"$VM_TRACE_TS_AWK"'
 		# task(line): "comm-tid" of a trace line, split into tcomm and ttid.
-		function task(line,   i, t) {
-			sub(/^ */, "", line); i = index(line, " ["); t = substr(line, 1, i - 1)
-			match(t, /-[0-9]+$/); tcomm = substr(t, 1, RSTART - 1); ttid = substr(t, RSTART + 1)
+		function task(line) {
+			sub(/^ */, "", line); sub(/ .*/, "", line)
+			match(line, /-[0-9]+$/); tcomm = substr(line, 1, RSTART - 1); ttid = substr(line, RSTART + 1)
 		}
 		index($0, "bench round=" tool) { round = 1; next }
 		round && !on && /block_bio_queue:/ { task($0); before[ttid] = 1; next }
