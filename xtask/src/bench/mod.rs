@@ -238,7 +238,7 @@ fn report(args: &BenchArgs, results: &Value, json_path: &Path) -> Result<()> {
         sampler_cost::part(&results["sampler"]),
         scale::part(&results["scale"], &results["vm"]),
         vm::part(&results["vm"]),
-        storm::part(&results["vm"]["storm"]),
+        storm::part(&vm::sub(&results["vm"], "storm")),
     ];
     print!("{}", report::terminal(&parts));
     println!("\nbench: raw results in {}", json_path.display());
@@ -247,14 +247,12 @@ fn report(args: &BenchArgs, results: &Value, json_path: &Path) -> Result<()> {
         std::fs::write(&path, report::document(results, &parts))?;
         println!("bench: wrote {}", path.display());
     }
-    for vm in [
-        &results["vm"],
-        &results["vm"]["storm"],
-        &results["vm"]["dm_rediscovery"],
-    ] {
-        if let Some(e) = vm["error"].as_str() {
-            bail!("a VM part did not run: {e}");
-        }
+    let failed: Vec<String> = ["dm_reaction", "vs_multipathd", "storm", "dm_rediscovery"]
+        .iter()
+        .filter_map(|key| vm::error_of(&results["vm"], key).map(|e| format!("{key}: {e}")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("VM parts without figures: {}", failed.join("; "));
     }
     Ok(())
 }

@@ -110,7 +110,7 @@ pub fn part(results: &Value, vm: &Value) -> Part {
              marginal; the next one is. They are left out of the figures."
         ));
     }
-    if vm["error"].is_null() {
+    if super::vm::error_of(vm, "dm_reaction").is_none() {
         let r = &vm["dm_reaction"];
         findings.push(format!(
             "In the VM (Linux {}, emulated CPU, no multipathd: the daemon fails the path with \

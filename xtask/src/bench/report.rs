@@ -200,6 +200,9 @@ fn summary_rows(results: &Value) -> Vec<(&'static str, Vec<SummaryRow>)> {
         ),
         ("4. scale", super::scale::summary(&results["scale"])),
         ("5. vs multipathd", super::vm::summary(&results["vm"])),
-        ("6. storms", super::storm::summary(&results["vm"]["storm"])),
+        (
+            "6. storms",
+            super::storm::summary(&super::vm::sub(&results["vm"], "storm")),
+        ),
     ]
 }

@@ -58,8 +58,7 @@ fn run_scenarios() -> Result<Value> {
         .flat_map(|r| r.output.iter())
         .filter_map(|line| parse_bench_line(line))
         .collect();
-    // The storm and re-discovery parts stand on their own: reported even when the older
-    // scenarios failed, and the other way round.
+    // Each scenario's figures stand on their own: the others are reported when one fails.
     let storm = match failure(&["storm"]) {
         Some(e) => json!({ "error": e }),
         None => {
@@ -73,9 +72,7 @@ fn run_scenarios() -> Result<Value> {
         Some(e) => json!({ "error": e }),
         None => super::storm::rediscovery_from_lines(&lines),
     };
-    if let Some(e) = failure(&["dm-reaction", "vs-multipathd"]) {
-        return Ok(json!({ "error": e, "storm": storm, "dm_rediscovery": rediscovery }));
-    }
+
     let of = |scenario: &str| -> Vec<&Map<String, Value>> {
         lines.iter().filter(|l| l["scenario"] == scenario).collect()
     };
@@ -109,14 +106,22 @@ fn run_scenarios() -> Result<Value> {
             }),
         );
     }
-    Ok(json!({
-        "kernel": boot.label,
-        "dm_reaction": {
+    let dm_reaction = match failure(&["dm-reaction"]) {
+        Some(e) => json!({ "error": e }),
+        None => json!({
             "trials": kernel_ns.len(),
             "kernel_ns": stats(&kernel_ns),
             "daemon_ns": stats(&daemon_ns),
-        },
-        "vs_multipathd": rounds,
+        }),
+    };
+    let vs_multipathd = match failure(&["vs-multipathd"]) {
+        Some(e) => json!({ "error": e }),
+        None => Value::Object(rounds),
+    };
+    Ok(json!({
+        "kernel": boot.label,
+        "dm_reaction": dm_reaction,
+        "vs_multipathd": vs_multipathd,
         "storm": storm,
         "dm_rediscovery": rediscovery,
     }))
@@ -151,10 +156,24 @@ pub(super) fn stats(values: &[f64]) -> Value {
     json!({ "min": v[0], "median": at(0.5), "p99": at(0.99), "max": v[v.len() - 1] })
 }
 
+/// Why `vm[key]` has no figures: the VM did not boot, or that scenario failed.
+pub fn error_of<'a>(vm: &'a Value, key: &str) -> Option<&'a str> {
+    vm["error"].as_str().or(vm[key]["error"].as_str())
+}
+
+/// `vm[key]`, or an error saying why the VM part gave nothing for it.
+pub fn sub(vm: &Value, key: &str) -> Value {
+    match error_of(vm, key) {
+        Some(e) => json!({ "error": e }),
+        None if vm[key].is_null() => json!({ "error": "not run" }),
+        None => vm[key].clone(),
+    }
+}
+
 /// Part 2's VM row: second failed read -> path failed in device-mapper.
 pub fn reaction_row(vm: &Value) -> Vec<String> {
     let label = "2nd failed read -> path failed in device-mapper (VM)".to_string();
-    if let Some(e) = vm["error"].as_str() {
+    if let Some(e) = error_of(vm, "dm_reaction") {
         return vec![
             label,
             "-".into(),
@@ -179,7 +198,7 @@ pub fn reaction_row(vm: &Value) -> Vec<String> {
 
 pub fn reaction_summary(vm: &Value) -> (String, String, &'static str, Option<bool>) {
     let label = "-> path failed in device-mapper (VM, dm messages)".to_string();
-    if let Some(e) = vm["error"].as_str() {
+    if let Some(e) = error_of(vm, "dm_reaction") {
         return (label, format!("VM run failed: {e}"), "-", Some(false));
     }
     let r = &vm["dm_reaction"];
@@ -235,7 +254,7 @@ pub(super) fn ratio(a: f64, b: f64) -> String {
 const TARGET_REACTION_RATIO: f64 = 100.0;
 
 pub fn summary(vm: &Value) -> Vec<(String, String, &'static str, Option<bool>)> {
-    if let Some(e) = vm["error"].as_str() {
+    if let Some(e) = error_of(vm, "vs_multipathd") {
         return vec![(
             "against multipathd (VM)".into(),
             format!("VM run failed: {e}"),
@@ -308,7 +327,7 @@ pub fn part(vm: &Value) -> Part {
         `sampling <path> for 120s`), marked through trace_marker. CPU is each daemon's user + system time from the \
         second failure to the verdict."
         .to_string();
-    if let Some(e) = vm["error"].as_str() {
+    if let Some(e) = error_of(vm, "vs_multipathd") {
         return Part {
             title: "5. Against multipathd (VM)",
             method,
