@@ -214,6 +214,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "commit": command_output("git", &["-C", &Harness::path_arg(&workspace), "describe", "--always", "--dirty"]),
         "command": command_line(&args),
         "measuring_seconds": measuring.elapsed().as_secs(),
+        // The machine is shared: how busy it was by the end, beside the start's figure.
+        "loadavg_end": std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
         "machine": machine,
         "loop_devices": created,
         "ebpf_cost": ebpf,

@@ -122,8 +122,8 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
             targets. The raw figures of a run are in `target/bench/results.json`.\n\n";
     out += &format!(
         "* Date: {} (UTC)\n* Machine: {} x {}, {:.0} GiB RAM, Linux {}{}; load \
-         average at the start: {}\n* Commit: {}\n* Command: `{}` (measuring took {} s after \
-         the build)\n\n",
+         average at the start: {}, at the end: {}\n* Commit: {}\n* Command: `{}` (measuring \
+         took {} s after the build)\n\n",
         results["date"].as_str().unwrap_or("?"),
         m["cpus"],
         m["cpu"].as_str().unwrap_or("?"),
@@ -135,6 +135,7 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
             ""
         },
         m["loadavg"].as_str().unwrap_or("?"),
+        results["loadavg_end"].as_str().unwrap_or("not recorded"),
         results["commit"].as_str().unwrap_or("?"),
         results["command"].as_str().unwrap_or("cargo xtask bench"),
         u(&results["measuring_seconds"]),

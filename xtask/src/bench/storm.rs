@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    report::{Part, Table, f, u, verdict},
+    report::{Part, Table, f, verdict},
     vm::{ratio, seconds, stats},
 };
 
@@ -152,8 +152,13 @@ pub fn summary(storm: &Value) -> Vec<(String, String, &'static str, Option<bool>
         (
             "outage: last PATH_FAILED -> marginal settled (emulated CPU)".into(),
             format!(
-                "{} (multipathd {}; poll period {})",
+                "{} (~{} on the host's CPU; multipathd {}; poll period {})",
                 seconds(settle),
+                storm["host_calibration_s"]
+                    .as_f64()
+                    .map_or("?".into(), |h| seconds(
+                        settle * h / f(&storm["calibration_s"])
+                    )),
                 seconds(f(&m["outage"]["settled_after_last_event_s"])),
                 seconds(f(&go["poll_s"]))
             ),
@@ -368,6 +373,11 @@ fn out_sentence(g: &Value, m: &Value) -> String {
     text
 }
 
+/// A count that went through a JSON number (BENCH lines' numbers are floats).
+fn n(v: &Value) -> u64 {
+    f(v) as u64
+}
+
 /// Rows for part 4's one-off costs table: dm re-discovery at 1,024 maps.
 pub fn rediscovery_rows(r: &Value) -> Vec<Vec<String>> {
     if let Some(e) = r["error"].as_str() {
@@ -380,14 +390,14 @@ pub fn rediscovery_rows(r: &Value) -> Vec<Vec<String>> {
     let how = format!(
         "VM (emulated CPU): {} maps x 2 dm-linear paths, {} rounds timed by a kprobe on \
          dm_ctl_ioctl",
-        u(&r["maps"]),
-        u(&r["rounds"])
+        n(&r["maps"]),
+        n(&r["rounds"])
     );
     vec![
         vec![
             format!(
                 "dm re-discovery round, {} maps (wall, kernel clock)",
-                u(&r["maps"])
+                n(&r["maps"])
             ),
             format!(
                 "median {} (max {}), {:.0} dm ioctls",
@@ -403,7 +413,7 @@ pub fn rediscovery_rows(r: &Value) -> Vec<Vec<String>> {
             "VM: the daemon's CPU over the watch / resyncs (every 5 s, idle loop included)".into(),
         ],
         vec![
-            format!("idle CPU at {} maps (resync every 5 s)", u(&r["maps"])),
+            format!("idle CPU at {} maps (resync every 5 s)", n(&r["maps"])),
             format!(
                 "{:.1}% of an emulated core",
                 f(&r["idle_cpu_share"]) * 100.0
@@ -411,11 +421,11 @@ pub fn rediscovery_rows(r: &Value) -> Vec<Vec<String>> {
             "VM: the daemon's CPU over the watch".into(),
         ],
         vec![
-            format!("start-up at {} maps, to serving /status", u(&r["maps"])),
+            format!("start-up at {} maps, to serving /status", n(&r["maps"])),
             format!(
                 "{:.2} s (RSS {})",
                 f(&r["startup_s"]),
-                super::report::mib(u(&r["rss_kib"]))
+                super::report::mib(n(&r["rss_kib"]))
             ),
             "VM, includes loading the eBPF programs".into(),
         ],
