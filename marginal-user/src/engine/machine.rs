@@ -93,9 +93,10 @@ impl Engine {
             return Err(EngineError::UnknownMap(map.clone()));
         }
         let mut out = Vec::new();
-        if let Some(entry) = self.registry.path_mut(&path) {
+        if let Some(entry) = self.registry.path(&path) {
             if &entry.map == map {
-                entry.record.dm_active = dm_active;
+                self.registry
+                    .update_path(&path, |e| e.record.dm_active = dm_active);
                 return Ok(self.finish(now, out));
             }
             out = self.remove_path(&path, now);
@@ -174,9 +175,8 @@ impl Engine {
                 });
             }
             Event::PathActive { path, active } => {
-                if let Some(entry) = self.registry.path_mut(&path) {
-                    entry.record.dm_active = active;
-                }
+                self.registry
+                    .update_path(&path, |e| e.record.dm_active = active);
             }
             Event::MapActivePaths { map, active } => self.resync_map(&map, &active),
             Event::SamplingFinished {
@@ -290,17 +290,17 @@ impl Engine {
         transition: impl FnOnce(&mut PathRecord, &mut Ctx, Option<MapView>),
     ) {
         let view = self.registry.map_view(path);
-        let Some(entry) = self.registry.path_mut(path) else {
+        let Some(map) = self.registry.path(path).map(|e| e.map.clone()) else {
             return;
         };
-        let map = entry.map.clone();
         let mut ctx = Ctx {
             path,
             map: &map,
             now,
             out,
         };
-        transition(&mut entry.record, &mut ctx, view);
+        self.registry
+            .update_path(path, |entry| transition(&mut entry.record, &mut ctx, view));
     }
 
     /// As [`Engine::with_record`], only for paths whose map has checking on.
@@ -320,9 +320,9 @@ impl Engine {
 
     fn resync_map(&mut self, map: &MapName, active: &BTreeSet<PathKey>) {
         for path in self.registry.paths_of(map) {
-            if let Some(entry) = self.registry.path_mut(&path) {
-                entry.record.dm_active = active.contains(&path);
-            }
+            let dm_active = active.contains(&path);
+            self.registry
+                .update_path(&path, |e| e.record.dm_active = dm_active);
         }
     }
 

@@ -12,6 +12,9 @@ pub(crate) struct MapEntry {
     /// None: checking is off for this map.
     pub params: Option<Params>,
     pub paths: BTreeSet<PathKey>,
+    /// How many of `paths` are active (kept up to date by every change of a record, so that
+    /// asking costs nothing: a `--watch` group of 16,384 paths is one map).
+    active: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,12 +48,48 @@ impl Registry {
         self.paths.get(path)
     }
 
-    pub fn path_mut(&mut self, path: &PathKey) -> Option<&mut PathEntry> {
-        let entry = self.paths.get_mut(path)?;
-        if !self.touched.contains(&entry.map) {
-            self.touched.insert(entry.map.clone());
+    /// Changes the path's entry with `change` (which must not move it to another map), keeping
+    /// its map's count of active paths, and marks the map touched.
+    pub fn update_path<R>(
+        &mut self,
+        path: &PathKey,
+        change: impl FnOnce(&mut PathEntry) -> R,
+    ) -> Option<R> {
+        let Registry {
+            maps,
+            paths,
+            touched,
+        } = self;
+        let entry = paths.get_mut(path)?;
+        let was_active = entry.record.is_active();
+        let result = change(entry);
+        let is_active = entry.record.is_active();
+        if let Some(map) = maps.get_mut(&entry.map) {
+            match (was_active, is_active) {
+                (false, true) => map.active += 1,
+                (true, false) => map.active -= 1,
+                _ => {}
+            }
         }
-        Some(entry)
+        if !touched.contains(&entry.map) {
+            touched.insert(entry.map.clone());
+        }
+        #[cfg(test)]
+        self.check_active_counts();
+        Some(result)
+    }
+
+    /// Every map's count of active paths is what its paths say.
+    #[cfg(test)]
+    fn check_active_counts(&self) {
+        for (name, map) in &self.maps {
+            let counted = map
+                .paths
+                .iter()
+                .filter(|p| self.paths.get(*p).is_some_and(|e| e.record.is_active()))
+                .count();
+            assert_eq!(map.active, counted, "active paths of {name}");
+        }
     }
 
     /// The maps touched since the last call (see `touched`), that still exist.
@@ -82,6 +121,7 @@ impl Registry {
                 let entry = MapEntry {
                     params,
                     paths: BTreeSet::new(),
+                    active: 0,
                 };
                 self.maps.insert(name, entry);
                 None
@@ -106,17 +146,27 @@ impl Registry {
         let Some(entry) = self.maps.get_mut(map) else {
             return false;
         };
-        entry.paths.insert(path.clone());
+        if entry.paths.insert(path.clone()) && record.is_active() {
+            entry.active += 1;
+        }
         let map = map.clone();
         self.touched.insert(map.clone());
-        self.paths.insert(path, PathEntry { map, record });
+        let replaced = self.paths.insert(path, PathEntry { map, record });
+        debug_assert!(
+            replaced.is_none(),
+            "the caller removes a path before adding it again"
+        );
+        #[cfg(test)]
+        self.check_active_counts();
         true
     }
 
     pub fn remove_path(&mut self, path: &PathKey) -> Option<PathEntry> {
         let entry = self.paths.remove(path)?;
         if let Some(map) = self.maps.get_mut(&entry.map) {
-            map.paths.remove(path);
+            if map.paths.remove(path) && entry.record.is_active() {
+                map.active -= 1;
+            }
             self.touched.insert(entry.map.clone());
         }
         Some(entry)
@@ -131,12 +181,11 @@ impl Registry {
         let Some(entry) = self.maps.get(map) else {
             return 0;
         };
-        entry
-            .paths
-            .iter()
-            .filter(|p| Some(*p) != except)
-            .filter(|p| self.paths.get(*p).is_some_and(|e| e.record.is_active()))
-            .count()
+        let except_active = except
+            .filter(|p| entry.paths.contains(*p))
+            .and_then(|p| self.paths.get(p))
+            .is_some_and(|e| e.record.is_active());
+        entry.active - usize::from(except_active)
     }
 
     /// What the path's rules need from its map; None if the path is unknown or checking is off.
