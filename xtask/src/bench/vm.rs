@@ -2,8 +2,8 @@
 //! booted once on Debian's 6.12 kernel by the VM test bed (`crate::vm`), release build. Each
 //! scenario prints `BENCH <scenario> key=value ...` lines; this module gathers them:
 //!
-//! * `dm-reaction`: per trial, the kernel's timestamps of a path's second failed read and of
-//!   dm-mpath failing the path on the daemon's message (part 2's VM row);
+//! * `dm-reaction`: per trial, the kernel's timestamps of dm-mpath's second failure of a path and
+//!   of the daemon's first sampling read of it, acting through dm messages (part 2's VM row);
 //! * `vs-multipathd`: per tool, one round on the same flaky path (part 5).
 use anyhow::{Result, bail};
 use serde_json::{Map, Value, json};
@@ -79,7 +79,7 @@ fn run_scenarios() -> Result<Value> {
     let trials = of("dm-reaction");
     let kernel_ns: Vec<f64> = trials
         .iter()
-        .map(|t| (f(&t["path_failed"]) - f(&t["second_error"])) * 1e9)
+        .map(|t| (f(&t["sampling"]) - f(&t["failure2"])) * 1e9)
         .collect();
     let daemon_ns: Vec<f64> = trials.iter().map(|t| f(&t["daemon"]) * 1e9).collect();
     let mut rounds = Map::new();
@@ -170,9 +170,9 @@ pub fn sub(vm: &Value, key: &str) -> Value {
     }
 }
 
-/// Part 2's VM row: second failed read -> path failed in device-mapper.
+/// Part 2's VM row: dm-mpath's second failure of a path -> the daemon's first sampling read.
 pub fn reaction_row(vm: &Value) -> Vec<String> {
-    let label = "2nd failed read -> path failed in device-mapper (VM)".to_string();
+    let label = "2nd PATH_FAILED -> first sampling read (VM)".to_string();
     if let Some(e) = error_of(vm, "dm_reaction") {
         return vec![
             label,
@@ -197,7 +197,7 @@ pub fn reaction_row(vm: &Value) -> Vec<String> {
 }
 
 pub fn reaction_summary(vm: &Value) -> (String, String, &'static str, Option<bool>) {
-    let label = "-> path failed in device-mapper (VM, dm messages)".to_string();
+    let label = "2nd PATH_FAILED -> first sampling read (VM, dm messages)".to_string();
     if let Some(e) = error_of(vm, "dm_reaction") {
         return (label, format!("VM run failed: {e}"), "-", Some(false));
     }
@@ -459,11 +459,11 @@ mod tests {
     #[test]
     fn bench_lines_are_found_behind_the_console_prefix() {
         let line =
-            "  | BENCH dm-reaction trial=3 second_error=10.5 path_failed=10.502 daemon=0.0023";
+            "  | BENCH dm-reaction trial=3 failure2=10.5 sampling=10.502 daemon=0.0023";
         let m = parse_bench_line(line).unwrap();
         assert_eq!(m["scenario"], "dm-reaction");
         assert_eq!(f(&m["trial"]), 3.0);
-        assert!((f(&m["path_failed"]) - f(&m["second_error"]) - 0.002).abs() < 1e-9);
+        assert!((f(&m["sampling"]) - f(&m["failure2"]) - 0.002).abs() < 1e-9);
         let words =
             parse_bench_line("BENCH vs-multipathd tool=multipathd daemon_reaction=-").unwrap();
         assert_eq!(words["tool"], "multipathd");
