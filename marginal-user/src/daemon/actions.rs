@@ -452,7 +452,20 @@ impl Daemon {
             self.settle_return(key);
             return;
         }
-        match actuator.reinstate_path(map.as_str(), &path_ref) {
+        let result = actuator.reinstate_path(map.as_str(), &path_ref);
+        self.returned(key, map, kind, result, now);
+    }
+
+    /// The end of a return: off the books if the actuator did it, tried again later if not.
+    fn returned(
+        &mut self,
+        key: &PathKey,
+        map: &MapName,
+        kind: ReturnKind,
+        result: anyhow::Result<()>,
+        now: Timestamp,
+    ) {
+        match result {
             Ok(()) => {
                 self.settle_return(key);
                 self.totals
@@ -482,20 +495,11 @@ impl Daemon {
             self.retries.remove(key);
             return;
         }
-        match self
+        let result = self
             .actuators
             .current()
-            .unset_marginal(map.as_str(), path_ref)
-        {
-            Ok(()) => {
-                self.settle_return(key);
-                self.totals
-                    .entry(key.clone())
-                    .or_default()
-                    .returned_by_daemon += 1;
-            }
-            Err(e) => self.schedule_retry(key, map, PendingAction::Return(kind), &e, now),
-        }
+            .unset_marginal(map.as_str(), path_ref);
+        self.returned(key, map, kind, result, now);
     }
 
     /// Nothing more is owed to `key`: off the state file.
