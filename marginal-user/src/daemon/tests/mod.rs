@@ -110,6 +110,7 @@ pub fn bed_with(dm: FakeDm, options: Options) -> Bed {
                 Err("no kprobes".into())
             },
             kernel_btf: true,
+            latency: None,
         },
         sampler: Box::new(sampler.clone()),
         actuators: Box::new(FakeActuators {
