@@ -147,7 +147,7 @@ stat_panel("Daemons", "marginal daemons answering scrapes.", f'count(marginal_bu
 
 ts("Paths by state across hosts", "How many paths each host has in each state (healthy, suspect, sampling, sampling_in_service, marginal).",
    [(f'sum by (instance, state) (marginal_map_paths_in_state{{{IM}}})', "{{instance}} {{state}}")], 12, stack=True)
-STATES = ["healthy", "suspect", "sampling", "sampling_in_service", "marginal"]
+STATES = ["healthy", "suspect", "sampling", "sampling_in_service", "marginal", "slow"]
 STATE_COLORS = ["green", "yellow", "blue", "purple", "red"]
 panel(statetimeline.Panel()
       .merge_values(True).show_value(common.VisibilityMode.NEVER)

@@ -74,6 +74,7 @@ pub const PATH_STATES: &[&str] = &[
     "sampling",
     "sampling_in_service",
     "marginal",
+    "slow",
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -77,4 +77,4 @@ pub use multipathd::{ConflictKind, ConflictLine, ConflictReason, MultipathdConfi
 pub use resolve::{
     MIN_SAMPLE_TIME, MapIdentity, OffReason, Origin, Resolved, SectionRef, Sourced, WhyOff,
 };
-pub use values::{Key, MAX_VALUE, Pathgroups, Setting};
+pub use values::{Key, MAX_VALUE, Pathgroups, SLOW_DEFAULTS, Setting};

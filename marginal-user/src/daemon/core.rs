@@ -322,6 +322,7 @@ impl Daemon {
                 path: key,
                 reads: report.reads,
                 errors: report.errors,
+                latency_ns: None,
             },
             SampleOutcome::Failed(error) => Event::SamplingFailed { path: key, error },
             // The engine asked for the stop; it expects no verdict.

@@ -120,6 +120,11 @@ impl Daemon {
                                 last_verdict: match measurement.map(|m| m.verdict) {
                                     None => "none",
                                     Some(Verdict::Passed) => "healthy",
+                                    Some(Verdict::Marginal | Verdict::MarginalButLastPath)
+                                        if measurement.is_some_and(|m| m.slow_only()) =>
+                                    {
+                                        "slow"
+                                    }
                                     Some(Verdict::Marginal | Verdict::MarginalButLastPath) => {
                                         "marginal"
                                     }

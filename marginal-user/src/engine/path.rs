@@ -7,7 +7,7 @@ use super::{
     clock::Timestamp,
     decisions::{Decision, Reason, StateName},
     ids::{MapName, PathKey},
-    verdict::{Measurement, Verdict},
+    verdict::{Measurement, RunLatency, Verdict},
     window::{self, WindowStep},
 };
 
@@ -34,6 +34,8 @@ pub(crate) enum PathState {
     },
     Marginal {
         recheck_at: Timestamp,
+        /// Held out for its latency, not its errors (status and metrics say "slow").
+        slow: bool,
     },
 }
 
@@ -46,7 +48,8 @@ impl PathState {
             PathState::Sampling {
                 held_out: false, ..
             } => StateName::SamplingInService,
-            PathState::Marginal { .. } => StateName::Marginal,
+            PathState::Marginal { slow: false, .. } => StateName::Marginal,
+            PathState::Marginal { slow: true, .. } => StateName::Slow,
         }
     }
 
@@ -61,7 +64,7 @@ impl PathState {
     /// When [`PathRecord::poll`] has something to do for this path.
     pub fn deadline(&self) -> Option<Timestamp> {
         match *self {
-            PathState::Marginal { recheck_at } => Some(recheck_at),
+            PathState::Marginal { recheck_at, .. } => Some(recheck_at),
             PathState::Sampling {
                 started_at,
                 duration,
@@ -154,6 +157,9 @@ pub(crate) struct PathRecord {
     /// held out, so observe mode (where nothing is really failed) reasons the same way.
     pub dm_active: bool,
     pub stats: PathStats,
+    /// While a slow path is checked: the siblings' mean latency (ns) when it was found slow,
+    /// the yardstick its runs are judged against.
+    pub slow_yardstick_ns: Option<u64>,
 }
 
 impl PathRecord {
@@ -165,6 +171,7 @@ impl PathRecord {
                 state_since: now,
                 ..PathStats::default()
             },
+            slow_yardstick_ns: None,
         }
     }
 
@@ -176,6 +183,9 @@ impl PathRecord {
     fn set_state(&mut self, ctx: &mut Ctx, next: PathState) {
         if next == PathState::Healthy && self.is_being_checked() {
             self.stats.returned_at = Some(ctx.now);
+        }
+        if next == PathState::Healthy {
+            self.slow_yardstick_ns = None;
         }
         let from = self.state.name();
         self.state = next;
@@ -261,6 +271,22 @@ impl PathRecord {
         self.apply_window(ctx, map, first, second_at);
     }
 
+    /// The latency comparison found the path slow: check it like a double failure (unless
+    /// slow-path checking is off for the map, or the path is already being checked).
+    pub fn slow(&mut self, ctx: &mut Ctx, map: MapView, mean_ns: u64, siblings_ns: u64) {
+        let Some(slow) = map.params.slow else { return };
+        if self.is_being_checked() || !self.is_active() {
+            return;
+        }
+        self.slow_yardstick_ns = Some(siblings_ns);
+        let reason = Reason::Slow {
+            mean_ns,
+            siblings_ns,
+            factor: slow.factor,
+        };
+        self.start_check(ctx, map, reason);
+    }
+
     fn apply_window(
         &mut self,
         ctx: &mut Ctx,
@@ -342,12 +368,29 @@ impl PathRecord {
     }
 
     /// The end of a run: rate, verdict, and what it means for the path.
-    pub fn sampling_finished(&mut self, ctx: &mut Ctx, map: MapView, reads: u64, errors: u64) {
+    pub fn sampling_finished(
+        &mut self,
+        ctx: &mut Ctx,
+        map: MapView,
+        reads: u64,
+        errors: u64,
+        latency_ns: Option<u64>,
+    ) {
         let PathState::Sampling { held_out, .. } = self.state else {
             return; // a late report of a run the engine already stopped
         };
         let threshold = map.params.err_rate_threshold;
-        let m = Measurement::evaluate(ctx.now, reads, errors, threshold, map.other_active);
+        let mut m = Measurement::evaluate(ctx.now, reads, errors, threshold, map.other_active);
+        if let (Some(siblings_ns), Some(slow), Some(mean_ns)) =
+            (self.slow_yardstick_ns, map.params.slow, latency_ns)
+        {
+            let latency = RunLatency {
+                mean_ns,
+                siblings_ns,
+                slow: super::slow::is_slow(mean_ns, siblings_ns, slow),
+            };
+            m = m.with_latency(latency, map.other_active);
+        }
         self.stats.last_measurement = Some(m);
         ctx.out.push(Decision::Measured {
             path: ctx.path.clone(),
@@ -371,7 +414,8 @@ impl PathRecord {
                 self.stats.marginal_verdicts += 1;
                 self.remember(&reason);
                 let recheck_at = ctx.now + map.params.recheck_gap_time;
-                self.set_state(ctx, PathState::Marginal { recheck_at });
+                let slow = m.slow_only();
+                self.set_state(ctx, PathState::Marginal { recheck_at, slow });
             }
             Verdict::MarginalButLastPath => {
                 let reason = Reason::MarginalButLastPath(m);
@@ -400,7 +444,8 @@ impl PathRecord {
         self.remember(&reason);
         if held_out {
             let recheck_at = ctx.now + map.params.recheck_gap_time;
-            self.set_state(ctx, PathState::Marginal { recheck_at });
+            let slow = self.slow_yardstick_ns.is_some();
+            self.set_state(ctx, PathState::Marginal { recheck_at, slow });
         } else {
             self.set_state(ctx, PathState::Healthy);
         }

@@ -53,7 +53,7 @@ impl PathSnapshot {
         let (first_failure_at, sampling_started_at, next_recheck_at) = match record.state {
             PathState::Suspect { first_failure_at } => (Some(first_failure_at), None, None),
             PathState::Sampling { started_at, .. } => (None, Some(started_at), None),
-            PathState::Marginal { recheck_at } => (None, None, Some(recheck_at)),
+            PathState::Marginal { recheck_at, .. } => (None, None, Some(recheck_at)),
             PathState::Healthy => (None, None, None),
         };
         Self {

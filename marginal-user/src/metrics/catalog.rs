@@ -104,7 +104,7 @@ pub const LEFT_TO_MULTIPATHD_REASONS: &[&str] = &[
 ];
 
 /// Verdicts of a path's last finished sampling run, as `marginal_path_last_verdict` names them.
-pub const VERDICTS: &[&str] = &["none", "healthy", "marginal"];
+pub const VERDICTS: &[&str] = &["none", "healthy", "marginal", "slow"];
 
 /// The signals that count failures, as `marginal_path_failure_signal` names them.
 pub const FAILURE_SIGNALS: &[&str] = &["dm_kprobe", "dm_uevent", "block_errors"];

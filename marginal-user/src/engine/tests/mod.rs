@@ -9,6 +9,7 @@ mod lifecycle;
 mod recheck;
 mod record;
 mod restart;
+mod slow;
 mod verdicts;
 
 /// Short runs on purpose: the 120 s floor belongs to the configuration layer, not the engine.
@@ -23,6 +24,7 @@ fn params() -> Params {
         sample_time: SAMPLE,
         err_rate_threshold: THRESHOLD,
         recheck_gap_time: GAP,
+        slow: None,
     }
 }
 
@@ -66,6 +68,7 @@ fn finish(engine: &mut Engine, path: &str, at: u64, reads: u64, errors: u64) -> 
             path: key(path),
             reads,
             errors,
+            latency_ns: None,
         },
     )
 }
