@@ -100,6 +100,7 @@ impl Daemon {
                 };
                 let node = watched.device.node();
                 self.set_sampling(&path, true);
+                self.latency_run_started(&path);
                 if let Err(e) = self.sampler.start(path.as_str(), &node, duration) {
                     log::error!("{path}: cannot start sampling: {e:#}");
                     self.set_sampling(&path, false);

@@ -5,7 +5,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::Result;
-use marginal_common::{PathControl, PathRecord, WatchSettings};
+use marginal_common::{PathControl, PathLatency, PathRecord, WatchSettings};
 
 use crate::{
     kernel::{KernelProbes, ProgramStats},
@@ -27,6 +27,10 @@ pub trait KernelEdge {
     /// Events the kernel dropped because the ring buffer was full.
     fn events_lost(&self) -> u64;
     fn program_stats(&self) -> Vec<ProgramStats>;
+    /// Measure `dev`'s latency in the kernel (or stop); its histograms survive a repeat.
+    fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()>;
+    /// `dev`'s latency histograms, if measured.
+    fn latency(&self, dev: u32) -> Option<PathLatency>;
 }
 
 impl KernelEdge for KernelProbes {
@@ -60,6 +64,14 @@ impl KernelEdge for KernelProbes {
 
     fn program_stats(&self) -> Vec<ProgramStats> {
         KernelProbes::program_stats(self)
+    }
+
+    fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()> {
+        KernelProbes::measure_latency(self, dev, on)
+    }
+
+    fn latency(&self, dev: u32) -> Option<PathLatency> {
+        KernelProbes::latency(self, dev)
     }
 }
 

@@ -3,6 +3,7 @@
 mod fakes;
 mod held_paths;
 mod signal;
+mod slow;
 
 use std::{
     path::PathBuf,
