@@ -139,6 +139,13 @@ impl Daemon {
                                 last_reaction_seconds: totals
                                     .last_reaction
                                     .map(|d| d.as_secs_f64()),
+                                latency: self
+                                    .kernel
+                                    .latency(path.device.kernel_dev())
+                                    .map(|l| (&l).into()),
+                                latency_ratio: self
+                                    .latency_comparison(&map.name, &path.key)
+                                    .and_then(|c| c.ratio()),
                                 reason: engine_path
                                     .and_then(|p| p.last_reason)
                                     .map(|r| r.to_string())
