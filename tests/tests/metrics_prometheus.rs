@@ -39,6 +39,10 @@ fn keep_counting(exporter: &Exporter, stop: Arc<AtomicBool>) -> std::thread::Joi
                     p.sampling_timeouts += 1;
                     p.failed_by_daemon_total += 1;
                     p.returned_by_daemon_total += 1;
+                    if let Some(latency) = &mut p.latency {
+                        latency.read.buckets[4] += 10;
+                        latency.read.sum_seconds += 10.0 * 20e-6;
+                    }
                 }
                 for prog in &mut s.programs {
                     prog.run_count += 1000;
