@@ -50,8 +50,8 @@ fn describe(key: Key) -> String {
         Key::SlowFactor => "Slow-path checking, off unless set (and only where marginal path \
             checking is on): a path whose mean latency over a window is above this many times \
             its active siblings' (the median of theirs) is slow, and is checked as a double \
-            failure is: taken out of service (never a map's last active path) and sampled; a \
-            run whose reads are still this much slower than the siblings were keeps it out, as \
+            failure is: taken out of service (never a map's last active path) and sampled, one \
+            read at a time; a run whose reads are still this much slower than the siblings were keeps it out, as \
             a marginal rate does. The latency is measured in the kernel on every read and \
             write of the map's paths (status and metrics show it per path). \"no\" or 0 turns \
             it off."

@@ -101,7 +101,11 @@ impl Daemon {
                 let node = watched.device.node();
                 self.set_sampling(&path, true);
                 self.latency_run_started(&path);
-                if let Err(e) = self.sampler.start(path.as_str(), &node, duration) {
+                let one_at_a_time = self.engine.path(&path).is_some_and(|p| p.slow_check);
+                if let Err(e) = self
+                    .sampler
+                    .start(path.as_str(), &node, duration, one_at_a_time)
+                {
                     log::error!("{path}: cannot start sampling: {e:#}");
                     self.set_sampling(&path, false);
                     let more = self.engine.handle(

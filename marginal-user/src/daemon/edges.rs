@@ -77,7 +77,8 @@ impl KernelEdge for KernelProbes {
 
 /// The io_uring sampler.
 pub trait SamplerEdge {
-    fn start(&self, key: &str, node: &Path, duration: Duration) -> Result<()>;
+    /// Start a run; `one_at_a_time`: one read in flight (a slow path's check).
+    fn start(&self, key: &str, node: &Path, duration: Duration, one_at_a_time: bool) -> Result<()>;
     /// Whether a run was found to stop.
     fn stop(&self, key: &str) -> Result<bool>;
     /// Reads and errors of the run in progress.
@@ -85,8 +86,8 @@ pub trait SamplerEdge {
 }
 
 impl SamplerEdge for SamplerHandle {
-    fn start(&self, key: &str, node: &Path, duration: Duration) -> Result<()> {
-        SamplerHandle::start(self, key, node, duration)
+    fn start(&self, key: &str, node: &Path, duration: Duration, one_at_a_time: bool) -> Result<()> {
+        SamplerHandle::start_with_slots(self, key, node, duration, one_at_a_time.then_some(1))
     }
 
     fn stop(&self, key: &str) -> Result<bool> {

@@ -44,6 +44,9 @@ pub struct PathSnapshot {
     pub last_measurement: Option<Measurement>,
     /// Why the path is where it is.
     pub last_reason: Option<Reason>,
+    /// The path is checked for its latency (a slow path): its runs read one block at a time,
+    /// so that their latency compares with what its siblings gave.
+    pub slow_check: bool,
 }
 
 impl PathSnapshot {
@@ -76,6 +79,7 @@ impl PathSnapshot {
             next_recheck_at,
             last_measurement: stats.last_measurement,
             last_reason: stats.last_reason.clone(),
+            slow_check: record.slow_yardstick_ns.is_some(),
         }
     }
 }

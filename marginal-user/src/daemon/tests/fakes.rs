@@ -342,10 +342,15 @@ impl FakeKernel {
 pub struct FakeSampler {
     pub running: Arc<Mutex<BTreeSet<String>>>,
     pub started: Arc<Mutex<Vec<String>>>,
+    /// Runs started with one read at a time (slow paths' checks).
+    pub one_at_a_time: Arc<Mutex<Vec<String>>>,
 }
 
 impl SamplerEdge for FakeSampler {
-    fn start(&self, key: &str, _node: &Path, _duration: Duration) -> Result<()> {
+    fn start(&self, key: &str, _node: &Path, _duration: Duration, one: bool) -> Result<()> {
+        if one {
+            self.one_at_a_time.lock().unwrap().push(key.into());
+        }
         self.running.lock().unwrap().insert(key.into());
         self.started.lock().unwrap().push(key.into());
         Ok(())

@@ -49,6 +49,11 @@ fn a_slow_path_is_taken_out_kept_out_while_slow_and_returned_when_fast() {
     assert_eq!(bed.fails("sdb"), 1);
     assert_eq!(bed.fails("sda"), 0);
     assert_eq!(bed.state("sdb"), StateName::Sampling);
+    assert_eq!(
+        *bed.sampler.one_at_a_time.lock().unwrap(),
+        ["sdb"],
+        "a slow path is read one block at a time"
+    );
     assert!(
         matches!(
             bed.daemon
