@@ -59,6 +59,16 @@ pub struct MapStatus {
     /// "san_path_err" or "marginal_pathgroups_fpin"; empty when multipathd does not.
     #[serde(default)]
     pub left_to_multipathd: String,
+    /// How marginal holds this map's marginal paths out: "fail" or "setmarginal"
+    /// (`marginal_path_action`, after the fallback).
+    #[serde(default)]
+    pub action: String,
+    /// The same in words, with why `setmarginal` falls back to `fail` where it does.
+    #[serde(default)]
+    pub action_detail: String,
+    /// Why `setmarginal`, asked for, falls back to `fail`; empty when it does not.
+    #[serde(default)]
+    pub action_fallback: String,
     /// The effective parameters (0 where unset).
     pub double_failed_time_seconds: u64,
     pub err_sample_time_seconds: u64,
@@ -89,6 +99,10 @@ pub struct PathStatus {
     pub active: bool,
     /// Whether marginal took it out of service (and owes it a return).
     pub failed_by_marginal: bool,
+    /// How marginal holds it while `failed_by_marginal`: "fail" (failed in dm) or
+    /// "setmarginal" (marginal in multipathd, active in dm as a last resort); else empty.
+    #[serde(default)]
+    pub held_as: String,
     /// Failure transitions (marginal's own fails and reads never among them), counted by
     /// `failure_signal`: "dm_kprobe" and "block_errors" in the kernel, "dm_uevent" by the
     /// daemon from dm's uevents.

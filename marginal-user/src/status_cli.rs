@@ -136,6 +136,9 @@ fn render_map(map: &MapStatus) -> String {
             map.err_rate_threshold_permille,
             map.err_recheck_gap_time_seconds
         );
+        if !map.action_detail.is_empty() {
+            let _ = writeln!(out, "  marginal paths: {}", map.action_detail);
+        }
     } else if map.checking_detail.is_empty() {
         let _ = writeln!(out, "checking off");
     } else {
@@ -182,6 +185,8 @@ fn or_dash(s: &str) -> &str {
 fn path_row(p: &PathStatus) -> Vec<String> {
     // "held out": not active because marginal failed it (and will return it).
     let active = match (p.active, p.failed_by_marginal) {
+        // Set marginal in multipathd: active in dm, a last resort in a group of its own.
+        (true, true) if p.held_as == "setmarginal" => "marginal",
         (true, _) => "yes",
         (false, true) => "held out",
         (false, false) => "no",

@@ -77,7 +77,8 @@ fn the_whole_fixture_loads_with_multipathds_own_warnings_only() {
     assert!(text.lines().count() >= 1000);
     let config = load();
     // The dump repeats built-in entries that the site entries redefine: multipathd merges each
-    // pair into the later one and warns (factorize_hwtable), and so does marginal. Nothing else.
+    // pair into the later one and warns (factorize_hwtable), and so does marginal. The site's
+    // section of another tool is an invalid keyword to multipathd and a warning here too.
     let warnings: Vec<_> = config
         .warnings()
         .iter()
@@ -89,6 +90,10 @@ fn the_whole_fixture_loads_with_multipathds_own_warnings_only() {
             (177, "duplicate device section for 3PARdata:VV:(null)"),
             (769, "duplicate device section for NETAPP:LUN:(null)"),
             (984, "duplicate device section for PURE:FlashArray:(null)"),
+            (
+                1358,
+                "invalid keyword 'site_inventory': not a section of multipath.conf"
+            ),
         ],
         "{:?}",
         config.warnings()

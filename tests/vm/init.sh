@@ -59,6 +59,15 @@ while read -r module; do
 		setup_ok=0
 	fi
 done </etc/marginal-vm/modules
+# marginal as its Debian package installs it (the test bed unpacked the package's files into this
+# root with dpkg-deb; its maintainer scripts only talk to systemd, which this guest does not run).
+# The packaged /etc/marginal is kept, to put back after each scenario.
+if [ -x /usr/bin/marginal ] && [ -f /etc/marginal/marginal.conf ]; then
+	cp -a /etc/marginal /usr/share/marginal-vm/packaged-etc-marginal
+else
+	echo "marginal's package is not in the guest (/usr/bin/marginal, /etc/marginal/marginal.conf)"
+	setup_ok=0
+fi
 if [ "$setup_ok" != 1 ]; then
 	dmesg | tail -n 30
 	marker SETUP-FAILED
@@ -98,8 +107,9 @@ cleanup() {
 	# scsi_debug's disks go with the module (its parameters are the next scenario's to choose).
 	rmmod scsi_debug 2>/dev/null
 	umount /scratch 2>/dev/null
-	# marginal's default configuration (vm_marginal_conf): the next scenario writes its own.
+	# marginal's packaged configuration again (a scenario writes its own with vm_marginal_conf).
 	rm -rf /etc/marginal
+	cp -a /usr/share/marginal-vm/packaged-etc-marginal /etc/marginal
 }
 
 run_scenario() {

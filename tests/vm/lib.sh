@@ -197,7 +197,7 @@ vm_active_count() {
 
 # ---- The daemon in the guest ---------------------------------------------------------------
 # One daemon a scenario: its configuration is the default /etc/marginal/marginal.conf (written by
-# vm_marginal_conf; init.sh removes /etc/marginal after each scenario), multipathd's the default
+# vm_marginal_conf; init.sh puts the packaged one back after each scenario), multipathd's the default
 # /etc/multipath.conf (only scenarios with vm_private_system write it), its log $VM_MARGINAL_LOG,
 # its state file $VM_MARGINAL_STATE, its /status at $VM_MARGINAL_ADDR. A scenario that runs
 # marginal as installed (default state file) sets VM_MARGINAL_STATE=/run/marginal/held-out.json
@@ -207,9 +207,9 @@ VM_MARGINAL_STATE=${SCRATCH:-/tmp}/held.json
 VM_MARGINAL_DEFAULT_STATE=/run/marginal/held-out.json
 VM_MARGINAL_ADDR=127.0.0.1:9750
 
-# vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME: writes
+# vm_marginal_conf DOUBLE_FAILED_TIME RATE_THRESHOLD RECHECK_GAP_TIME [LINE]: writes
 # /etc/marginal/marginal.conf with marginal-path checking on for every map (sample time 120 s,
-# the floor; the daemon's testing flag shortens runs).
+# the floor; the daemon's testing flag shortens runs); LINE, a keyword line, goes into defaults too.
 vm_marginal_conf() {
 	mkdir -p /etc/marginal
 	cat >/etc/marginal/marginal.conf <<-CONF
@@ -218,6 +218,7 @@ vm_marginal_conf() {
 			marginal_path_err_sample_time      120
 			marginal_path_err_rate_threshold   $2
 			marginal_path_err_recheck_gap_time $3
+			${4:-}
 		}
 	CONF
 }

@@ -12,6 +12,10 @@
 //! 3. [`DmMessage`] otherwise: `fail_path MAJ:MIN` / `reinstate_path MAJ:MIN` target messages,
 //!    refusing to fail a map's last active path.
 //!
+//! With `marginal_path_action setmarginal` the daemon holds a path with
+//! [`Actuator::set_marginal`] instead (`setmarginal path sdX`, multipathd only): the path stays
+//! active in dm, in a lowest-priority path group of its own, and `unsetmarginal` returns it.
+//!
 //! Actuators block (socket I/O bounded by a timeout, or an ioctl); from async code call them
 //! through `tokio::task::spawn_blocking`. Their errors name the map and the path.
 pub mod dm_message;
@@ -74,6 +78,27 @@ pub trait Actuator: Send + Sync {
     fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()>;
     /// Whether this actuator manages `path`, if it can tell (multipathd: it lists the path).
     fn manages(&self, _path: &PathRef) -> Option<bool> {
+        None
+    }
+    /// Holds `path` as marginal without failing it (multipathd's `setmarginal path`): it
+    /// moves to a lowest-priority path group, still active, a last resort. Only multipathd
+    /// can; device-mapper messages have no such thing.
+    fn set_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        Err(anyhow!(
+            "map {map}, path {path}: {} cannot set a path marginal (only multipathd can)",
+            self.name()
+        ))
+    }
+    /// Undoes [`Actuator::set_marginal`] (`unsetmarginal path`).
+    fn unset_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        Err(anyhow!(
+            "map {map}, path {path}: {} cannot unset a marginal path (only multipathd can)",
+            self.name()
+        ))
+    }
+    /// Whether `path` is marginal for this actuator, if it can tell (a restarted multipathd
+    /// has forgotten every `setmarginal`).
+    fn is_marginal(&self, _path: &PathRef) -> Option<bool> {
         None
     }
 }
@@ -192,6 +217,20 @@ impl Actuator for WithFallback {
 
     fn manages(&self, path: &PathRef) -> Option<bool> {
         self.primary.manages(path)
+    }
+
+    // No fallback: only multipathd can set a path marginal. The daemon fails the path
+    // instead when multipathd does not act (see `daemon::actions`).
+    fn set_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.primary.set_marginal(map, path)
+    }
+
+    fn unset_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.primary.unset_marginal(map, path)
+    }
+
+    fn is_marginal(&self, path: &PathRef) -> Option<bool> {
+        self.primary.is_marginal(path)
     }
 }
 

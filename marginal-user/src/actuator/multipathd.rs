@@ -269,6 +269,29 @@ impl Actuator for MultipathdSocket {
     fn reinstate_path(&self, map: &str, path: &PathRef) -> Result<()> {
         self.path_command("reinstate", map, path)
     }
+
+    fn set_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.path_command("setmarginal", map, path)
+    }
+
+    fn unset_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.path_command("unsetmarginal", map, path)
+    }
+
+    /// `show paths raw format "%d %M"`: the path's name, then `marginal` or `normal`.
+    fn is_marginal(&self, path: &PathRef) -> Option<bool> {
+        let reply = self.command("show paths raw format \"%d %M\"").ok()?;
+        marginal_in_listing(&reply, path)
+    }
+}
+
+/// Whether `path` is marginal in a `show paths raw format "%d %M"` listing; None if absent.
+pub fn marginal_in_listing(listing: &str, path: &PathRef) -> Option<bool> {
+    listing.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let name = words.next()?;
+        (name == path.name || name == path.numbers()).then(|| words.next() == Some("marginal"))
+    })
 }
 
 #[cfg(test)]

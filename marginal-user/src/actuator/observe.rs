@@ -66,6 +66,16 @@ impl Actuator for Observe {
         self.record("reinstate", map, path);
         Ok(())
     }
+
+    fn set_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.record("setmarginal", map, path);
+        Ok(())
+    }
+
+    fn unset_marginal(&self, map: &str, path: &PathRef) -> Result<()> {
+        self.record("unsetmarginal", map, path);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

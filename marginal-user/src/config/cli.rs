@@ -15,6 +15,7 @@ use super::{
     ConfigArgs, ConfigError, Key, MapIdentity, Resolved,
     import::{self, ImportArgs},
     model::Config,
+    values::ACTION_KEYWORD,
 };
 
 /// `marginal config` subcommands.
@@ -347,9 +348,19 @@ fn write_resolved(out: &mut String, resolved: &Resolved) {
         "{}",
         format!("  {:<width$}  {value:<6} {origin}", "marginal_pathgroups").trim_end()
     );
+    let (value, origin) = match &resolved.action.requested {
+        Some(s) => (s.value.to_string(), s.origin.to_string()),
+        None => ("unset".to_string(), String::new()),
+    };
+    let _ = writeln!(
+        out,
+        "{}",
+        format!("  {:<width$}  {value:<6} {origin}", ACTION_KEYWORD).trim_end()
+    );
 
     match &resolved.checking {
         Ok(p) => {
+            let _ = writeln!(out, "  marginal paths: {}", resolved.action);
             let _ = writeln!(
                 out,
                 "  checking: on (double_failed_time {} s, sample_time {} s, err_rate_threshold {} permille, recheck_gap_time {} s)",
@@ -405,6 +416,9 @@ fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         on += usize::from(resolved.checking.is_ok());
         for warning in &resolved.warnings {
             println!("map {}: warning: {warning}", map.name());
+        }
+        if resolved.action.fallback.is_some() {
+            println!("map {}: warning: {}", map.name(), resolved.action);
         }
     }
     // A map no multipaths entry names gets defaults/overrides (and devices entries): ask

@@ -3,7 +3,7 @@
 //! exhaustive). The man page is rendered from this by `examples/marginal-docs.rs`; the
 //! packaged default file, `dist/marginal.conf`, is checked against it by the tests.
 use super::resolve::MIN_SAMPLE_TIME;
-use super::values::Key;
+use super::values::{ACTION_KEYWORD, Key};
 
 /// One keyword as the manual describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub struct KeywordDoc {
 
 /// Every keyword, marginal.conf's own first.
 pub fn keywords() -> Vec<KeywordDoc> {
-    Key::ALL
+    let mut docs: Vec<KeywordDoc> = Key::ALL
         .into_iter()
         .map(|key| KeywordDoc {
             keyword: key.keyword(),
@@ -27,7 +27,29 @@ pub fn keywords() -> Vec<KeywordDoc> {
             in_marginal_conf: key.in_marginal_conf(),
             text: describe(key),
         })
-        .collect()
+        .collect();
+    // After the four marginal_path_* keywords: marginal.conf's own come first.
+    docs.insert(
+        Key::MARGINAL.len(),
+        KeywordDoc {
+            keyword: ACTION_KEYWORD,
+            unit: "fail|setmarginal",
+            in_marginal_conf: true,
+            text: "How a marginal path is held out of service. fail (the default): the path \
+                   is failed, no I/O reaches it, and a map's last active path is never \
+                   failed. setmarginal: multipathd's setmarginal path command; with \
+                   marginal_pathgroups on multipathd moves the path into a path group of its \
+                   own with the lowest priority: it stays active in device-mapper and carries \
+                   I/O only when every other path has failed (a last resort, so the \
+                   last-active-path rule does not apply), and unsetmarginal path returns it. \
+                   Rechecks and returns follow the same rules. It needs multipathd answering \
+                   on its socket, running with marginal_pathgroups on, and multipath-tools \
+                   0.8.3 or later; where it is not so, marginal says why (log, status, config \
+                   check) and fails the path instead."
+                .into(),
+        },
+    );
+    docs
 }
 
 fn describe(key: Key) -> String {
@@ -106,16 +128,13 @@ mod tests {
     #[test]
     fn every_keyword_is_described_and_the_four_marginal_ones_come_first() {
         let docs = keywords();
-        assert_eq!(docs.len(), Key::ALL.len());
+        assert_eq!(docs.len(), Key::ALL.len() + 1);
         let own: Vec<_> = docs.iter().filter(|d| d.in_marginal_conf).collect();
-        assert_eq!(
-            own.iter().map(|d| d.keyword).collect::<Vec<_>>(),
-            Key::MARGINAL
-                .iter()
-                .chain(Key::SLOW.iter())
-                .map(|k| k.keyword())
-                .collect::<Vec<_>>()
-        );
+        // The four, marginal_path_action, then the slow-path keywords.
+        let mut expected: Vec<&str> = Key::MARGINAL.map(Key::keyword).to_vec();
+        expected.push(ACTION_KEYWORD);
+        expected.extend(Key::SLOW.map(Key::keyword));
+        assert_eq!(own.iter().map(|d| d.keyword).collect::<Vec<_>>(), expected);
         assert!(docs.iter().all(|d| d.text.len() > 40));
     }
 }

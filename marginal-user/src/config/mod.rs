@@ -75,6 +75,7 @@ pub use file::{
 pub use model::{Config, MultipathEntry};
 pub use multipathd::{ConflictKind, ConflictLine, ConflictReason, MultipathdConfig, SHOW_CONFIG};
 pub use resolve::{
-    MIN_SAMPLE_TIME, MapIdentity, OffReason, Origin, Resolved, SectionRef, Sourced, WhyOff,
+    ActionChoice, MIN_SAMPLE_TIME, MapIdentity, OffReason, Origin, Resolved, SectionRef, Sourced,
+    WhyOff,
 };
-pub use values::{Key, MAX_VALUE, Pathgroups, SLOW_DEFAULTS, Setting};
+pub use values::{ACTION_KEYWORD, Key, MAX_VALUE, PathAction, Pathgroups, SLOW_DEFAULTS, Setting};

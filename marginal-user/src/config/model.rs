@@ -24,7 +24,7 @@ use super::{
     diag::{ConfigError, Diagnostic},
     multipathd::MultipathdConfig,
     syntax::{self, Item, Keyword, Section},
-    values::{Key, Pathgroups, Setting},
+    values::{ACTION_KEYWORD, Key, PathAction, Pathgroups, Setting},
 };
 
 /// A value and where it was written.
@@ -39,6 +39,8 @@ pub(crate) struct Assigned<T> {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Block {
     values: [Option<Assigned<Setting>>; Key::ALL.len()],
+    /// `marginal_path_action` (marginal.conf only; multipathd has no such keyword).
+    pub(crate) action: Option<Assigned<PathAction>>,
 }
 
 impl Block {
@@ -56,6 +58,9 @@ impl Block {
             if mine.is_none() {
                 *mine = theirs;
             }
+        }
+        if self.action.is_none() {
+            self.action = earlier.action;
         }
     }
 }
@@ -204,12 +209,17 @@ impl Builder {
                             s.name
                         )
                     }
-                    _ => log::debug!(
-                        "{}:{}: skipping unknown section '{}'",
-                        file.display(),
+                    // multipathd warns "invalid keyword" for the section's name and for every
+                    // line in it; one warning for the section says the same.
+                    _ => self.push(Diagnostic::warning(
+                        file,
                         s.line,
-                        s.name
-                    ),
+                        format!(
+                            "invalid keyword '{}': not a section of multipath.conf; it is \
+                             skipped with everything in it (multipathd skips it too, with a warning)",
+                            s.name
+                        ),
+                    )),
                 },
             }
         }
@@ -442,7 +452,8 @@ impl Builder {
                 }
             };
             let key = Key::from_keyword(&k.name);
-            let reads = key.is_some() || special_keyword(place, &k.name);
+            let reads =
+                key.is_some() || k.name == ACTION_KEYWORD || special_keyword(place, &k.name);
             if !reads {
                 self.ignored(file, k, &section.name);
                 continue;
@@ -473,6 +484,18 @@ impl Builder {
                             line: k.line,
                         },
                     ),
+                    Err(e) => {
+                        self.push(Diagnostic::error(file, k.line, format!("{}: {e}", k.name)))
+                    }
+                },
+                None if k.name == ACTION_KEYWORD => match PathAction::parse(value) {
+                    Ok(action) => {
+                        block.action = Some(Assigned {
+                            value: action,
+                            file: file.to_path_buf(),
+                            line: k.line,
+                        })
+                    }
                     Err(e) => {
                         self.push(Diagnostic::error(file, k.line, format!("{}: {e}", k.name)))
                     }

@@ -106,6 +106,43 @@ pub struct MultipathdConfig {
     running: Option<Config>,
     /// Why the running configuration is not used, when multipathd was asked and it is not.
     pub running_unavailable: Option<String>,
+    /// What multipathd's help text says of it (version, `setmarginal`), when it answered.
+    commands: Option<Commands>,
+}
+
+/// What multipathd's command reference (its reply to a command it does not know) says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commands {
+    /// `multipath-tools v0.11.1`: (0, 11, 1).
+    pub version: Option<(u32, u32, u32)>,
+    /// It lists `setmarginal` (multipath-tools 0.8.3 and later).
+    pub setmarginal: bool,
+}
+
+impl Commands {
+    /// Reads multipathd's help text (`multipath-tools v0.11.1 (...)`, then `CLI commands
+    /// reference:` and one command a line).
+    pub fn parse(help: &str) -> Commands {
+        let version = help.split("multipath-tools v").nth(1).and_then(|rest| {
+            let text: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut numbers = text.split('.').map(|n| n.parse::<u32>().ok());
+            Some((numbers.next()??, numbers.next()??, numbers.next()??))
+        });
+        Commands {
+            version,
+            setmarginal: help.split_whitespace().any(|w| w == "setmarginal"),
+        }
+    }
+
+    fn describe_version(&self) -> String {
+        match self.version {
+            Some((a, b, c)) => format!("multipathd {a}.{b}.{c}"),
+            None => "multipathd".into(),
+        }
+    }
 }
 
 impl MultipathdConfig {
@@ -121,10 +158,18 @@ impl MultipathdConfig {
             files,
             running: None,
             running_unavailable: None,
+            commands: None,
         };
         if let Some(socket) = socket {
             match socket.command("show config") {
-                Ok(reply) => config.set_running(&reply),
+                Ok(reply) => {
+                    config.set_running(&reply);
+                    // No command asks for the version; an unknown one gets the command
+                    // reference, which starts with it and lists `setmarginal` where it exists.
+                    if let Ok(help) = socket.command("help") {
+                        config.commands = Some(Commands::parse(&help));
+                    }
+                }
                 Err(e) => {
                     log::debug!("multipathd's running configuration: {e:#}");
                     config.running_unavailable = Some(format!("{e:#}"));
@@ -140,6 +185,7 @@ impl MultipathdConfig {
             files,
             running: None,
             running_unavailable: None,
+            commands: None,
         };
         if let Some(reply) = show_config {
             config.set_running(reply);
@@ -155,6 +201,54 @@ impl MultipathdConfig {
                 self.running_unavailable =
                     Some(format!("its `show config` reply is unreadable: {e}"));
             }
+        }
+    }
+
+    /// With multipathd's help text in hand (tests, and [`Self::load`]).
+    pub fn with_help(mut self, help: &str) -> MultipathdConfig {
+        self.commands = Some(Commands::parse(help));
+        self
+    }
+
+    /// Why multipathd cannot hold marginal's paths as marginal (`setmarginal path`), if it
+    /// cannot. It needs to answer on its socket (the command goes there), to run with
+    /// `marginal_pathgroups on` (else the path is flagged but stays in its group: nothing
+    /// changes for I/O), and to know the command (0.8.3 and later; older versions also print
+    /// no marginal_pathgroups in `show config`). multipathd's own shaky-path methods
+    /// (marginal_path_*, san_path_err_*, delay_*_checks) are not checked here: a map where
+    /// they are on is left to multipathd whole ([`Self::checks`]), and on such a map
+    /// multipathd's checker would clear the flag itself.
+    pub fn setmarginal_refusal(&self) -> Option<String> {
+        let Some(running) = &self.running else {
+            let why = self
+                .running_unavailable
+                .as_deref()
+                .unwrap_or("it was not asked");
+            return Some(format!(
+                "multipathd's running configuration is unknown ({why}); setmarginal goes \
+                 through multipathd"
+            ));
+        };
+        if let Some(commands) = &self.commands
+            && !commands.setmarginal
+        {
+            return Some(format!(
+                "{} has no setmarginal command (multipath-tools 0.8.3 and later)",
+                commands.describe_version()
+            ));
+        }
+        match &running.marginal_pathgroups {
+            Some(pathgroups) if pathgroups.value == Pathgroups::On => None,
+            Some(pathgroups) => Some(format!(
+                "multipathd runs with marginal_pathgroups {} ({SHOW_CONFIG}), not on: it would \
+                 not move a marginal path to a group of its own",
+                pathgroups.value
+            )),
+            None => Some(format!(
+                "multipathd runs without marginal_pathgroups ({SHOW_CONFIG}; off by default, \
+                 and multipath-tools before 0.8.3 lack it): it would not move a marginal path \
+                 to a group of its own"
+            )),
         }
     }
 

@@ -22,9 +22,55 @@ use super::{
     devices::DeviceEntry,
     model::{Assigned, Config},
     multipathd::ConflictReason,
-    values::{Key, Pathgroups, SLOW_DEFAULTS, Setting},
+    values::{ACTION_KEYWORD, Key, PathAction, Pathgroups, SLOW_DEFAULTS, Setting},
 };
 use crate::engine::{Params, SlowParams};
+
+/// A map's `marginal_path_action`: what the configuration asks for and what marginal does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionChoice {
+    /// As written (None: unset, which means `fail`).
+    pub requested: Option<Sourced<PathAction>>,
+    /// What marginal does: `fail` when `setmarginal` was asked for but multipathd cannot.
+    pub effective: PathAction,
+    /// Why `setmarginal` falls back to `fail`.
+    pub fallback: Option<String>,
+}
+
+impl ActionChoice {
+    fn choose(
+        requested: Option<Sourced<PathAction>>,
+        refusal: impl FnOnce() -> Option<String>,
+    ) -> Self {
+        let wanted = requested.as_ref().map_or(PathAction::Fail, |s| s.value);
+        let fallback = (wanted == PathAction::SetMarginal).then(refusal).flatten();
+        let effective = if fallback.is_some() {
+            PathAction::Fail
+        } else {
+            wanted
+        };
+        ActionChoice {
+            requested,
+            effective,
+            fallback,
+        }
+    }
+}
+
+impl fmt::Display for ActionChoice {
+    /// `setmarginal`, or `fail (setmarginal asked for at ..., but ...: falling back to failing paths)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.effective)?;
+        if let (Some(why), Some(requested)) = (&self.fallback, &self.requested) {
+            write!(
+                f,
+                " ({ACTION_KEYWORD} {} at {}, but {why}: falling back to failing paths)",
+                requested.value, requested.origin
+            )?;
+        }
+        Ok(())
+    }
+}
 
 /// The smallest sample time: two of the sampler's 60 s read timeouts (multipathd's
 /// `2 * IOTIMEOUT_SEC`), so that every read ends inside the window.
@@ -195,6 +241,8 @@ pub struct Resolved {
     pub warnings: Vec<String>,
     /// The engine's parameters, or why checking is off.
     pub checking: Result<Params, WhyOff>,
+    /// How marginal paths are held out (also in `checking`'s parameters).
+    pub action: ActionChoice,
 }
 
 impl Resolved {
@@ -297,6 +345,51 @@ impl Config {
                 })
         });
 
+        // marginal_path_action: the same precedence, without a command-line option.
+        let action_in = |a: &Assigned<PathAction>, section: SectionRef| Sourced {
+            value: a.value,
+            origin: Origin::File {
+                file: a.file.clone(),
+                line: a.line,
+                section,
+            },
+        };
+        let requested_action = entries
+            .iter()
+            .find_map(|m| {
+                let section = SectionRef::Multipath {
+                    wwid: m.wwid.clone(),
+                    alias: m.alias.clone(),
+                };
+                m.settings.action.as_ref().map(|a| action_in(a, section))
+            })
+            .or_else(|| {
+                self.overrides
+                    .action
+                    .as_ref()
+                    .map(|a| action_in(a, SectionRef::Overrides))
+            })
+            .or_else(|| {
+                devices.iter().find_map(|d| {
+                    let section = SectionRef::Device {
+                        vendor: d.vendor.text.clone(),
+                        product: d.product.text.clone(),
+                        revision: d.revision.as_ref().map(|r| r.text.clone()),
+                    };
+                    d.settings.action.as_ref().map(|a| action_in(a, section))
+                })
+            })
+            .or_else(|| {
+                self.defaults
+                    .action
+                    .as_ref()
+                    .map(|a| action_in(a, SectionRef::Defaults))
+            });
+        let action = ActionChoice::choose(requested_action, || match &self.multipathd {
+            Some(multipathd) => multipathd.setmarginal_refusal(),
+            None => Some("multipathd's configuration was not read (no multipath maps)".into()),
+        });
+
         let marginal_pathgroups = self.marginal_pathgroups.as_ref().map(|a| Sourced {
             value: a.value,
             origin: Origin::File {
@@ -337,7 +430,11 @@ impl Config {
             .collect();
 
         let mut warnings = Vec::new();
-        let mut checking = checking(&values, marginal_pathgroups.as_ref(), &mut warnings);
+        let mut checking =
+            checking(&values, marginal_pathgroups.as_ref(), &mut warnings).map(|params| Params {
+                action: action.effective,
+                ..params
+            });
         if let Some(reason) = self.multipathd_checks(map) {
             checking = Err(WhyOff::Multipathd(reason));
         } else if let (Err(WhyOff::Params(_)), true, Some(missing)) =
@@ -353,6 +450,7 @@ impl Config {
             matching_devices,
             warnings,
             checking,
+            action,
         }
     }
 
@@ -444,6 +542,7 @@ fn checking(
         err_rate_threshold: number(Key::ErrRateThreshold).unwrap_or(0),
         recheck_gap_time: seconds(Key::ErrRecheckGapTime),
         slow: slow_params(values, warnings),
+        action: PathAction::Fail,
     })
 }
 

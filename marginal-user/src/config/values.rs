@@ -15,6 +15,13 @@
 //! its `fpin` value, under which multipathd disables marginal_path checking.
 use std::{fmt, str::FromStr};
 
+pub use crate::engine::PathAction;
+
+/// The keyword choosing how a map's marginal paths are held out ([`PathAction`]): `fail` (the
+/// default) or `setmarginal`. marginal.conf only, in every section, with the same precedence
+/// as the `marginal_path_*` keywords.
+pub const ACTION_KEYWORD: &str = "marginal_path_action";
+
 /// The largest number multipathd accepts (C `INT_MAX`).
 pub const MAX_VALUE: u32 = i32::MAX as u32;
 

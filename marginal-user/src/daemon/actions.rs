@@ -10,6 +10,10 @@
 //!   marginal took it is not reinstated with a dm message unless marginal's reads proved it
 //!   healthy or its map needs it; through multipathd it is, because `reinstate path` is the
 //!   only way to give multipathd's checker the path back.
+//! * **setmarginal** (`marginal_path_action setmarginal`, `Daemon::held_as`): the path is
+//!   set marginal through multipathd instead of failed and stays active in dm, a last resort
+//!   in its own lowest-priority group; the last-active-path rule does not apply to it, and it
+//!   returns by `unsetmarginal`. The state file records which action holds each path.
 //! * **Retry**: an action that fails is counted and tried again with backoff (1 s doubling to
 //!   30 s), never forgotten; [`super::reconcile`] also re-fails held paths dm shows active.
 use std::time::Duration;
@@ -20,7 +24,7 @@ use super::{
 };
 use crate::{
     actuator::PathRef,
-    engine::{Decision, Event, MapName, PathKey, Reason, StateName, Timestamp},
+    engine::{Decision, Event, MapName, PathAction, PathKey, Reason, StateName, Timestamp},
 };
 
 /// How long after marginal sends `fail path` a PATH_FAILED of the path is taken as its own.
@@ -187,13 +191,20 @@ impl Daemon {
             let Some(path_ref) = self.path_ref(key) else {
                 return;
             };
-            let _ = actuator.fail_path(map.as_str(), &path_ref);
+            let _ = match self.held_as(key) {
+                PathAction::Fail => actuator.fail_path(map.as_str(), &path_ref),
+                PathAction::SetMarginal => actuator.set_marginal(map.as_str(), &path_ref),
+            };
             self.count_fail(key);
             return;
         }
         if !self.engine.path(key).is_some_and(|p| p.held_out) {
             self.retries.remove(key);
             return; // a later event of the same batch gave it back
+        }
+        if self.held_as(key) == PathAction::SetMarginal {
+            self.set_marginal(key, map, now, force);
+            return;
         }
         let Some((watched_map, watched)) = self.topology.path(key) else {
             return;
@@ -247,6 +258,10 @@ impl Daemon {
             }
             dm_failed_first = !me.active;
         }
+        let was_set_marginal = self
+            .held_out
+            .get(key.as_str())
+            .is_some_and(|e| e.action == PathAction::SetMarginal);
         let entry = HeldOutPath {
             map: map.to_string(),
             device: path_ref.numbers(),
@@ -255,9 +270,15 @@ impl Daemon {
                 .held_out
                 .get(key.as_str())
                 .map_or(dm_failed_first, |e| e.dm_failed_first),
+            action: PathAction::Fail,
         };
         if let Err(e) = self.held_out.insert(key.as_str(), entry) {
             log::error!("{key}: recording it in the state file: {e:#}");
+        }
+        // Held by setmarginal before (the map's action changed): multipathd's flag would
+        // outlive the fail's return. Best effort: a restarted multipathd has no flag to clear.
+        if was_set_marginal && let Err(e) = actuator.unset_marginal(map.as_str(), &path_ref) {
+            log::warn!("{e:#}");
         }
         let until = (now + OWN_FAIL_WINDOW).as_nanos();
         self.announce_own_fail(dev, until);
@@ -275,6 +296,79 @@ impl Daemon {
                 self.announce_own_fail(dev, 0);
                 self.schedule_retry(key, map, PendingAction::Fail, &e, now);
             }
+        }
+    }
+
+    /// How the engine holds `key` out (`fail` for a path it does not know).
+    pub(crate) fn held_as(&self, key: &PathKey) -> PathAction {
+        self.engine
+            .path(key)
+            .map_or(PathAction::Fail, |p| p.held_as)
+    }
+
+    /// Hold `key` out as marginal in multipathd (`setmarginal path`): it stays active in dm,
+    /// in a lowest-priority path group of its own, so none of the fail rules apply: no fresh
+    /// read of the map's active paths (the last-active-path rule does not hold for a path
+    /// that remains a last resort), no announcement of an own PATH_FAILED (none comes).
+    /// Without multipathd answering the command fails and is retried with backoff: the path
+    /// stays in service meanwhile, which is safe. `force`: send it even if the state file says
+    /// it was sent (multipathd restarted and forgot it).
+    fn set_marginal(&mut self, key: &PathKey, map: &MapName, now: Timestamp, force: bool) {
+        let Some((watched_map, watched)) = self.topology.path(key) else {
+            return;
+        };
+        let path_ref = PathRef::new(
+            watched.device.name.clone(),
+            (watched.device.major, watched.device.minor),
+        );
+        let wwid = Some(watched_map.identity.wwid.clone()).filter(|w| !w.is_empty());
+        let confirmed = !self.retries.contains_key(key)
+            && self
+                .held_out
+                .get(key.as_str())
+                .is_some_and(|e| e.action == PathAction::SetMarginal);
+        if confirmed && !force {
+            return;
+        }
+        // Held by a fail before (the map's action changed, and a restart adopted it): give
+        // the path back to dm first, or it would stay failed behind a "last resort".
+        let was_failed = self
+            .held_out
+            .get(key.as_str())
+            .is_some_and(|e| e.action == PathAction::Fail);
+        if was_failed
+            && let Err(e) = self
+                .actuators
+                .current()
+                .reinstate_path(map.as_str(), &path_ref)
+        {
+            self.schedule_retry(key, map, PendingAction::Fail, &e, now);
+            return;
+        }
+        let entry = HeldOutPath {
+            map: map.to_string(),
+            device: path_ref.numbers(),
+            wwid,
+            dm_failed_first: false,
+            action: PathAction::SetMarginal,
+        };
+        if let Err(e) = self.held_out.insert(key.as_str(), entry) {
+            log::error!("{key}: recording it in the state file: {e:#}");
+        }
+        match self
+            .actuators
+            .current()
+            .set_marginal(map.as_str(), &path_ref)
+        {
+            Ok(()) => {
+                log::warn!(
+                    "{key} of {map} is set marginal in multipathd: it stays in service as a \
+                     last resort, in a path group of its own"
+                );
+                self.retries.remove(key);
+                self.count_fail(key);
+            }
+            Err(e) => self.schedule_retry(key, map, PendingAction::Fail, &e, now),
         }
     }
 
@@ -311,7 +405,10 @@ impl Daemon {
             return;
         };
         if self.observe {
-            let _ = actuator.reinstate_path(map.as_str(), &path_ref);
+            let _ = match self.held_as(key) {
+                PathAction::Fail => actuator.reinstate_path(map.as_str(), &path_ref),
+                PathAction::SetMarginal => actuator.unset_marginal(map.as_str(), &path_ref),
+            };
             self.totals
                 .entry(key.clone())
                 .or_default()
@@ -325,6 +422,10 @@ impl Daemon {
             self.retries.remove(key);
             return; // marginal never failed it: nothing is owed
         };
+        if entry.action == PathAction::SetMarginal {
+            self.unset_marginal(key, map, &path_ref, kind, now);
+            return;
+        }
         if let Some(dm) = &self.dm {
             match dm.read_map(map.as_str()) {
                 Ok(fresh) => match fresh.path_by_dev(path_ref.dev) {
@@ -357,6 +458,40 @@ impl Daemon {
             return;
         }
         match actuator.reinstate_path(map.as_str(), &path_ref) {
+            Ok(()) => {
+                self.settle_return(key);
+                self.totals
+                    .entry(key.clone())
+                    .or_default()
+                    .returned_by_daemon += 1;
+            }
+            Err(e) => self.schedule_retry(key, map, PendingAction::Return(kind), &e, now),
+        }
+    }
+
+    /// Return a path held as marginal in multipathd: `unsetmarginal path` (it is active in dm
+    /// all along, so dm's view says nothing about what is owed).
+    fn unset_marginal(
+        &mut self,
+        key: &PathKey,
+        map: &MapName,
+        path_ref: &PathRef,
+        kind: ReturnKind,
+        now: Timestamp,
+    ) {
+        if let Some(dm) = &self.dm
+            && let Ok(fresh) = dm.read_map(map.as_str())
+            && fresh.path_by_dev(path_ref.dev).is_none()
+        {
+            log::warn!("{key} is no longer a path of {map}: nothing to return");
+            self.retries.remove(key);
+            return;
+        }
+        match self
+            .actuators
+            .current()
+            .unset_marginal(map.as_str(), path_ref)
+        {
             Ok(()) => {
                 self.settle_return(key);
                 self.totals

@@ -27,6 +27,11 @@ pub struct HeldOutPath {
     /// path back into service with a dm message unless it proved healthy or the map needs it.
     #[serde(default)]
     pub dm_failed_first: bool,
+    /// How marginal holds it: `fail` (failed in dm) or `setmarginal` (marginal in
+    /// multipathd, still active in dm as a last resort). Files from before the keyword
+    /// existed hold failed paths only.
+    #[serde(default)]
+    pub action: crate::engine::PathAction,
 }
 
 /// The state file: written atomically (temp file + rename) on every change.
@@ -163,6 +168,7 @@ mod tests {
             device: "8:16".into(),
             wwid: Some("3600a0980".into()),
             dm_failed_first: true,
+            action: Default::default(),
         }
     }
 

@@ -381,6 +381,20 @@ fn log_left_to_multipathd(daemon: &Daemon) {
                 "map {}: acting on nothing, left to multipathd: {reason}",
                 map.name
             );
+            continue;
+        }
+        let resolved = daemon.config.resolve(&map.identity);
+        if resolved.checking.is_err() {
+            continue;
+        }
+        if resolved.action.fallback.is_some() {
+            log::warn!("map {}: marginal paths: {}", map.name, resolved.action);
+        } else if resolved.action.effective == crate::engine::PathAction::SetMarginal {
+            log::info!(
+                "map {}: marginal paths are set marginal through multipathd (a last resort in \
+                 a lowest-priority group), not failed",
+                map.name
+            );
         }
     }
 }

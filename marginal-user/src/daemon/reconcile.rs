@@ -20,7 +20,7 @@ use super::{
     core::Daemon,
     topology::Topology,
 };
-use crate::engine::{Event, MapName, PathKey, Timestamp};
+use crate::engine::{Event, MapName, PathAction, PathKey, Timestamp};
 
 /// Discovery rounds (and at least [`ABSENT_MIN_TIME`]) a map or a held path must be missing
 /// before marginal lets it go.
@@ -233,7 +233,11 @@ impl Daemon {
                     }
                     // Failed in dm already: tell the current actuator all the same, so a
                     // multipathd that started meanwhile keeps its checker off the path.
-                    if dm_failed && self.engine.path(&key).is_some_and(|p| p.held_out) {
+                    // (A setmarginal hold was sent by the adoption itself.)
+                    if dm_failed
+                        && self.engine.path(&key).is_some_and(|p| p.held_out)
+                        && self.held_as(&key) == PathAction::Fail
+                    {
                         let map = MapName::new(entry.map.clone());
                         self.take_out(&key, &map, now, true);
                     }
@@ -316,15 +320,37 @@ impl Daemon {
             return;
         }
         let mut refail = Vec::new();
+        let mut reset_marginal = Vec::new();
         for (map, path) in self.topology.paths() {
             let held = self.engine.path(&path.key).is_some_and(|p| p.held_out);
             if !held || self.retries.contains_key(&path.key) {
                 continue;
             }
-            let recorded = self.held_out.get(path.key.as_str()).is_some();
-            if path.active || !recorded {
-                refail.push((path.key.clone(), MapName::new(map.name.clone())));
+            let recorded = self.held_out.get(path.key.as_str());
+            let map_name = MapName::new(map.name.clone());
+            if self.held_as(&path.key) == PathAction::SetMarginal {
+                // Active in dm by design (multipathd's marginal group): not fought. Only a
+                // multipathd that lost the flag (restart, reconfigure) is told again.
+                let path_ref = crate::actuator::PathRef::new(
+                    path.device.name.clone(),
+                    (path.device.major, path.device.minor),
+                );
+                let lost = recorded.is_some_and(|e| e.action == PathAction::SetMarginal)
+                    && self.actuators.current().is_marginal(&path_ref) == Some(false);
+                if recorded.is_none() || lost {
+                    reset_marginal.push((path.key.clone(), map_name));
+                }
+                continue;
             }
+            if path.active || recorded.is_none() {
+                refail.push((path.key.clone(), map_name));
+            }
+        }
+        for (key, map) in reset_marginal {
+            log::warn!(
+                "{key} is held as marginal but multipathd does not have it so: setting it marginal again"
+            );
+            self.take_out(&key, &map, now, true);
         }
         for (key, map) in refail {
             log::warn!(

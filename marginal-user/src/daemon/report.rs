@@ -56,6 +56,9 @@ impl Daemon {
                         Err(WhyOff::Multipathd(reason)) => reason.kind.label().into(),
                         _ => String::new(),
                     },
+                    action: resolved.action.effective.as_str().into(),
+                    action_detail: resolved.action.to_string(),
+                    action_fallback: resolved.action.fallback.clone().unwrap_or_default(),
                     double_failed_time_seconds: params
                         .map_or(0, |p| p.double_failed_time.as_secs()),
                     err_sample_time_seconds: params.map_or(0, |p| p.sample_time.as_secs()),
@@ -84,6 +87,16 @@ impl Daemon {
                                     .is_some_and(|p| p.held_out)
                                     || (!self.observe
                                         && self.held_out.get(path.key.as_str()).is_some()),
+                                held_as: match (
+                                    engine_path.as_ref().filter(|p| p.held_out),
+                                    self.held_out.get(path.key.as_str()),
+                                ) {
+                                    (Some(p), _) => p.held_as.as_str().into(),
+                                    (None, Some(entry)) if !self.observe => {
+                                        entry.action.as_str().into()
+                                    }
+                                    _ => String::new(),
+                                },
                                 kernel_failures: if failure_signal
                                     == super::core::FailureSignal::DmUevent
                                 {

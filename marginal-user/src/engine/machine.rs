@@ -337,9 +337,10 @@ impl Engine {
     }
 
     /// Ends every public call: no map may be left without an active path while the engine
-    /// holds one of its paths out, whatever event took the last one away.
+    /// holds one of its paths out, whatever event took the last one away. Only the maps the
+    /// call touched can have lost one.
     fn finish(&mut self, now: Timestamp, mut out: Vec<Decision>) -> Vec<Decision> {
-        for map in self.registry.map_names() {
+        for map in self.registry.take_touched() {
             if self.registry.active_paths(&map) > 0 {
                 continue;
             }

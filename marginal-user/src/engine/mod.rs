@@ -61,7 +61,7 @@
 //! The 120 s floor of `sample_time` is applied by the configuration layer, not here, so tests
 //! can run short samples.
 pub mod params;
-pub use params::Params;
+pub use params::{Params, PathAction};
 
 mod clock;
 mod decisions;

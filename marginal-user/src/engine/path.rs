@@ -7,6 +7,7 @@ use super::{
     clock::Timestamp,
     decisions::{Decision, Reason, StateName},
     ids::{MapName, PathKey},
+    params::PathAction,
     verdict::{Measurement, RunLatency, Verdict},
     window::{self, WindowStep},
 };
@@ -101,6 +102,25 @@ pub(crate) struct MapView {
     pub other_active: usize,
 }
 
+impl MapView {
+    /// Whether the map can spare this path. Always with `setmarginal`: the path stays active
+    /// in dm (in multipathd's lowest-priority group), a last resort when every other path has
+    /// failed, so the rule that never fails a map's last active path does not apply.
+    pub fn can_spare(&self) -> bool {
+        self.other_active > 0 || self.params.action == PathAction::SetMarginal
+    }
+
+    /// Other active paths as the verdict weighs them (a `setmarginal` path is never the one
+    /// that must carry the map).
+    fn others_for_verdict(&self) -> usize {
+        if self.params.action == PathAction::SetMarginal {
+            self.other_active.max(1)
+        } else {
+            self.other_active
+        }
+    }
+}
+
 /// Where a transition happens and where its decisions go.
 pub(crate) struct Ctx<'a> {
     pub path: &'a PathKey,
@@ -160,6 +180,10 @@ pub(crate) struct PathRecord {
     /// While a slow path is checked: the siblings' mean latency (ns) when it was found slow,
     /// the yardstick its runs are judged against.
     pub slow_yardstick_ns: Option<u64>,
+    /// How the engine holds the path out, fixed when the hold begins (a configuration change
+    /// applies to the next hold): a `setmarginal` path still carries I/O as a last resort, so
+    /// a map left without other active paths needs no recovery of it.
+    pub held_as: PathAction,
 }
 
 impl PathRecord {
@@ -172,6 +196,7 @@ impl PathRecord {
                 ..PathStats::default()
             },
             slow_yardstick_ns: None,
+            held_as: PathAction::Fail,
         }
     }
 
@@ -317,7 +342,7 @@ impl PathRecord {
     /// Start of checking: fail and sample, or, for the map's last active path, sample in service.
     fn start_check(&mut self, ctx: &mut Ctx, map: MapView, reason: Reason) {
         self.stats.checks_started += 1;
-        let held_out = map.other_active > 0;
+        let held_out = map.can_spare();
         if held_out {
             ctx.fail(reason.clone());
             self.remember(&reason);
@@ -342,6 +367,9 @@ impl PathRecord {
             duration: params.sample_time,
             reason,
         });
+        if held_out && !self.state.held_out() {
+            self.held_as = params.action;
+        }
         let next = PathState::Sampling {
             started_at: ctx.now,
             duration: params.sample_time,
@@ -359,6 +387,11 @@ impl PathRecord {
     pub fn reinstated(&mut self, ctx: &mut Ctx, map: Option<MapView>) {
         self.dm_active = true;
         if !self.state.held_out() {
+            return;
+        }
+        if self.held_as == PathAction::SetMarginal {
+            // multipathd's checker reinstated it after dm failed it under I/O as a last
+            // resort; it is still marginal in multipathd: nothing to undo.
             return;
         }
         match map {
@@ -380,7 +413,8 @@ impl PathRecord {
             return; // a late report of a run the engine already stopped
         };
         let threshold = map.params.err_rate_threshold;
-        let mut m = Measurement::evaluate(ctx.now, reads, errors, threshold, map.other_active);
+        let mut m =
+            Measurement::evaluate(ctx.now, reads, errors, threshold, map.others_for_verdict());
         if let (Some(siblings_ns), Some(slow), Some(mean_ns)) =
             (self.slow_yardstick_ns, map.params.slow, latency_ns)
         {
@@ -389,7 +423,7 @@ impl PathRecord {
                 siblings_ns,
                 slow: super::slow::is_slow(mean_ns, siblings_ns, slow),
             };
-            m = m.with_latency(latency, map.other_active);
+            m = m.with_latency(latency, map.others_for_verdict());
         }
         self.stats.last_measurement = Some(m);
         ctx.out.push(Decision::Measured {
@@ -409,6 +443,7 @@ impl PathRecord {
                 let reason = Reason::Marginal(m);
                 if !held_out {
                     // Sampled in service as the last path; now the map can spare it.
+                    self.held_as = map.params.action;
                     ctx.fail(reason.clone());
                 }
                 self.stats.marginal_verdicts += 1;
@@ -457,7 +492,9 @@ impl PathRecord {
             return;
         }
         match self.state {
-            PathState::Marginal { .. } if map.other_active > 0 => {
+            PathState::Marginal { .. }
+                if map.other_active > 0 || self.held_as == PathAction::SetMarginal =>
+            {
                 self.begin_sampling(ctx, map.params, true, true, Reason::RecheckDue);
             }
             PathState::Marginal { .. } => self.recover(ctx, Reason::MapWithoutActivePath),
@@ -473,6 +510,11 @@ impl PathRecord {
     /// Return a held-out path because its map needs it, whatever its measurements say.
     pub fn recover(&mut self, ctx: &mut Ctx, reason: Reason) {
         if !self.state.held_out() {
+            return;
+        }
+        if self.held_as == PathAction::SetMarginal && reason == Reason::MapWithoutActivePath {
+            // Still active in dm, in multipathd's lowest-priority group: it carries the map's
+            // I/O as it is. It stays marginal (and rechecked) until a run passes.
             return;
         }
         if matches!(self.state, PathState::Sampling { .. }) {
@@ -521,7 +563,7 @@ impl PathRecord {
             return;
         }
         self.remember(&Reason::Adopted);
-        if map.other_active == 0 {
+        if !map.can_spare() {
             if self.dm_active {
                 ctx.keep_in_service(Reason::LastActivePath);
             } else {
@@ -531,7 +573,8 @@ impl PathRecord {
             self.set_state(ctx, PathState::Healthy);
             return;
         }
-        if self.dm_active {
+        if self.dm_active || map.params.action == PathAction::SetMarginal {
+            // Failed again, or set marginal again (a restarted multipathd forgot the flag).
             ctx.fail(Reason::Adopted);
         }
         self.begin_sampling(ctx, map.params, true, true, Reason::Adopted);

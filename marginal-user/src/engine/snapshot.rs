@@ -24,6 +24,8 @@ pub struct PathSnapshot {
     /// The engine has failed the path and keeps it out of service. Persist these: they are the
     /// paths to hand to `Engine::adopt_failed_path` after a restart.
     pub held_out: bool,
+    /// How it is held out (meaningful while `held_out`): failed, or set marginal in multipathd.
+    pub held_as: super::PathAction,
     /// Failure transitions seen.
     pub failures: u64,
     /// Of those, failures seen while the path was already being checked or marginal.
@@ -67,6 +69,7 @@ impl PathSnapshot {
             checking: params.is_some(),
             dm_active: record.dm_active,
             held_out: record.state.held_out(),
+            held_as: record.held_as,
             failures: stats.failures,
             failures_while_checked: stats.failures_while_checked,
             last_failure_at: stats.last_failure_at,

@@ -269,6 +269,15 @@ pub const MAP_ERR_RECHECK_GAP_TIME: MetricDef = def(
     Labels::Map,
     "Effective marginal_path_err_recheck_gap_time of the map (0 if unset).",
 );
+pub const MAP_SETMARGINAL_FALLBACK: MetricDef = def(
+    "marginal_map_setmarginal_fallback",
+    Kind::Gauge,
+    None,
+    Labels::Map,
+    "1 if marginal_path_action setmarginal is asked for the map but multipathd cannot set \
+     paths marginal (not answering, marginal_pathgroups not on, too old): marginal fails its \
+     marginal paths instead (the reason is in /status).",
+);
 pub const MAP_LEFT_TO_MULTIPATHD: MetricDef = def(
     "marginal_map_left_to_multipathd",
     Kind::Gauge,
@@ -514,6 +523,7 @@ pub const METRICS: &[MetricDef] = &[
     MAP_ERR_SAMPLE_TIME,
     MAP_ERR_RATE_THRESHOLD,
     MAP_ERR_RECHECK_GAP_TIME,
+    MAP_SETMARGINAL_FALLBACK,
     MAP_LEFT_TO_MULTIPATHD,
     MAP_PATHS_IN_STATE,
     PATH_INFO,

@@ -173,6 +173,9 @@ const MAP_FAMILIES: &[(MetricDef, MapValue)] = &[
     (c::MAP_ERR_RECHECK_GAP_TIME, |m| {
         Value::Int(m.err_recheck_gap_time_seconds)
     }),
+    (c::MAP_SETMARGINAL_FALLBACK, |m| {
+        Value::flag(!m.action_fallback.is_empty())
+    }),
 ];
 
 /// The per-path families, in catalog order.

@@ -138,6 +138,18 @@ fn a_map_left_to_multipathd_says_why_in_one_series() {
 }
 
 #[test]
+fn a_setmarginal_map_falling_back_to_fail_is_flagged() {
+    let mut snapshot = snapshot();
+    let line = r#"marginal_map_setmarginal_fallback{map="mpath\"a"} 0"#;
+    let out = render(snapshot.clone());
+    assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+    snapshot.maps[0].action_fallback = "multipathd runs with marginal_pathgroups off".into();
+    let out = render(snapshot);
+    let line = r#"marginal_map_setmarginal_fallback{map="mpath\"a"} 1"#;
+    assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
+}
+
+#[test]
 fn a_path_has_one_info_series_and_fc_ports_one_series_per_counter() {
     let mut snapshot = snapshot();
     let path = &mut snapshot.maps[0].paths[0];

@@ -13,6 +13,11 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
         state: state.into(),
         active: !matches!(state, "sampling" | "marginal" | "slow"),
         failed_by_marginal: matches!(state, "sampling" | "marginal" | "slow"),
+        held_as: if matches!(state, "sampling" | "marginal" | "slow") {
+            "fail".into()
+        } else {
+            String::new()
+        },
         kernel_failures: seed + 1,
         kernel_io_errors: seed + 2,
         kernel_double_failures: seed + 3,
@@ -124,6 +129,9 @@ pub fn full() -> Snapshot {
                 checking: true,
                 checking_detail: String::new(),
                 left_to_multipathd: String::new(),
+                action: "fail".into(),
+                action_detail: "fail".into(),
+                action_fallback: String::new(),
                 double_failed_time_seconds: 60,
                 err_sample_time_seconds: 120,
                 err_rate_threshold_permille: 5,
@@ -142,6 +150,9 @@ pub fn full() -> Snapshot {
                 checking: false,
                 checking_detail: "marginal_path_err_sample_time is not set".into(),
                 left_to_multipathd: String::new(),
+                action: "fail".into(),
+                action_detail: "fail (marginal_path_action setmarginal at ..., but multipathd runs with marginal_pathgroups off ...: falling back to failing paths)".into(),
+                action_fallback: "multipathd runs with marginal_pathgroups off".into(),
                 double_failed_time_seconds: 30,
                 err_sample_time_seconds: 0,
                 err_rate_threshold_permille: 10,

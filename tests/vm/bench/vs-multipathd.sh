@@ -21,10 +21,14 @@
 # acting through multipathd's socket (multipathd restarted without them).
 #
 # Times are the kernel's (trace_clock mono): the failure is dm-mpath's PATH_FAILED (a kprobe on
-# dm_path_uevent); hold and verdict are trace_marker lines written when the scenario first sees
-# the tool log them (a grep of its log every 0.05 s for the hold, started before the failure; every
-# 0.5 s for the verdict). Printed lines, parsed by xtask:
-#   BENCH vs-multipathd tool=T failure2=S held=S verdict=S reinstated=N reads=N cpu_ticks=N
+# dm_path_uevent); the tool's reaction is its first sampling read of the path (a block_bio_queue
+# event on the path, from the tool's sampler: for marginal any task but multipathd's and the
+# scenario's dd; for multipathd a thread of it that had not read the path before the double
+# failure, i.e. its io_err_stat thread, not its checker). The log poll stays as a cross-check: hold
+# and verdict are trace_marker lines written when the scenario first sees the tool log them (a grep
+# of its log every 0.05 s for the hold, started before the failure; every 0.5 s for the verdict).
+# Printed lines, parsed by xtask:
+#   BENCH vs-multipathd tool=T failure2=S sampling=S held=S verdict=S reinstated=N reads=N cpu_ticks=N
 #         clk_tck=N rate=R verdict_says=V poll=S daemon_reaction=S
 # (reads: bios queued on the path from the second failure to the verdict: the tool's sampling
 # reads, and its checker's if it still checks the path; cpu_ticks: the daemon's user + system
@@ -149,16 +153,33 @@ round() {
 	awk -v tool="$tool" -v path="\"$b\"" -v ticks=$((ticks1 - ticks0)) -v rate="$rate" \
 		-v says="$says" -v poll="$poll" -v reaction="$reaction" -v tck="$(getconf CLK_TCK 2>/dev/null || echo 100)" '
 		'"$VM_TRACE_TS_AWK"'
+		# task(line): "comm-tid" of a trace line, split into tcomm and ttid.
+		function task(line) {
+			sub(/^ */, "", line); sub(/ .*/, "", line)
+			match(line, /-[0-9]+$/); tcomm = substr(line, 1, RSTART - 1); ttid = substr(line, RSTART + 1)
+		}
+		index($0, "bench round=" tool) { round = 1; next }
+		round && !on && /block_bio_queue:/ { task($0); before[ttid] = 1; next }
 		index($0, "bench second " tool) { on = 1; next }
 		!on { next }
 		/dmpu:/ && index($0, "type=0 ") && index($0, "path=" path) && failed == "" { failed = ts($0); next }
 		/dmpu:/ && index($0, "type=1 ") && index($0, "path=" path) && failed != "" && verdict == "" { reinstated++; next }
-		/block_bio_queue:/ && failed != "" && verdict == "" { reads++; next }
+		/block_bio_queue:/ && failed != "" && verdict == "" {
+			reads++
+			# The first sampling read: not the scenario dd, and for multipathd not a thread that
+			# read the path before the double failure (its checker) but its io_err_stat thread.
+			if (sampling == "") {
+				task($0)
+				if (tool == "multipathd" ? (tcomm == "multipathd" && !(ttid in before)) : (tcomm != "multipathd" && tcomm != "dd"))
+					sampling = ts($0)
+			}
+			next
+		}
 		index($0, "bench held " tool) { held = ts($0); next }
 		index($0, "bench verdict " tool) { verdict = ts($0); next }
 		END {
-			printf "BENCH vs-multipathd tool=%s failure2=%s held=%s verdict=%s reinstated=%d reads=%d cpu_ticks=%d clk_tck=%s rate=%s verdict_says=%s poll=%s daemon_reaction=%s\n",
-				tool, failed, held, verdict, reinstated, reads, ticks, tck, rate, says, poll, reaction
+			printf "BENCH vs-multipathd tool=%s failure2=%s sampling=%s held=%s verdict=%s reinstated=%d reads=%d cpu_ticks=%d clk_tck=%s rate=%s verdict_says=%s poll=%s daemon_reaction=%s\n",
+				tool, failed, sampling, held, verdict, reinstated, reads, ticks, tck, rate, says, poll, reaction
 		}' "$T/trace" | tee -a "$SCRATCH/bench"
 }
 

@@ -12,6 +12,11 @@ vm_san_smoke() {
 	vm_san_up 1
 	check "multipathd uses its default checker, tur" sh -c "multipathd show paths format '%d %c' | grep -q '$nb *tur'"
 
+	# As the package installs it: the binary in /usr/bin, its conffile leaving checking off.
+	check "marginal is the packaged /usr/bin/marginal" [ "$(command -v marginal)" = /usr/bin/marginal ]
+	check "the packaged marginal.conf is valid" marginal config check
+	check "the packaged marginal.conf leaves checking off" sh -c "marginal config show | grep -q '^  checking: off'"
+
 	vm_marginal_conf 60 100 5
 	VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
 	vm_marginal_start

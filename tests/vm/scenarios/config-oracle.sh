@@ -5,7 +5,8 @@
 # (setting: <origin>)", libmultipath/propsel.c) must equal `marginal config show --json` on the
 # same files: the same value and the same origin. The configurations cover every section,
 # conf.d, quoting, comments, a brace on the next line, revision-specific and overlapping devices
-# entries, POSIX character classes, `no`, and a sample time below the 120 s floor.
+# entries, POSIX character classes, `no`, and a sample time below the 120 s floor; and the real
+# `multipath -t` dump in tests/fixtures/multipath with its conf.d, whose unknown section both warn about.
 # Both multipath-tools versions are asked: bookworm's 0.9.4, then trixie's 0.11.1 (through its own
 # ld.so and libraries, see vm_mpathd_trixie).
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
@@ -13,6 +14,7 @@
 # vm-prefix-debs: trixie libgcc-s1 libmount1 libsystemd0 libudev1 libjson-c5 libblkid1 libselinux1
 # vm-prefix-debs: trixie libpcre2-8-0 libbsd0 libmd0 libtinfo6 libcap2 libgcrypt20 libgpg-error0
 # vm-prefix-debs: trixie liblz4-1 liblzma5 libzstd1
+# vm-kernels: 6.12 sid
 # vm-timeout: 240
 . "$VM_LIB"
 vm_private_system "$0" "$@"
@@ -63,6 +65,29 @@ multipathd_says() {
 	grep -a ": $1 = " "$SCRATCH/mp.log" | tail -n 1 | sed -e "s/.*: $1 = //" -e 's/^"no"/no/'
 }
 
+# unknown_sections_warned NAME: a section multipathd does not know (it logs "line N, invalid
+# keyword: NAME" for the line that opens it, at the top level) is one marginal warns about at
+# the same line.
+# Prints how many such sections there were. multipathd's other warnings are about keywords
+# marginal does not read (deprecated or newer options), see the README.
+unknown_sections_warned() {
+	: >"$SCRATCH/sections"
+	sed -n 's/.*\/etc\/multipath.conf line \([0-9]*\), invalid keyword: \([a-z_]*\)$/\1 \2/p' "$SCRATCH/mp.log" |
+		sort -u | while read -r n name; do
+			sed -n "${n}p" /etc/multipath.conf | grep -q "^$name[[:space:]]*{" || continue
+			if grep -q "^/etc/multipath.conf:$n: warning: invalid keyword '$name'" "$SCRATCH/m.err"; then
+				echo "ok $n $name" >>"$SCRATCH/sections"
+			else
+				echo "missing $n $name" >>"$SCRATCH/sections"
+			fi
+		done
+	if grep -q '^missing' "$SCRATCH/sections"; then
+		cat "$SCRATCH/m.err" >&2
+		fail "$1: multipathd warns about an unknown section marginal does not: $(grep '^missing' "$SCRATCH/sections")"
+	fi
+	grep -c '^ok' "$SCRATCH/sections" || true
+}
+
 # compare NAME: the configuration now in /etc/multipath.conf (and conf.d), both tools asked.
 compare() {
 	# -i: the wwids file is ignored, so even find_multipaths "strict" (the fixture) makes the map.
@@ -72,6 +97,7 @@ compare() {
 	marginal config show --config /etc/multipath.conf --config-dir /etc/multipath/conf.d \
 		--multipath-conf /dev/null --wwid "$wwid" --vendor NETAPP --product LUN --revision 8.1 \
 		--json >"$SCRATCH/m.json" 2>"$SCRATCH/m.err" || { cat "$SCRATCH/m.err"; fail "$1: marginal config show failed"; }
+	sections=$(unknown_sections_warned "$1") || exit 1
 	for k in marginal_path_double_failed_time marginal_path_err_sample_time \
 		marginal_path_err_rate_threshold marginal_path_err_recheck_gap_time; do
 		m=$(marginal_says "$k")
@@ -220,6 +246,16 @@ devices {
 CONF
 compare "$VERSION: conf.d"
 
+# The real configuration `multipath -t` printed on a SAN host, with the site's settings and
+# conf.d (tests/fixtures/multipath): hundreds of devices entries, every section. Its blacklist
+# has `protocol "scsi:unspec"`, which is scsi_debug's protocol, so one exception is added for the
+# test LUN; nothing else is changed.
+cp /usr/share/marginal-vm/fixtures/multipath/multipath.conf /etc/multipath.conf
+cp /usr/share/marginal-vm/fixtures/multipath/conf.d/*.conf /etc/multipath/conf.d/
+printf 'blacklist_exceptions {\n\tprotocol "scsi:unspec"\n}\n' >/etc/multipath/conf.d/99-test-lun.conf
+compare "$VERSION: the real multipath -t dump"
+[ "$sections" -ge 1 ] || fail "$VERSION: the dump's unknown section site_inventory: multipathd gave no warning to compare"
+log "ok: $VERSION: the real multipath -t dump: its unknown section is warned about by both"
 }
 
 VERSION=0.9.4

@@ -4,6 +4,7 @@
 # checker reinstates it, twice). The daemon keeps path_b in service ("last active path"), samples
 # it in service, finds it bad (1000 permille) and still keeps it: dm-mpath shows path_b active
 # all along and no fail_path ever comes from the daemon.
+# vm-kernels: 6.12 sid
 # vm-timeout: 60
 . "$VM_LIB"
 vm_show_daemon_on_failure

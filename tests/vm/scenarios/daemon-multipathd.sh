@@ -10,6 +10,7 @@
 # and although the path is healed the checker leaves it failed until the daemon's recheck passes
 # and the daemon returns it with `reinstate path`.
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
+# vm-kernels: 5.10 6.12 sid
 # vm-timeout: 90
 . "$VM_LIB"
 vm_private_system "$0" "$@"

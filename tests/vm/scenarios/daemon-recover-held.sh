@@ -3,6 +3,7 @@
 # path_b fails twice, the daemon fails it and finds it marginal (recheck gap 60 s: it would stay
 # out for a minute); then path_a is failed by hand and the daemon reinstates path_b right away,
 # so the map keeps a path and reads through it work.
+# vm-kernels: 6.12 sid
 # vm-timeout: 60
 . "$VM_LIB"
 vm_show_daemon_on_failure

@@ -3,6 +3,7 @@
 # it) and is killed with SIGKILL right after, while it samples the path; path_b stays failed.
 # Restarted with the same state file, it takes path_b up again, samples it, keeps it out while it
 # is still broken, and returns it once healed and a recheck passes.
+# vm-kernels: 5.10 6.12 sid
 # vm-timeout: 90
 . "$VM_LIB"
 vm_show_daemon_on_failure

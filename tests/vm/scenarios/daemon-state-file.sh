@@ -5,6 +5,7 @@
 # takes it up (path_b is still broken: its recheck keeps it out); a table reload that puts it
 # back in service is undone, and the PATH_FAILED of marginal's own fail is not counted as a
 # failure; a corrupt state file is moved aside and reported, and the daemon runs all the same.
+# vm-kernels: 5.10 6.12 sid
 # vm-timeout: 240
 . "$VM_LIB"
 vm_show_daemon_on_failure

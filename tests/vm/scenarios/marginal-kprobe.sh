@@ -2,7 +2,6 @@
 # The guest can run the project's binary, and the kernel has what its path-failure probe needs:
 # the dm_mod function dm_path_uevent, a kprobe on it, and the probe firing with the path's
 # "major:minor" when dm-mpath fails and reinstates a path.
-# vm-bins: marginal
 # vm-timeout: 60
 . "$VM_LIB"
 

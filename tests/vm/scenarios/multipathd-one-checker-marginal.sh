@@ -6,6 +6,7 @@
 # again) is checked by marginal alone: marginal fails it through multipathd's socket and samples
 # it, and multipathd's log shows none of its own marginal-path checking.
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
+# vm-kernels: 6.12 sid
 # vm-timeout: 120
 . "$VM_LIB"
 vm_private_system "$0" "$@"

@@ -6,6 +6,7 @@
 # the multipath.conf lines); a path that flaps by real dm transitions is taken up by
 # multipathd's own io_err_stat checking, and marginal fails nothing.
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
+# vm-kernels: 6.12 sid
 # vm-timeout: 150
 . "$VM_LIB"
 vm_private_system "$0" "$@"

@@ -6,6 +6,7 @@
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
 # vm-debs: open-iscsi libisns0 libopeniscsiusr libssl3 libmount1 iproute2 libbpf1 libbsd0 libdb5.3
 # vm-debs: libelf1 libmnl0 libtirpc3 libxtables12 libmd0
+# vm-kernels: 6.12 sid
 # vm-timeout: 180
 . "$VM_LIB"
 vm_private_system "$0" "$@"

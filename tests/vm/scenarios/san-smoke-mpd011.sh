@@ -7,6 +7,7 @@
 # vm-prefix-debs: trixie libgcc-s1 libmount1 libsystemd0 libudev1 libjson-c5 libblkid1 libselinux1
 # vm-prefix-debs: trixie libpcre2-8-0 libbsd0 libmd0 libtinfo6 libcap2 libgcrypt20 libgpg-error0
 # vm-prefix-debs: trixie liblz4-1 liblzma5 libzstd1
+# vm-kernels: 6.12 sid
 # vm-timeout: 150
 . "$VM_LIB"
 vm_private_system "$0" "$@"

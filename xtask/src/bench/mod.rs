@@ -8,9 +8,12 @@
 //! 1. [`ebpf_cost`]: ns per run of the block error program (bpf_stats);
 //! 2. [`reaction`]: second failed read -> the engine's decision;
 //! 3. [`sampler_cost`]: CPU per sampled read, paths per core at the full rate;
-//! 4. [`scale`]: RSS and idle CPU with 4,096 watched paths;
+//! 4. [`scale`]: RSS, idle CPU and scrape CPU with 16,384 watched paths (the kernel map's
+//!    size), and in the VM the cost of a dm re-discovery round at 1,024 maps;
 //! 5. [`vm`]: in the VM, the reaction down to device-mapper and the comparison with multipathd
-//!    (tests/vm/bench, run by the VM test bed).
+//!    (tests/vm/bench, run by the VM test bed);
+//! 6. [`storm`]: in the same VM boot, fabric storms (outage, flap) for marginal and
+//!    multipathd's own marginal-path checking side by side.
 //!
 //! Raw results go to `<target>/bench/results.json`; `--write` rewrites BENCHMARKS.md.
 mod ebpf_cost;
@@ -18,6 +21,7 @@ mod reaction;
 mod report;
 mod sampler_cost;
 mod scale;
+mod storm;
 mod vm;
 
 use std::{
@@ -52,14 +56,14 @@ pub struct BenchArgs {
     /// Part 3: seconds of reading per measurement.
     #[arg(long, default_value_t = 5)]
     sampler_seconds: u64,
-    /// Part 4: watched paths.
-    #[arg(long, default_value_t = 4096)]
+    /// Part 4: watched paths (16,384: the kernel map's size).
+    #[arg(long, default_value_t = 16_384)]
     scale_paths: usize,
     /// Part 4: seconds of idle measured per configuration.
     #[arg(long, default_value_t = 30)]
     idle_seconds: u64,
-    /// Skip the VM runs (part 2's device-mapper row and part 5): 5 of the 7 minutes of
-    /// measuring in the run BENCHMARKS.md records.
+    /// Skip the VM runs (part 2's device-mapper row, part 4's re-discovery rows, parts 5
+    /// and 6): most of the measuring time.
     #[arg(long)]
     no_vm: bool,
     /// Measure nothing: print (and with --write, write) the tables of the last run again, from
@@ -199,7 +203,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         json!({ "error": "not run (--no-vm)" })
     } else {
         let timed = std::time::Instant::now();
-        println!("bench: part 5 and part 2's VM row, in the VM");
+        println!("bench: parts 5 and 6 and the VM rows of parts 2 and 4, in the VM");
         let vm = vm::run();
         println!("bench: the VM runs took {:.0?}", timed.elapsed());
         vm
@@ -210,6 +214,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "commit": command_output("git", &["-C", &Harness::path_arg(&workspace), "describe", "--always", "--dirty"]),
         "command": command_line(&args),
         "measuring_seconds": measuring.elapsed().as_secs(),
+        // The machine is shared: how busy it was by the end, beside the start's figure.
+        "loadavg_end": std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
         "machine": machine,
         "loop_devices": created,
         "ebpf_cost": ebpf,
@@ -232,8 +240,9 @@ fn report(args: &BenchArgs, results: &Value, json_path: &Path) -> Result<()> {
         ebpf_cost::part(&results["ebpf_cost"]),
         reaction::part(&results["reaction"], &results["vm"]),
         sampler_cost::part(&results["sampler"]),
-        scale::part(&results["scale"]),
+        scale::part(&results["scale"], &results["vm"]),
         vm::part(&results["vm"]),
+        storm::part(&vm::sub(&results["vm"], "storm")),
     ];
     print!("{}", report::terminal(&parts));
     println!("\nbench: raw results in {}", json_path.display());
@@ -242,8 +251,12 @@ fn report(args: &BenchArgs, results: &Value, json_path: &Path) -> Result<()> {
         std::fs::write(&path, report::document(results, &parts))?;
         println!("bench: wrote {}", path.display());
     }
-    if let Some(e) = results["vm"]["error"].as_str() {
-        bail!("the VM part did not run: {e}");
+    let failed: Vec<String> = ["dm_reaction", "vs_multipathd", "storm", "dm_rediscovery"]
+        .iter()
+        .filter_map(|key| vm::error_of(&results["vm"], key).map(|e| format!("{key}: {e}")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("VM parts without figures: {}", failed.join("; "));
     }
     Ok(())
 }
@@ -291,7 +304,7 @@ fn command_line(args: &BenchArgs) -> String {
             format!(" --sampler-seconds {}", args.sampler_seconds),
         ),
         (
-            args.scale_paths != 4096,
+            args.scale_paths != 16_384,
             format!(" --scale-paths {}", args.scale_paths),
         ),
         (

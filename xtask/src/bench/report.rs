@@ -117,13 +117,13 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
     out += "Every number below comes from one run of `cargo xtask bench` (as root) on the \
             machine named here, on the date given; ratios compare numbers of that same run. \
             Re-run the command to reproduce them: it builds what it needs (release profile), \
-            runs the five parts (the fifth, and part 2's device-mapper row, in a VM), prints these tables and, with `--write`, rewrites this file. \
+            runs the six parts (the fifth and sixth, and the device-mapper rows of parts 2 and 4, in one VM boot), prints these tables and, with `--write`, rewrites this file. \
             No test asserts on timing; this is the only place numbers are checked against \
             targets. The raw figures of a run are in `target/bench/results.json`.\n\n";
     out += &format!(
         "* Date: {} (UTC)\n* Machine: {} x {}, {:.0} GiB RAM, Linux {}{}; load \
-         average at the start: {}\n* Commit: {}\n* Command: `{}` (measuring took {} s after \
-         the build)\n\n",
+         average at the start: {}, at the end: {}\n* Commit: {}\n* Command: `{}` (measuring \
+         took {} s after the build)\n\n",
         results["date"].as_str().unwrap_or("?"),
         m["cpus"],
         m["cpu"].as_str().unwrap_or("?"),
@@ -135,6 +135,7 @@ pub fn document(results: &Value, parts: &[Part]) -> String {
             ""
         },
         m["loadavg"].as_str().unwrap_or("?"),
+        results["loadavg_end"].as_str().unwrap_or("not recorded"),
         results["commit"].as_str().unwrap_or("?"),
         results["command"].as_str().unwrap_or("cargo xtask bench"),
         u(&results["measuring_seconds"]),
@@ -200,5 +201,9 @@ fn summary_rows(results: &Value) -> Vec<(&'static str, Vec<SummaryRow>)> {
         ),
         ("4. scale", super::scale::summary(&results["scale"])),
         ("5. vs multipathd", super::vm::summary(&results["vm"])),
+        (
+            "6. storms",
+            super::storm::summary(&super::vm::sub(&results["vm"], "storm")),
+        ),
     ]
 }

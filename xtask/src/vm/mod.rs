@@ -7,8 +7,10 @@
 //!    `.vm-cache/debs` (kept between runs; the kernel is the newest one Debian's meta package
 //!    points at; bullseye's, trixie's and sid's through a private apt setup in
 //!    `.vm-cache/apt/<suite>`) and unpacks them with `dpkg-deb -x`,
-//! 3. builds the project's binaries with cargo (debug, as `cargo xtask test` already built them)
-//!    and an uncompressed initramfs: busybox, dmsetup, those binaries (debug info stripped) with the
+//! 3. builds marginal's Debian package (`cargo xtask package`: the release build) and unpacks it
+//!    with `dpkg-deb -x` into the guest's root, so the scenarios run the packaged layout and defaults,
+//!    any other workspace binaries asked for (debug), and an uncompressed initramfs: busybox,
+//!    dmsetup, the package, those binaries (debug info stripped) with the
 //!    shared libraries `ldd` lists for them, the dm and loop modules (dependency order read from
 //!    `.modinfo`, `.ko.xz` unpacked; the SAN modules for `modprobe`), `tests/vm/init.sh` as
 //!    `/init`, `tests/vm/lib.sh`, `tests/vm/lib/*.sh` and the scenarios,
@@ -28,8 +30,9 @@
 //! # Adding a scenario
 //! Drop `tests/vm/scenarios/NAME.sh` (busybox `sh`; see tests/vm/README.md). It passes when it exits
 //! 0. Comment lines tell the test bed what it needs:
-//! - `# vm-bins: marginal other-bin` workspace binaries to build with cargo; they land in
-//!   `/usr/local/bin` (the `marginal` binary is always there);
+//! - `# vm-bins: other-bin` workspace binaries to build with cargo; they land in `/usr/local/bin`
+//!   (marginal is installed from its package; `vm-bins: marginal` would put a debug build ahead
+//!   of it on PATH);
 //! - `# vm-debs: pkg1 pkg2` extra Debian packages unpacked into the guest root (list their library
 //!   packages too: apt-get download does not follow dependencies; libraries the host has are taken
 //!   from the host);
@@ -113,8 +116,9 @@ const BASE_DEBS: &[&str] = &[
     "libpcre2-8-0",
 ];
 
-/// Workspace binaries every guest has.
-const BASE_CARGO_BINS: &[&str] = &["marginal"];
+/// Workspace binaries every guest has in /usr/local/bin. marginal is not one: it comes from its
+/// Debian package (see `package_for_guest`).
+const BASE_CARGO_BINS: &[&str] = &[];
 
 #[derive(Debug, clap::Args)]
 pub struct VmTestArgs {
@@ -232,7 +236,8 @@ pub fn run_boots(args: &VmTestArgs) -> Result<(Vec<BootResults>, bool)> {
         .map(|k| k.meta_package);
     apt.look_up(&debs.iter().copied().chain(metas).collect::<Vec<_>>())?;
     let bins = bins::binaries(args, &root, &scenarios)?;
-    let base = base_tree(&apt, &root, &cache, &scenarios, &debs, &bins)?;
+    let package = package_for_guest(args, &cache)?;
+    let base = base_tree(&apt, &root, &cache, &scenarios, &debs, &bins, &package)?;
     println!(
         "vm-test: guest files gathered ({:.1} s in)",
         started.elapsed().as_secs_f32()
@@ -323,6 +328,41 @@ fn boot_budget(p: &Prepared) -> Duration {
 
 /// The guest's files that do not depend on the kernel: packages, binaries with their libraries,
 /// busybox's applet links, /init, the helpers and the scenarios with their list.
+/// marginal's Debian package, as `cargo xtask package` builds it, unpacked by dpkg-deb into
+/// `<cache>/marginal-package`: every guest has its files where dpkg puts them, so the packaged
+/// layout (/usr/bin/marginal, /etc/marginal/marginal.conf with checking off) and the release
+/// build in it are what the scenarios prove. (Unpacked on the host: busybox's tar, the guest's,
+/// refuses the v7 tar headers cargo-deb writes, which dpkg reads.) `--cargo-bin marginal` or
+/// `--bin PATH/marginal` put another build in /usr/local/bin, ahead of it on the guest's PATH.
+fn package_for_guest(args: &VmTestArgs, cache: &Path) -> Result<PathBuf> {
+    let deb = if args.no_build {
+        let deb = crate::package::deb_path()?;
+        if !deb.is_file() {
+            bail!(
+                "--no-build: {} is not built (`cargo xtask package` builds it)",
+                deb.display()
+            );
+        }
+        deb
+    } else {
+        crate::package::run()?
+    };
+    let dir = cache.join("marginal-package");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    let status = std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&dir)
+        .status()
+        .context("running dpkg-deb")?;
+    if !status.success() {
+        bail!("dpkg-deb -x {} failed ({status})", deb.display());
+    }
+    Ok(dir)
+}
+
 fn base_tree(
     apt: &packages::Apt,
     root: &Path,
@@ -330,12 +370,14 @@ fn base_tree(
     scenarios: &[scenario::Scenario],
     debs: &[&str],
     bins: &[PathBuf],
+    marginal_package: &Path,
 ) -> Result<initramfs::Tree> {
     let mut tree = initramfs::Tree::default();
     for deb in debs {
         let unpacked = apt.fetch_and_unpack(deb)?;
         tree.add_unpacked_deb(&unpacked)?;
     }
+    tree.add_unpacked_deb(marginal_package)?;
     // Other releases' packages, one apt setup and one look-up a suite.
     let mut by_suite: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (suite, deb) in scenarios.iter().flat_map(|s| &s.prefix_debs) {
@@ -370,6 +412,18 @@ fn base_tree(
     for s in scenarios {
         let guest = format!("usr/share/marginal-vm/scenarios/{}.sh", s.name);
         tree.add_host_file(&guest, &s.path, 0o755)?;
+    }
+    // multipath.conf fixtures, for the scenarios that compare marginal with multipath-tools.
+    let fixtures = root.join("tests/fixtures/multipath");
+    for dir in ["", "conf.d"] {
+        for entry in std::fs::read_dir(fixtures.join(dir))? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "conf") {
+                let name = path.file_name().unwrap_or_default().to_string_lossy();
+                let guest = format!("usr/share/marginal-vm/fixtures/multipath/{dir}/{name}");
+                tree.add_host_file(&guest.replace("//", "/"), &path, 0o644)?;
+            }
+        }
     }
     let helpers = root.join("tests/vm/lib");
     if helpers.is_dir() {

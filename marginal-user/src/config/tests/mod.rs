@@ -1,6 +1,7 @@
 //! Tests across the configuration modules, through whole files: grammar, every level of
 //! precedence, the on/off rule and the sample-time floor, errors with their lines, loading files.
 //! (Each module also tests its own piece: lexer, syntax, values.)
+mod action;
 mod errors;
 mod files;
 mod grammar;

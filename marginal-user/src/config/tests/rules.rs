@@ -15,6 +15,7 @@ fn checking_on_with_all_four() {
             err_rate_threshold: 5,
             recheck_gap_time: Duration::from_secs(600),
             slow: None,
+            action: Default::default(),
         })
     );
     assert!(resolved.warnings.is_empty());

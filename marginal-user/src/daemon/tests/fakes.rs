@@ -149,6 +149,8 @@ impl MapSource for FakeDm {
 pub enum Call {
     Fail(String),
     Reinstate(String),
+    SetMarginal(String),
+    UnsetMarginal(String),
 }
 
 /// Fails and reinstates paths in the [`FakeDm`]; can be told to refuse the next calls.
@@ -157,6 +159,8 @@ pub struct FakeActuator {
     dm: FakeDm,
     pub calls: Mutex<Vec<Call>>,
     pub refuse_next: Mutex<u32>,
+    /// The paths set marginal (multipathd's flag; a restart clears it).
+    pub marginal: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl FakeActuator {
@@ -166,6 +170,7 @@ impl FakeActuator {
             dm: dm.clone(),
             calls: Mutex::new(Vec::new()),
             refuse_next: Mutex::new(0),
+            marginal: Mutex::new(Default::default()),
         })
     }
 
@@ -200,6 +205,25 @@ impl Actuator for FakeActuator {
 
     fn reinstate_path(&self, _map: &str, path: &PathRef) -> Result<()> {
         self.act(Call::Reinstate(path.name.clone()), path, true)
+    }
+
+    // The path stays as dm has it: setmarginal moves it to another group, still active.
+    fn set_marginal(&self, _map: &str, path: &PathRef) -> Result<()> {
+        let active = self.dm.is_active(path.dev);
+        self.act(Call::SetMarginal(path.name.clone()), path, active)?;
+        self.marginal.lock().unwrap().insert(path.name.clone());
+        Ok(())
+    }
+
+    fn unset_marginal(&self, _map: &str, path: &PathRef) -> Result<()> {
+        let active = self.dm.is_active(path.dev);
+        self.act(Call::UnsetMarginal(path.name.clone()), path, active)?;
+        self.marginal.lock().unwrap().remove(&path.name);
+        Ok(())
+    }
+
+    fn is_marginal(&self, path: &PathRef) -> Option<bool> {
+        Some(self.marginal.lock().unwrap().contains(&path.name))
     }
 }
 

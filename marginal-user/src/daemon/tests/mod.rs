@@ -2,6 +2,7 @@
 //! test. Time is injected (`Bed::now`); nothing here sleeps.
 mod fakes;
 mod held_paths;
+mod setmarginal;
 mod signal;
 mod slow;
 
@@ -49,6 +50,8 @@ pub struct Options {
     pub kprobe: bool,
     /// A state file to start from.
     pub state: Option<String>,
+    /// Another configuration than [`CONFIG`].
+    pub config: Option<Config>,
 }
 
 impl Default for Options {
@@ -58,6 +61,7 @@ impl Default for Options {
             actuator: "multipathd",
             kprobe: true,
             state: None,
+            config: None,
         }
     }
 }
@@ -119,7 +123,10 @@ pub fn bed_with(dm: FakeDm, options: Options) -> Bed {
             changes: changes.clone(),
         }),
         dm: Some(Arc::new(dm.clone()) as Arc<dyn MapSource>),
-        config: Config::parse_str("test.conf", CONFIG).unwrap(),
+        config: options
+            .config
+            .clone()
+            .unwrap_or_else(|| Config::parse_str("test.conf", CONFIG).unwrap()),
         settings: DaemonSettings {
             episode_gap: Duration::from_secs(1),
             sample_time_for_testing: Some(Duration::from_secs(10)),
@@ -263,5 +270,6 @@ pub fn held_entry(device: &str, wwid: &str) -> HeldOutPath {
         device: device.into(),
         wwid: Some(wwid.into()),
         dm_failed_first: false,
+        action: Default::default(),
     }
 }

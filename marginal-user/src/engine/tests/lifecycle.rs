@@ -161,6 +161,7 @@ fn each_map_uses_its_own_parameters() {
         err_rate_threshold: 5,
         recheck_gap_time: Duration::from_secs(30),
         slow: None,
+        action: Default::default(),
     };
     engine.upsert_map(mpathb(), Some(strict), t(0));
     engine.add_path(&mpathb(), key("sdc"), true, t(0)).unwrap();
@@ -224,6 +225,7 @@ fn changed_parameters_apply_from_the_next_transition() {
     let longer = Params {
         sample_time: Duration::from_secs(100),
         recheck_gap_time: Duration::from_secs(1000),
+        action: Default::default(),
         ..params()
     };
     assert!(engine.upsert_map(mpatha(), Some(longer), t(6)).is_empty());

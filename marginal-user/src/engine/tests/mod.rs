@@ -9,6 +9,7 @@ mod lifecycle;
 mod recheck;
 mod record;
 mod restart;
+mod setmarginal;
 mod slow;
 mod verdicts;
 
@@ -25,6 +26,7 @@ fn params() -> Params {
         err_rate_threshold: THRESHOLD,
         recheck_gap_time: GAP,
         slow: None,
+        action: Default::default(),
     }
 }
 
