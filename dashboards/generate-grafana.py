@@ -145,10 +145,10 @@ stat_panel("Signals not live", "Kernel signals that are not attached (see `margi
 stat_panel("Daemons", "marginal daemons answering scrapes.", f'count(marginal_build_info{{{I}}})',
            red_at=None, color_mode=common.BigValueColorMode.VALUE)
 
-ts("Paths by state across hosts", "How many paths each host has in each state (healthy, suspect, sampling, sampling_in_service, marginal).",
+ts("Paths by state across hosts", "How many paths each host has in each state (healthy, suspect, sampling, sampling_in_service, marginal, slow).",
    [(f'sum by (instance, state) (marginal_map_paths_in_state{{{IM}}})', "{{instance}} {{state}}")], 12, stack=True)
-STATES = ["healthy", "suspect", "sampling", "sampling_in_service", "marginal"]
-STATE_COLORS = ["green", "yellow", "blue", "purple", "red"]
+STATES = ["healthy", "suspect", "sampling", "sampling_in_service", "marginal", "slow"]
+STATE_COLORS = ["green", "yellow", "blue", "purple", "red", "orange"]
 panel(statetimeline.Panel()
       .merge_values(True).show_value(common.VisibilityMode.NEVER)
       .align_value(common.TimelineValueAlignment.LEFT).row_height(0.9)
@@ -164,6 +164,7 @@ panel(statetimeline.Panel()
   or marginal_path_state{{{IMP}, state="sampling"}} * 2
   or marginal_path_state{{{IMP}, state="sampling_in_service"}} * 3
   or marginal_path_state{{{IMP}, state="marginal"}} * 4
+  or marginal_path_state{{{IMP}, state="slow"}} * 5
   or marginal_path_state{{{IMP}, state="healthy"}} * 0
 )''', PATH_LEGEND)], 12, 8)
 
@@ -179,6 +180,21 @@ ts("Error rate of the run in progress",
    [(f'1000 * marginal_path_sampling_run_errors{{{IMP}}} / (marginal_path_sampling_run_reads{{{IMP}}} > 0)', PATH_LEGEND),
     (f'max by (instance, map) (marginal_map_err_rate_threshold_permille{{{IM}}})', "threshold {{instance}} {{map}}")],
    12, 9, unit="suffix:‰", overrides=[threshold_override("B")])
+
+# ---------------------------------------------------------------- latency
+row("Latency (slow paths)")
+ts("Read latency, p99 per path",
+   "99th percentile latency of each path's reads, measured in the kernel (maps with marginal_path_slow_factor only).",
+   [(f'histogram_quantile(0.99, sum by (instance, map, path, le) (rate(marginal_path_io_latency_seconds_bucket{{{IMP}, direction="read"}}[$__rate_interval])))', PATH_LEGEND)],
+   8, unit="s")
+ts("Mean latency per path",
+   "Mean latency of each path's reads and writes together, per interval: a slow path stands apart from its siblings.",
+   [(f'sum by (instance, map, path) (rate(marginal_path_io_latency_seconds_sum{{{IMP}}}[$__rate_interval])) / (sum by (instance, map, path) (rate(marginal_path_io_latency_seconds_count{{{IMP}}}[$__rate_interval])) > 0)', PATH_LEGEND)],
+   8, unit="s")
+ts("Latency against siblings",
+   "Each path's mean latency over the last slow-path window divided by its active siblings' (median); above the map's marginal_path_slow_factor the path is slow.",
+   [(f'marginal_path_latency_ratio{{{IMP}}}', PATH_LEGEND)],
+   8)
 
 # ---------------------------------------------------------------- failures
 row("Failures")

@@ -21,6 +21,16 @@ pub const EVENTS_LOST_MAP: &str = "EVENTS_LOST";
 /// counters in [`WATCHED_MAP`].
 pub const CONTROL_MAP: &str = "CONTROL";
 
+/// Name of the per-CPU map of latency histograms (key: kernel `dev_t`, value: [`PathLatency`]).
+/// User space adds an entry for each watched path with latency measuring on: the entry is
+/// the switch, and paths without one (every unwatched device) cost one lookup that misses.
+pub const LATENCY_MAP: &str = "PATH_LATENCY";
+/// Name of the one-entry array holding the [`RequestLayout`] read from kernel BTF at load time.
+pub const REQUEST_LAYOUT_MAP: &str = "REQUEST_LAYOUT";
+/// The latency program: a raw tracepoint on `block_rq_complete`, which reads the completing
+/// request's own start time (`struct request`'s `start_time_ns`), so no per-request map.
+pub const LATENCY_PROGRAM: &str = "block_rq_latency";
+
 /// Program names inside the eBPF object. The block error program comes in two variants, of
 /// which user space loads one: [`BLOCK_ERROR_PROGRAM`] when the tracepoint's record matches
 /// [`COMPILED_IN_LAYOUT`], [`BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM`] otherwise.
@@ -77,6 +87,113 @@ pub const COMPILED_IN_LAYOUT: TracepointLayout = TracepointLayout {
     dev_offset: 8,
     error_offset: 28,
 };
+
+/// Most paths whose latency is measured at once (the latency map's size; its entries are
+/// allocated only when added, so an unused capacity costs nothing).
+pub const MAX_LATENCY_PATHS: u32 = 4096;
+/// Buckets of a [`LatencyHistogram`]: powers of two of nanoseconds, from below 2 µs to 137 s
+/// and above.
+pub const LATENCY_BUCKETS: usize = 28;
+/// log2 of the first bucket's lower bound: bucket 0 holds latencies below
+/// 2^(LATENCY_FIRST_SHIFT + 1) ns, bucket `i` (0 < i < last) those in
+/// [2^(i + LATENCY_FIRST_SHIFT), 2^(i + LATENCY_FIRST_SHIFT + 1)), the last everything above.
+pub const LATENCY_FIRST_SHIFT: u32 = 10;
+
+/// The bucket of a latency of `ns` nanoseconds (see [`LATENCY_FIRST_SHIFT`]). Branch-light
+/// and loop-free so that the verifier of old kernels takes it as is.
+#[inline(always)]
+pub const fn latency_bucket(ns: u64) -> usize {
+    let log2 = 63 - (ns | 1).leading_zeros();
+    if log2 <= LATENCY_FIRST_SHIFT {
+        0
+    } else if log2 - LATENCY_FIRST_SHIFT >= LATENCY_BUCKETS as u32 - 1 {
+        LATENCY_BUCKETS - 1
+    } else {
+        (log2 - LATENCY_FIRST_SHIFT) as usize
+    }
+}
+
+/// The upper bound in nanoseconds of bucket `i` (exclusive); `None` for the last, unbounded one.
+pub const fn latency_bucket_upper_ns(i: usize) -> Option<u64> {
+    if i + 1 >= LATENCY_BUCKETS {
+        None
+    } else {
+        Some(1 << (i as u32 + LATENCY_FIRST_SHIFT + 1))
+    }
+}
+
+/// Completed requests of one direction on one path, by latency (from the request's start to
+/// its completion), on one CPU; user space adds the CPUs up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    pub buckets: [u64; LATENCY_BUCKETS],
+    /// Sum of the latencies counted, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: [0; LATENCY_BUCKETS],
+            sum_ns: 0,
+        }
+    }
+}
+
+impl LatencyHistogram {
+    /// Requests counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Add `other`'s counts (another CPU's) to this one.
+    pub fn add(&mut self, other: &Self) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *mine = mine.wrapping_add(*theirs);
+        }
+        self.sum_ns = self.sum_ns.wrapping_add(other.sum_ns);
+    }
+}
+
+/// A path's successful reads and writes, by latency. Other requests (flushes, discards) and
+/// failed ones are not counted: their time says nothing about the path's speed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathLatency {
+    pub read: LatencyHistogram,
+    pub write: LatencyHistogram,
+}
+
+impl PathLatency {
+    pub fn add(&mut self, other: &Self) {
+        self.read.add(&other.read);
+        self.write.add(&other.write);
+    }
+}
+
+/// Where the latency program finds what it needs from a completing `struct request`, read
+/// from the kernel's BTF at load time (the layouts differ between kernels and configurations).
+/// The device is the request's disk: `request.q->disk` since 5.16, `request.rq_disk` before.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestLayout {
+    /// Offset of `request.rq_disk` (kernels before 5.16), or [`NO_OFFSET`].
+    pub rq_disk: u32,
+    /// Offset of `request.q`.
+    pub queue: u32,
+    /// Offset of `request_queue.disk` (5.16 and later), or [`NO_OFFSET`].
+    pub queue_disk: u32,
+    /// Offset of `gendisk.major`; `first_minor` is the `int` right after it.
+    pub disk_major: u32,
+    /// Offset of `request.cmd_flags` (its low 8 bits are the operation: 0 read, 1 write).
+    pub cmd_flags: u32,
+    /// Offset of `request.start_time_ns` (0 in the request when the kernel took no time).
+    pub start_time_ns: u32,
+}
+
+/// A [`RequestLayout`] field this kernel does not have.
+pub const NO_OFFSET: u32 = u32::MAX;
 
 /// Per-path settings written by user space when it starts watching a path (and again only
 /// when they change: rewriting the record can lose an increment the kernel makes meanwhile).
@@ -281,6 +398,9 @@ mod pod {
     unsafe impl aya::Pod for super::PathControl {}
     unsafe impl aya::Pod for super::DmTransitions {}
     unsafe impl aya::Pod for super::PathEvent {}
+    unsafe impl aya::Pod for super::LatencyHistogram {}
+    unsafe impl aya::Pod for super::PathLatency {}
+    unsafe impl aya::Pod for super::RequestLayout {}
 }
 
 #[cfg(test)]
@@ -333,5 +453,26 @@ mod tests {
         assert_eq!(EventKind::from_u32(1), Some(EventKind::DoubleFailure));
         assert_eq!(EventKind::from_u32(9), None);
         assert_eq!(FailureSource::from_u32(2), Some(FailureSource::DmPath));
+        assert_eq!(
+            core::mem::size_of::<PathLatency>(),
+            2 * 8 * (LATENCY_BUCKETS + 1)
+        );
+        assert_eq!(core::mem::size_of::<RequestLayout>(), 24);
+    }
+
+    #[test]
+    fn latency_buckets_are_powers_of_two() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(2047), 0);
+        assert_eq!(latency_bucket(2048), 1);
+        assert_eq!(latency_bucket(4095), 1);
+        assert_eq!(latency_bucket(1_000_000), 9); // 1 ms: 2^19 <= 1e6 < 2^20
+        assert_eq!(latency_bucket(u64::MAX), LATENCY_BUCKETS - 1);
+        for i in 0..LATENCY_BUCKETS - 1 {
+            let upper = latency_bucket_upper_ns(i).unwrap();
+            assert_eq!(latency_bucket(upper - 1), i, "bucket {i}");
+            assert_eq!(latency_bucket(upper), i + 1, "bucket {i}");
+        }
+        assert_eq!(latency_bucket_upper_ns(LATENCY_BUCKETS - 1), None);
     }
 }

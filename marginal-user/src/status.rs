@@ -84,6 +84,7 @@ pub const PATH_STATES: &[&str] = &[
     "sampling",
     "sampling_in_service",
     "marginal",
+    "slow",
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -145,6 +146,13 @@ pub struct PathStatus {
     /// timestamp of the second failure to the path being out of service.
     #[serde(default)]
     pub last_reaction_seconds: Option<f64>,
+    /// Latency measured in the kernel (maps with slow-path checking only).
+    #[serde(default)]
+    pub latency: Option<LatencyStatus>,
+    /// The last slow-path window's mean latency over the active siblings' (absent when the
+    /// path was not compared).
+    #[serde(default)]
+    pub latency_ratio: Option<f64>,
     /// The reason behind the latest decision.
     pub reason: String,
     /// The path's SCSI identity from sysfs; empty where sysfs has none (e.g. NVMe vendor).
@@ -212,4 +220,44 @@ pub struct ProgramStatus {
     pub name: String,
     pub run_count: u64,
     pub run_time_ns: u64,
+}
+
+/// A path's reads and writes by latency, as the kernel counted them since it was measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStatus {
+    pub read: HistogramStatus,
+    pub write: HistogramStatus,
+}
+
+/// One direction's histogram: `buckets[i]` counts requests below
+/// `marginal_common::latency_bucket_upper_ns(i)` (and at or above the previous bound); the
+/// last bucket has no upper bound.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistogramStatus {
+    pub buckets: Vec<u64>,
+    pub sum_seconds: f64,
+}
+
+impl HistogramStatus {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+impl From<&marginal_common::LatencyHistogram> for HistogramStatus {
+    fn from(h: &marginal_common::LatencyHistogram) -> Self {
+        Self {
+            buckets: h.buckets.to_vec(),
+            sum_seconds: h.sum_ns as f64 / 1e9,
+        }
+    }
+}
+
+impl From<&marginal_common::PathLatency> for LatencyStatus {
+    fn from(l: &marginal_common::PathLatency) -> Self {
+        Self {
+            read: (&l.read).into(),
+            write: (&l.write).into(),
+        }
+    }
 }

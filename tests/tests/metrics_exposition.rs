@@ -57,13 +57,17 @@ fn every_catalogued_family_is_exported_with_its_type_unit_and_labels() {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Info => "info",
+            Kind::Histogram => "histogram",
         };
         assert_eq!(family.kind, kind, "{}", def.family);
         assert_eq!(family.unit.as_deref(), def.unit, "{}", def.family);
         assert_eq!(family.help.as_deref(), Some(def.help), "{}", def.family);
         for sample in &family.samples {
             let names: BTreeSet<&str> = sample.labels.keys().map(String::as_str).collect();
-            let expected: BTreeSet<&str> = def.labels.names().iter().copied().collect();
+            let mut expected: BTreeSet<&str> = def.labels.names().iter().copied().collect();
+            if sample.name.ends_with("_bucket") && def.kind == Kind::Histogram {
+                expected.insert("le");
+            }
             assert_eq!(names, expected, "labels of {sample:?}");
         }
     }
@@ -306,7 +310,7 @@ fn series_of_removed_paths_and_maps_disappear() {
         after.value("marginal_path_failures_total", &[("path", "sdb")]),
         101.0
     );
-    assert_eq!(after.value("marginal_map_paths", &[("map", "mpatha")]), 3.0);
+    assert_eq!(after.value("marginal_map_paths", &[("map", "mpatha")]), 4.0);
 }
 
 #[test]
@@ -319,7 +323,7 @@ fn label_values_are_escaped() {
             "marginal_map_paths",
             &[("map", "odd \"name\" \\ with\nnewline")]
         ),
-        4.0
+        5.0
     );
 }
 
@@ -386,7 +390,7 @@ fn marginal_status_renders_what_the_daemon_serves() {
         "{text}"
     );
     assert!(
-        text.contains("map mpatha: 2 active of 4 paths, checking on"),
+        text.contains("map mpatha: 2 active of 5 paths, checking on"),
         "{text}"
     );
     assert!(text.contains(

@@ -90,8 +90,9 @@ fn the_classic_format_names_and_types_every_family_as_the_official_clients_do() 
             let kind = match def.kind {
                 Kind::Counter => "counter",
                 Kind::Gauge | Kind::Info => "gauge",
+                Kind::Histogram => "histogram",
             };
-            (def.sample_name(), kind)
+            (classic_name(def), kind)
         })
         .collect();
     let typed: Vec<(String, &str)> = typed.iter().map(|(n, k)| (n.to_string(), *k)).collect();
@@ -99,7 +100,7 @@ fn the_classic_format_names_and_types_every_family_as_the_official_clients_do() 
     for def in catalog::METRICS {
         // The classic format escapes only backslashes and line breaks in help texts.
         let escaped = def.help.replace('\\', "\\\\").replace('\n', "\\n");
-        let help = format!("# HELP {} {escaped}", def.sample_name());
+        let help = format!("# HELP {} {escaped}", classic_name(def));
         assert!(text.lines().any(|l| l == help), "{help}");
     }
     let names: BTreeSet<String> = samples(&text)
@@ -178,4 +179,13 @@ fn raw_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
     out
+}
+
+/// The name the classic format gives the family in `# HELP` and `# TYPE`: its sample's, but a
+/// histogram's own.
+fn classic_name(def: &catalog::MetricDef) -> String {
+    match def.kind {
+        Kind::Histogram => def.family.to_string(),
+        _ => def.sample_name(),
+    }
 }

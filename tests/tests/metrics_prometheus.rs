@@ -39,6 +39,10 @@ fn keep_counting(exporter: &Exporter, stop: Arc<AtomicBool>) -> std::thread::Joi
                     p.sampling_timeouts += 1;
                     p.failed_by_daemon_total += 1;
                     p.returned_by_daemon_total += 1;
+                    if let Some(latency) = &mut p.latency {
+                        latency.read.buckets[4] += 10;
+                        latency.read.sum_seconds += 10.0 * 20e-6;
+                    }
                 }
                 for prog in &mut s.programs {
                     prog.run_count += 1000;
@@ -130,7 +134,15 @@ fn prometheus_scrapes_the_exporter_and_evaluates_dashboards_and_rules() {
         1.0
     );
     assert_eq!(q(r#"marginal_actuator_info{actuator="dm-message"}"#), 1.0);
-    assert_eq!(q(r#"sum(marginal_path_state)"#), 5.0, "one state per path");
+    assert_eq!(q(r#"sum(marginal_path_state)"#), 6.0, "one state per path");
+    // The latency histogram is a histogram to Prometheus: sdb's reads, by quantile.
+    let median = q(
+        r#"histogram_quantile(0.5, marginal_path_io_latency_seconds_bucket{path="sdb",direction="read"})"#,
+    );
+    assert!(
+        median > 0.0 && median < 1e-3,
+        "median read latency of sdb: {median}"
+    );
     // Counters count: the kernel failures of sdb only go up from the snapshot's 101.
     assert!(q(r#"marginal_path_failures_total{path="sdb"}"#) >= 101.0);
     prom.wait_for(
@@ -145,6 +157,7 @@ fn prometheus_scrapes_the_exporter_and_evaluates_dashboards_and_rules() {
         ("marginal_path_failures", "counter"),
         ("marginal_path_state", "gauge"),
         ("marginal_build", "info"),
+        ("marginal_path_io_latency_seconds", "histogram"),
     ] {
         assert_eq!(
             meta[family][0]["type"], kind,
@@ -215,7 +228,7 @@ fn prometheus_scrapes_the_exporter_and_evaluates_dashboards_and_rules() {
         |r| r.is_empty(),
     );
     prom.wait_for(r#"count(marginal_path_active)"#, WAIT, |r| {
-        r.len() == 1 && r[0].1 == 3.0
+        r.len() == 1 && r[0].1 == 4.0
     });
 
     stop.store(true, Ordering::Relaxed);

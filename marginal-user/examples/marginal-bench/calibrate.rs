@@ -13,7 +13,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_PROG_TYPE_TRACEPOINT: u32 = 5;
+const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
 const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
@@ -59,6 +61,35 @@ impl EmptyProgram {
         })
     }
 
+    /// An empty raw tracepoint program on `tracepoint` (for the latency program's floor).
+    pub fn attach_raw(tracepoint: &str) -> Result<Self> {
+        let name = format!("mbrawempty{}", std::process::id() % 100_000);
+        let program = load_empty_of_type(&name, BPF_PROG_TYPE_RAW_TRACEPOINT)?;
+        let tp = std::ffi::CString::new(tracepoint)?;
+        // union bpf_attr, raw_tracepoint part: name (u64 pointer), prog_fd (u32).
+        let mut attr = [0u8; 16];
+        attr[0..8].copy_from_slice(&(tp.as_ptr() as u64).to_ne_bytes());
+        attr[8..12].copy_from_slice(&(program.as_raw_fd() as u32).to_ne_bytes());
+        // SAFETY: bpf(2) reads `attr.len()` bytes; the name outlives the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_RAW_TRACEPOINT_OPEN,
+                attr.as_ptr(),
+                attr.len() as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("BPF_RAW_TRACEPOINT_OPEN");
+        }
+        Ok(Self {
+            name,
+            _program: program,
+            // SAFETY: a new fd the kernel just gave us (the link: closing it detaches).
+            _event: unsafe { OwnedFd::from_raw_fd(fd as i32) },
+        })
+    }
+
     /// (run_count, run_time ns), as for marginal's programs.
     pub fn stats(&self) -> Result<(u64, u64)> {
         for info in aya::programs::loaded_programs() {
@@ -72,13 +103,17 @@ impl EmptyProgram {
 }
 
 fn load_empty(name: &str) -> Result<OwnedFd> {
+    load_empty_of_type(name, BPF_PROG_TYPE_TRACEPOINT)
+}
+
+fn load_empty_of_type(name: &str, prog_type: u32) -> Result<OwnedFd> {
     // r0 = 0 (BPF_ALU64 | BPF_MOV | BPF_K), exit (BPF_JMP | BPF_EXIT).
     let insns: [u64; 2] = [0xb7, 0x95];
     let license = c"GPL";
     // union bpf_attr, BPF_PROG_LOAD part: prog_type, insn_cnt, insns, license, log_level,
     // log_size, log_buf, kern_version, prog_flags, prog_name[16].
     let mut attr = [0u8; 64];
-    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_TRACEPOINT.to_ne_bytes());
+    attr[0..4].copy_from_slice(&prog_type.to_ne_bytes());
     attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());

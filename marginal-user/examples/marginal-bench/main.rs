@@ -12,6 +12,7 @@
 mod calibrate;
 mod ebpf_cost;
 mod flaky;
+mod latency_cost;
 mod loops;
 mod measure;
 mod reaction;
@@ -33,6 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Part {
     EbpfCost(ebpf_cost::Args),
+    LatencyCost(latency_cost::Args),
     Reaction(reaction::Args),
     SamplerCost(sampler_cost::Args),
     ScaleDaemon(scale::DaemonArgs),
@@ -55,6 +57,7 @@ enum Part {
 fn main() -> Result<()> {
     let value = match Cli::parse().command {
         Part::EbpfCost(args) => ebpf_cost::run(args)?,
+        Part::LatencyCost(args) => latency_cost::run(args)?,
         Part::Reaction(args) => reaction::run(args)?,
         Part::SamplerCost(args) => sampler_cost::run(args)?,
         Part::ScaleDaemon(args) => scale::run_daemon(args)?,

@@ -153,6 +153,7 @@ async fn event_loop(mut events: EventStream, dev: u32, seen: mpsc::Sender<Seen>)
         sample_time: Duration::from_secs(120),
         err_rate_threshold: 10,
         recheck_gap_time: Duration::from_secs(300),
+        slow: None,
         action: Default::default(),
     };
     let mut engine = Engine::new();

@@ -44,7 +44,11 @@ impl Overrides {
             Key::ErrSampleTime => (self.err_sample_time, "--err-sample-time"),
             Key::ErrRateThreshold => (self.err_rate_threshold, "--err-rate-threshold"),
             Key::ErrRecheckGapTime => (self.err_recheck_gap_time, "--err-recheck-gap-time"),
-            Key::SanPathErrThreshold
+            Key::SlowFactor
+            | Key::SlowMinIos
+            | Key::SlowFloor
+            | Key::SlowWindow
+            | Key::SanPathErrThreshold
             | Key::SanPathErrForgetRate
             | Key::SanPathErrRecoveryTime
             | Key::DelayWatchChecks

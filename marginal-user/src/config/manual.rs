@@ -24,7 +24,7 @@ pub fn keywords() -> Vec<KeywordDoc> {
         .map(|key| KeywordDoc {
             keyword: key.keyword(),
             unit: key.unit(),
-            in_marginal_conf: Key::MARGINAL.contains(&key),
+            in_marginal_conf: key.in_marginal_conf(),
             text: describe(key),
         })
         .collect();
@@ -69,6 +69,23 @@ fn describe(key: Key) -> String {
         Key::ErrRecheckGapTime => "How long a marginal path stays out of service before it is \
             sampled again, in seconds; it returns only when a run passes."
             .into(),
+        Key::SlowFactor => "Slow-path checking, off unless set (and only where marginal path \
+            checking is on): a path whose mean latency over a window is above this many times \
+            its active siblings' (the median of theirs) is slow, and is checked as a double \
+            failure is: taken out of service (never a map's last active path) and sampled, one \
+            read at a time; a run whose reads are still this much slower than the siblings were keeps it out, as \
+            a marginal rate does. The latency is measured in the kernel on every read and \
+            write of the map's paths (status and metrics show it per path). \"no\" or 0 turns \
+            it off."
+            .into(),
+        Key::SlowMinIos => "Fewest completed reads and writes of a path in one window for its \
+            latency to be judged, or to be a yardstick for its siblings: an idle map judges \
+            nothing. Default 100."
+            .into(),
+        Key::SlowFloor => "Milliseconds: a path whose mean latency is at or below this is never \
+            slow, however much slower than its siblings. Default 20."
+            .into(),
+        Key::SlowWindow => "Seconds of each latency comparison's window. Default 30.".into(),
         Key::SanPathErrThreshold | Key::SanPathErrForgetRate | Key::SanPathErrRecoveryTime => {
             "multipathd's older flaky-path checking. Read only in multipath.conf: where \
              multipathd runs it for a map, marginal leaves that map alone."
@@ -113,8 +130,10 @@ mod tests {
         let docs = keywords();
         assert_eq!(docs.len(), Key::ALL.len() + 1);
         let own: Vec<_> = docs.iter().filter(|d| d.in_marginal_conf).collect();
-        let mut expected = Key::MARGINAL.map(Key::keyword).to_vec();
+        // The four, marginal_path_action, then the slow-path keywords.
+        let mut expected: Vec<&str> = Key::MARGINAL.map(Key::keyword).to_vec();
         expected.push(ACTION_KEYWORD);
+        expected.extend(Key::SLOW.map(Key::keyword));
         assert_eq!(own.iter().map(|d| d.keyword).collect::<Vec<_>>(), expected);
         assert!(docs.iter().all(|d| d.text.len() > 40));
     }

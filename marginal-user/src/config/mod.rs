@@ -78,4 +78,4 @@ pub use resolve::{
     ActionChoice, MIN_SAMPLE_TIME, MapIdentity, OffReason, Origin, Resolved, SectionRef, Sourced,
     WhyOff,
 };
-pub use values::{ACTION_KEYWORD, Key, MAX_VALUE, PathAction, Pathgroups, Setting};
+pub use values::{ACTION_KEYWORD, Key, MAX_VALUE, PathAction, Pathgroups, SLOW_DEFAULTS, Setting};

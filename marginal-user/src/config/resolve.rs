@@ -22,9 +22,9 @@ use super::{
     devices::DeviceEntry,
     model::{Assigned, Config},
     multipathd::ConflictReason,
-    values::{ACTION_KEYWORD, Key, PathAction, Pathgroups, Setting},
+    values::{ACTION_KEYWORD, Key, PathAction, Pathgroups, SLOW_DEFAULTS, Setting},
 };
-use crate::engine::Params;
+use crate::engine::{Params, SlowParams};
 
 /// A map's `marginal_path_action`: what the configuration asks for and what marginal does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -541,6 +541,43 @@ fn checking(
         sample_time: Duration::from_secs(u64::from(sample)),
         err_rate_threshold: number(Key::ErrRateThreshold).unwrap_or(0),
         recheck_gap_time: seconds(Key::ErrRecheckGapTime),
+        slow: slow_params(values, warnings),
         action: PathAction::Fail,
+    })
+}
+
+/// Slow-path checking: on when `marginal_path_slow_factor` is a number above 0 (1 would call
+/// every path above the median slow, so it counts as off too); the others default.
+fn slow_params(
+    values: &[Option<Sourced<Setting>>; Key::ALL.len()],
+    warnings: &mut Vec<String>,
+) -> Option<SlowParams> {
+    if let Some(factor) = values[Key::SlowFactor.index()].as_ref()
+        && factor.value == Setting::Value(1)
+    {
+        warnings.push(format!(
+            "{} 1 (at {}) would call every path above its siblings' median slow; \
+             slow-path checking stays off (use 2 or more)",
+            Key::SlowFactor,
+            factor.origin
+        ));
+    }
+    let number = |key: Key| {
+        values[key.index()]
+            .as_ref()
+            .and_then(|s| s.value.value())
+            .or_else(|| {
+                SLOW_DEFAULTS
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| *v)
+            })
+    };
+    let factor = number(Key::SlowFactor).filter(|&f| f >= 2)?;
+    Some(SlowParams {
+        factor,
+        min_ios: u64::from(number(Key::SlowMinIos).unwrap_or(0)).max(1),
+        floor: Duration::from_millis(u64::from(number(Key::SlowFloor).unwrap_or(0))),
+        window: Duration::from_secs(u64::from(number(Key::SlowWindow).unwrap_or(0)).max(1)),
     })
 }

@@ -94,6 +94,10 @@ pub enum Key {
     ErrSampleTime,
     ErrRateThreshold,
     ErrRecheckGapTime,
+    SlowFactor,
+    SlowMinIos,
+    SlowFloor,
+    SlowWindow,
     SanPathErrThreshold,
     SanPathErrForgetRate,
     SanPathErrRecoveryTime,
@@ -103,11 +107,15 @@ pub enum Key {
 
 impl Key {
     /// Every key, in display order.
-    pub const ALL: [Key; 9] = [
+    pub const ALL: [Key; 13] = [
         Key::DoubleFailedTime,
         Key::ErrSampleTime,
         Key::ErrRateThreshold,
         Key::ErrRecheckGapTime,
+        Key::SlowFactor,
+        Key::SlowMinIos,
+        Key::SlowFloor,
+        Key::SlowWindow,
         Key::SanPathErrThreshold,
         Key::SanPathErrForgetRate,
         Key::SanPathErrRecoveryTime,
@@ -122,6 +130,21 @@ impl Key {
         Key::ErrRateThreshold,
         Key::ErrRecheckGapTime,
     ];
+
+    /// Slow-path checking (marginal.conf only; multipathd has no such keywords): on for a map
+    /// with marginal path checking on and `marginal_path_slow_factor` set; the other three
+    /// have defaults ([`SLOW_DEFAULTS`]).
+    pub const SLOW: [Key; 4] = [
+        Key::SlowFactor,
+        Key::SlowMinIos,
+        Key::SlowFloor,
+        Key::SlowWindow,
+    ];
+
+    /// The keywords marginal.conf sets.
+    pub fn in_marginal_conf(self) -> bool {
+        Key::MARGINAL.contains(&self) || Key::SLOW.contains(&self)
+    }
 
     /// The older keywords marginal_path checking displaces (multipathd turns them off for a map
     /// on which marginal_path checking is on).
@@ -142,6 +165,10 @@ impl Key {
             Key::ErrSampleTime => "marginal_path_err_sample_time",
             Key::ErrRateThreshold => "marginal_path_err_rate_threshold",
             Key::ErrRecheckGapTime => "marginal_path_err_recheck_gap_time",
+            Key::SlowFactor => "marginal_path_slow_factor",
+            Key::SlowMinIos => "marginal_path_slow_min_ios",
+            Key::SlowFloor => "marginal_path_slow_floor",
+            Key::SlowWindow => "marginal_path_slow_window",
             Key::SanPathErrThreshold => "san_path_err_threshold",
             Key::SanPathErrForgetRate => "san_path_err_forget_rate",
             Key::SanPathErrRecoveryTime => "san_path_err_recovery_time",
@@ -158,6 +185,9 @@ impl Key {
     pub fn unit(self) -> &'static str {
         match self {
             Key::ErrRateThreshold => "permille",
+            Key::SlowFactor => "times",
+            Key::SlowMinIos => "I/Os",
+            Key::SlowFloor => "ms",
             Key::SanPathErrThreshold => "errors",
             Key::SanPathErrForgetRate | Key::DelayWatchChecks | Key::DelayWaitChecks => "checks",
             _ => "s",
@@ -174,6 +204,14 @@ impl fmt::Display for Key {
         f.write_str(self.keyword())
     }
 }
+
+/// Values of the slow-path keywords left unset: at least 100 completed I/Os in a window of
+/// 30 s, and never slow at or below a mean of 20 ms.
+pub const SLOW_DEFAULTS: [(Key, u32); 3] = [
+    (Key::SlowMinIos, 100),
+    (Key::SlowFloor, 20),
+    (Key::SlowWindow, 30),
+];
 
 /// `marginal_pathgroups` (defaults section only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

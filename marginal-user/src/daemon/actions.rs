@@ -104,7 +104,12 @@ impl Daemon {
                 };
                 let node = watched.device.node();
                 self.set_sampling(&path, true);
-                if let Err(e) = self.sampler.start(path.as_str(), &node, duration) {
+                self.latency_run_started(&path);
+                let one_at_a_time = self.engine.path(&path).is_some_and(|p| p.slow_check);
+                if let Err(e) = self
+                    .sampler
+                    .start(path.as_str(), &node, duration, one_at_a_time)
+                {
                     log::error!("{path}: cannot start sampling: {e:#}");
                     self.set_sampling(&path, false);
                     let more = self.engine.handle(

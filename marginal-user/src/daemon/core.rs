@@ -114,6 +114,8 @@ pub struct Daemon {
     /// Second failures being acted on in this batch: a `FailPath` for the same path records
     /// how long the reaction took.
     pub(crate) reacting_to: HashMap<PathKey, Timestamp>,
+    /// Slow-path windows and sampling runs' latency.
+    pub latency: super::latency::LatencyState,
 }
 
 /// CLOCK_MONOTONIC now, the clock the kernel's events are stamped with.
@@ -147,6 +149,7 @@ impl Daemon {
             absent_maps: HashMap::new(),
             orphan_rounds: HashMap::new(),
             reacting_to: HashMap::new(),
+            latency: Default::default(),
         }
     }
 
@@ -317,11 +320,13 @@ impl Daemon {
             report.rate_permille
         );
         self.set_sampling(&key, false);
+        let latency_ns = self.latency_of_run(&key);
         let event = match report.outcome {
             SampleOutcome::Completed => Event::SamplingFinished {
                 path: key,
                 reads: report.reads,
                 errors: report.errors,
+                latency_ns,
             },
             SampleOutcome::Failed(error) => Event::SamplingFailed { path: key, error },
             // The engine asked for the stop; it expects no verdict.

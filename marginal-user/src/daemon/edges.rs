@@ -5,7 +5,7 @@
 use std::{path::Path, time::Duration};
 
 use anyhow::Result;
-use marginal_common::{PathControl, PathRecord, WatchSettings};
+use marginal_common::{PathControl, PathLatency, PathRecord, WatchSettings};
 
 use crate::{
     kernel::{KernelProbes, ProgramStats},
@@ -27,6 +27,10 @@ pub trait KernelEdge {
     /// Events the kernel dropped because the ring buffer was full.
     fn events_lost(&self) -> u64;
     fn program_stats(&self) -> Vec<ProgramStats>;
+    /// Measure `dev`'s latency in the kernel (or stop); its histograms survive a repeat.
+    fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()>;
+    /// `dev`'s latency histograms, if measured.
+    fn latency(&self, dev: u32) -> Option<PathLatency>;
 }
 
 impl KernelEdge for KernelProbes {
@@ -61,11 +65,20 @@ impl KernelEdge for KernelProbes {
     fn program_stats(&self) -> Vec<ProgramStats> {
         KernelProbes::program_stats(self)
     }
+
+    fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()> {
+        KernelProbes::measure_latency(self, dev, on)
+    }
+
+    fn latency(&self, dev: u32) -> Option<PathLatency> {
+        KernelProbes::latency(self, dev)
+    }
 }
 
 /// The io_uring sampler.
 pub trait SamplerEdge {
-    fn start(&self, key: &str, node: &Path, duration: Duration) -> Result<()>;
+    /// Start a run; `one_at_a_time`: one read in flight (a slow path's check).
+    fn start(&self, key: &str, node: &Path, duration: Duration, one_at_a_time: bool) -> Result<()>;
     /// Whether a run was found to stop.
     fn stop(&self, key: &str) -> Result<bool>;
     /// Reads and errors of the run in progress.
@@ -73,8 +86,8 @@ pub trait SamplerEdge {
 }
 
 impl SamplerEdge for SamplerHandle {
-    fn start(&self, key: &str, node: &Path, duration: Duration) -> Result<()> {
-        SamplerHandle::start(self, key, node, duration)
+    fn start(&self, key: &str, node: &Path, duration: Duration, one_at_a_time: bool) -> Result<()> {
+        SamplerHandle::start_with_slots(self, key, node, duration, one_at_a_time.then_some(1))
     }
 
     fn stop(&self, key: &str) -> Result<bool> {

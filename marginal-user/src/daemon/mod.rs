@@ -23,6 +23,7 @@ pub mod actions;
 pub mod core;
 pub mod edges;
 pub mod held_out;
+pub mod latency;
 pub mod reconcile;
 pub mod report;
 pub mod systemd;
@@ -277,6 +278,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     // Uevents come in bursts (a reload is several, a fabric event hundreds): they are gathered
     // for REDISCOVERY_DEBOUNCE and answered with one rediscovery.
     let mut rediscovery: Option<(tokio::time::Instant, std::collections::BTreeSet<String>)> = None;
+    // Latency windows (slow paths) end on this tick; it reads only the measured paths' maps.
+    let mut latency_tick = tokio::time::interval(LATENCY_TICK);
     let mut systemd = Supervisor::from_env();
     let mut supervise = tokio::time::interval(systemd.tick_interval());
     systemd.ready(&daemon);
@@ -321,6 +324,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 Err(e) => log::warn!("uevent listener: {e:#}"),
             },
             _ = supervise.tick() => systemd.tick(&daemon),
+            _ = latency_tick.tick() => daemon.on_latency_tick(monotonic_now()),
             _ = sighup.recv() => reload(&mut daemon, &args.config, !args.watch.is_empty()),
             _ = sigterm.recv() => { log::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: shutting down"); break; }
@@ -416,6 +420,8 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs, watch: bool) {
 /// reload that put a held path back) is read again this often even without a uevent, and
 /// multipathd is looked for; a missed event costs at most this long.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+/// How often latency windows are looked at: a window ends at most this late.
+const LATENCY_TICK: Duration = Duration::from_secs(1);
 
 /// How long uevents are gathered before one rediscovery answers them all.
 const REDISCOVERY_DEBOUNCE: Duration = Duration::from_millis(100);

@@ -153,6 +153,8 @@ impl Daemon {
                         flags,
                     },
                 )?;
+                let slow = params.is_some_and(|p| p.slow.is_some());
+                self.measure_latency(path.device.kernel_dev(), slow);
             }
             let active = map
                 .paths

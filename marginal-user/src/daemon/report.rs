@@ -133,6 +133,11 @@ impl Daemon {
                                 last_verdict: match measurement.map(|m| m.verdict) {
                                     None => "none",
                                     Some(Verdict::Passed) => "healthy",
+                                    Some(Verdict::Marginal | Verdict::MarginalButLastPath)
+                                        if measurement.is_some_and(|m| m.slow_only()) =>
+                                    {
+                                        "slow"
+                                    }
                                     Some(Verdict::Marginal | Verdict::MarginalButLastPath) => {
                                         "marginal"
                                     }
@@ -147,6 +152,13 @@ impl Daemon {
                                 last_reaction_seconds: totals
                                     .last_reaction
                                     .map(|d| d.as_secs_f64()),
+                                latency: self
+                                    .kernel
+                                    .latency(path.device.kernel_dev())
+                                    .map(|l| (&l).into()),
+                                latency_ratio: self
+                                    .latency_comparison(&map.name, &path.key)
+                                    .and_then(|c| c.ratio()),
                                 reason: engine_path
                                     .and_then(|p| p.last_reason)
                                     .map(|r| r.to_string())

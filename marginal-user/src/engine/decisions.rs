@@ -16,6 +16,12 @@ pub enum Reason {
         second_at: Timestamp,
         window: Duration,
     },
+    /// The path's mean latency over a window was above `factor` times its active siblings'.
+    Slow {
+        mean_ns: u64,
+        siblings_ns: u64,
+        factor: u32,
+    },
     /// The path is the only active path of its map, so it is never failed.
     LastActivePath,
     /// A sampling run's rate was at or below the threshold.
@@ -59,9 +65,24 @@ impl fmt::Display for Reason {
                 second_at.saturating_since(*first_at).as_secs_f64(),
                 window.as_secs()
             ),
+            Reason::Slow {
+                mean_ns,
+                siblings_ns,
+                factor,
+            } => write!(
+                f,
+                "slow: mean latency {} against its siblings' {} (factor {factor})",
+                millis(*mean_ns),
+                millis(*siblings_ns)
+            ),
             Reason::LastActivePath => write!(f, "last active path of its map: never failed"),
             Reason::Passed(m) => write!(f, "passed: {}", rate_text(m)),
-            Reason::Marginal(m) => write!(f, "marginal: {}", rate_text(m)),
+            Reason::Marginal(m) => write!(
+                f,
+                "{}: {}",
+                if m.slow_only() { "slow" } else { "marginal" },
+                rate_text(m)
+            ),
             Reason::MarginalButLastPath(m) => write!(
                 f,
                 "marginal but the map has no other active path: {}",
@@ -86,10 +107,23 @@ impl fmt::Display for Reason {
 }
 
 fn rate_text(m: &Measurement) -> String {
-    format!(
+    let rate = format!(
         "{} errors in {} reads = {}‰ (threshold {}‰)",
         m.errors, m.reads, m.rate_permille, m.threshold_permille
-    )
+    );
+    match m.latency {
+        None => rate,
+        Some(l) => format!(
+            "{rate}; mean latency {} against its siblings' {}{}",
+            millis(l.mean_ns),
+            millis(l.siblings_ns),
+            if l.slow { ", still slow" } else { "" }
+        ),
+    }
+}
+
+fn millis(ns: u64) -> String {
+    format!("{:.1} ms", ns as f64 / 1e6)
 }
 
 /// A path's state, as named in status output and metrics labels.
@@ -105,15 +139,18 @@ pub enum StateName {
     SamplingInService,
     /// Measured marginal: out of service until a recheck passes.
     Marginal,
+    /// Measured slow (its latency, not its errors): out of service until a recheck passes.
+    Slow,
 }
 
 impl StateName {
-    pub const ALL: [StateName; 5] = [
+    pub const ALL: [StateName; 6] = [
         StateName::Healthy,
         StateName::Suspect,
         StateName::Sampling,
         StateName::SamplingInService,
         StateName::Marginal,
+        StateName::Slow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +160,7 @@ impl StateName {
             StateName::Sampling => "sampling",
             StateName::SamplingInService => "sampling_in_service",
             StateName::Marginal => "marginal",
+            StateName::Slow => "slow",
         }
     }
 }
@@ -224,6 +262,7 @@ mod tests {
             rate_permille: 15,
             threshold_permille: 10,
             verdict: Verdict::Marginal,
+            latency: None,
         }
     }
 
@@ -258,7 +297,8 @@ mod tests {
                 "suspect",
                 "sampling",
                 "sampling_in_service",
-                "marginal"
+                "marginal",
+                "slow"
             ]
         );
     }

@@ -37,6 +37,16 @@ pub enum Event {
         path: PathKey,
         reads: u64,
         errors: u64,
+        /// Mean latency of the run's completed reads (the kernel's histogram of the path over
+        /// the run), when measured; a slow path's check judges it too.
+        latency_ns: Option<u64>,
+    },
+    /// The path's latency over a window was above its active siblings' by the map's factor
+    /// ([`super::slow::compare`]): check it like a double failure.
+    Slow {
+        path: PathKey,
+        mean_ns: u64,
+        siblings_ns: u64,
     },
     /// The sampling run could not be carried out or finished (device vanished, open failed...).
     SamplingFailed { path: PathKey, error: String },
@@ -51,6 +61,7 @@ impl Event {
             | Event::PathReinstated { path }
             | Event::PathActive { path, .. }
             | Event::SamplingFinished { path, .. }
+            | Event::Slow { path, .. }
             | Event::SamplingFailed { path, .. } => Some(path),
             Event::MapActivePaths { .. } => None,
         }

@@ -183,9 +183,19 @@ impl Engine {
                 path,
                 reads,
                 errors,
+                latency_ns,
             } => {
                 self.with_checked_record(&path, now, &mut out, |record, ctx, view| {
-                    record.sampling_finished(ctx, view, reads, errors)
+                    record.sampling_finished(ctx, view, reads, errors, latency_ns)
+                });
+            }
+            Event::Slow {
+                path,
+                mean_ns,
+                siblings_ns,
+            } => {
+                self.with_checked_record(&path, now, &mut out, |record, ctx, view| {
+                    record.slow(ctx, view, mean_ns, siblings_ns)
                 });
             }
             Event::SamplingFailed { path, error } => {

@@ -1,6 +1,8 @@
 //! The four marginal_path_* settings of one map, as the engine uses them.
 use std::time::Duration;
 
+use super::slow::SlowParams;
+
 /// Marginal-path checking parameters for one map. Only built when checking is on for the map
 /// (see `config`): every field is already validated, and the 120 s floor of `sample_time` is the
 /// configuration layer's job, so tests can use short runs.
@@ -14,6 +16,8 @@ pub struct Params {
     pub err_rate_threshold: u32,
     /// `marginal_path_err_recheck_gap_time`: how long a marginal path stays out before a recheck.
     pub recheck_gap_time: Duration,
+    /// The `marginal_path_slow_*` settings: slow-path checking is on for the map when set.
+    pub slow: Option<SlowParams>,
     /// How a path is held out: the effective `marginal_path_action` (already fallen back to
     /// `fail` where multipathd cannot set paths marginal).
     pub action: PathAction,

@@ -8,7 +8,7 @@ use super::{
     decisions::{Decision, Reason, StateName},
     ids::{MapName, PathKey},
     params::PathAction,
-    verdict::{Measurement, Verdict},
+    verdict::{Measurement, RunLatency, Verdict},
     window::{self, WindowStep},
 };
 
@@ -35,6 +35,8 @@ pub(crate) enum PathState {
     },
     Marginal {
         recheck_at: Timestamp,
+        /// Held out for its latency, not its errors (status and metrics say "slow").
+        slow: bool,
     },
 }
 
@@ -47,7 +49,8 @@ impl PathState {
             PathState::Sampling {
                 held_out: false, ..
             } => StateName::SamplingInService,
-            PathState::Marginal { .. } => StateName::Marginal,
+            PathState::Marginal { slow: false, .. } => StateName::Marginal,
+            PathState::Marginal { slow: true, .. } => StateName::Slow,
         }
     }
 
@@ -62,7 +65,7 @@ impl PathState {
     /// When [`PathRecord::poll`] has something to do for this path.
     pub fn deadline(&self) -> Option<Timestamp> {
         match *self {
-            PathState::Marginal { recheck_at } => Some(recheck_at),
+            PathState::Marginal { recheck_at, .. } => Some(recheck_at),
             PathState::Sampling {
                 started_at,
                 duration,
@@ -174,6 +177,9 @@ pub(crate) struct PathRecord {
     /// held out, so observe mode (where nothing is really failed) reasons the same way.
     pub dm_active: bool,
     pub stats: PathStats,
+    /// While a slow path is checked: the siblings' mean latency (ns) when it was found slow,
+    /// the yardstick its runs are judged against.
+    pub slow_yardstick_ns: Option<u64>,
     /// How the engine holds the path out, fixed when the hold begins (a configuration change
     /// applies to the next hold): a `setmarginal` path still carries I/O as a last resort, so
     /// a map left without other active paths needs no recovery of it.
@@ -189,6 +195,7 @@ impl PathRecord {
                 state_since: now,
                 ..PathStats::default()
             },
+            slow_yardstick_ns: None,
             held_as: PathAction::Fail,
         }
     }
@@ -201,6 +208,9 @@ impl PathRecord {
     fn set_state(&mut self, ctx: &mut Ctx, next: PathState) {
         if next == PathState::Healthy && self.is_being_checked() {
             self.stats.returned_at = Some(ctx.now);
+        }
+        if next == PathState::Healthy {
+            self.slow_yardstick_ns = None;
         }
         let from = self.state.name();
         self.state = next;
@@ -284,6 +294,22 @@ impl PathRecord {
             .since_last_return(first_at)
             .or_else(|| self.pending_first_failure());
         self.apply_window(ctx, map, first, second_at);
+    }
+
+    /// The latency comparison found the path slow: check it like a double failure (unless
+    /// slow-path checking is off for the map, or the path is already being checked).
+    pub fn slow(&mut self, ctx: &mut Ctx, map: MapView, mean_ns: u64, siblings_ns: u64) {
+        let Some(slow) = map.params.slow else { return };
+        if self.is_being_checked() || !self.is_active() {
+            return;
+        }
+        self.slow_yardstick_ns = Some(siblings_ns);
+        let reason = Reason::Slow {
+            mean_ns,
+            siblings_ns,
+            factor: slow.factor,
+        };
+        self.start_check(ctx, map, reason);
     }
 
     fn apply_window(
@@ -375,12 +401,30 @@ impl PathRecord {
     }
 
     /// The end of a run: rate, verdict, and what it means for the path.
-    pub fn sampling_finished(&mut self, ctx: &mut Ctx, map: MapView, reads: u64, errors: u64) {
+    pub fn sampling_finished(
+        &mut self,
+        ctx: &mut Ctx,
+        map: MapView,
+        reads: u64,
+        errors: u64,
+        latency_ns: Option<u64>,
+    ) {
         let PathState::Sampling { held_out, .. } = self.state else {
             return; // a late report of a run the engine already stopped
         };
         let threshold = map.params.err_rate_threshold;
-        let m = Measurement::evaluate(ctx.now, reads, errors, threshold, map.others_for_verdict());
+        let mut m =
+            Measurement::evaluate(ctx.now, reads, errors, threshold, map.others_for_verdict());
+        if let (Some(siblings_ns), Some(slow), Some(mean_ns)) =
+            (self.slow_yardstick_ns, map.params.slow, latency_ns)
+        {
+            let latency = RunLatency {
+                mean_ns,
+                siblings_ns,
+                slow: super::slow::is_slow(mean_ns, siblings_ns, slow),
+            };
+            m = m.with_latency(latency, map.others_for_verdict());
+        }
         self.stats.last_measurement = Some(m);
         ctx.out.push(Decision::Measured {
             path: ctx.path.clone(),
@@ -405,7 +449,8 @@ impl PathRecord {
                 self.stats.marginal_verdicts += 1;
                 self.remember(&reason);
                 let recheck_at = ctx.now + map.params.recheck_gap_time;
-                self.set_state(ctx, PathState::Marginal { recheck_at });
+                let slow = m.slow_only();
+                self.set_state(ctx, PathState::Marginal { recheck_at, slow });
             }
             Verdict::MarginalButLastPath => {
                 let reason = Reason::MarginalButLastPath(m);
@@ -434,7 +479,8 @@ impl PathRecord {
         self.remember(&reason);
         if held_out {
             let recheck_at = ctx.now + map.params.recheck_gap_time;
-            self.set_state(ctx, PathState::Marginal { recheck_at });
+            let slow = self.slow_yardstick_ns.is_some();
+            self.set_state(ctx, PathState::Marginal { recheck_at, slow });
         } else {
             self.set_state(ctx, PathState::Healthy);
         }

@@ -212,6 +212,7 @@ mod tests {
             sample_time: Duration::from_secs(120),
             err_rate_threshold: 10,
             recheck_gap_time: Duration::from_secs(300),
+            slow: None,
             action: Default::default(),
         }
     }

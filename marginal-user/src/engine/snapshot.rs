@@ -46,6 +46,9 @@ pub struct PathSnapshot {
     pub last_measurement: Option<Measurement>,
     /// Why the path is where it is.
     pub last_reason: Option<Reason>,
+    /// The path is checked for its latency (a slow path): its runs read one block at a time,
+    /// so that their latency compares with what its siblings gave.
+    pub slow_check: bool,
 }
 
 impl PathSnapshot {
@@ -55,7 +58,7 @@ impl PathSnapshot {
         let (first_failure_at, sampling_started_at, next_recheck_at) = match record.state {
             PathState::Suspect { first_failure_at } => (Some(first_failure_at), None, None),
             PathState::Sampling { started_at, .. } => (None, Some(started_at), None),
-            PathState::Marginal { recheck_at } => (None, None, Some(recheck_at)),
+            PathState::Marginal { recheck_at, .. } => (None, None, Some(recheck_at)),
             PathState::Healthy => (None, None, None),
         };
         Self {
@@ -79,6 +82,7 @@ impl PathSnapshot {
             next_recheck_at,
             last_measurement: stats.last_measurement,
             last_reason: stats.last_reason.clone(),
+            slow_check: record.slow_yardstick_ns.is_some(),
         }
     }
 }

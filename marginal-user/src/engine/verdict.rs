@@ -63,9 +63,42 @@ pub struct Measurement {
     pub rate_permille: u32,
     pub threshold_permille: u32,
     pub verdict: Verdict,
+    /// For the check of a slow path: the run's latency against the siblings'.
+    pub latency: Option<RunLatency>,
+}
+
+/// A slow path's run latency, judged against the yardstick its siblings gave when it was
+/// found slow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunLatency {
+    pub mean_ns: u64,
+    pub siblings_ns: u64,
+    /// Still slow ([`super::slow::is_slow`]).
+    pub slow: bool,
 }
 
 impl Measurement {
+    /// Judge the run's latency too: a run that passed on errors but is still slow is not
+    /// passed.
+    pub fn with_latency(mut self, latency: RunLatency, other_active_paths: usize) -> Self {
+        self.latency = Some(latency);
+        if latency.slow && self.verdict == Verdict::Passed {
+            self.verdict = if other_active_paths > 0 {
+                Verdict::Marginal
+            } else {
+                Verdict::MarginalButLastPath
+            };
+        }
+        self
+    }
+
+    /// Not passed for its latency alone (its error rate was within the threshold).
+    pub fn slow_only(&self) -> bool {
+        self.verdict != Verdict::Passed
+            && self.rate_permille <= self.threshold_permille
+            && self.latency.is_some_and(|l| l.slow)
+    }
+
     /// Rate and verdict of a run that read `reads` blocks with `errors` failures.
     pub fn evaluate(
         at: Timestamp,
@@ -82,6 +115,7 @@ impl Measurement {
             rate_permille,
             threshold_permille,
             verdict: judge(rate_permille, threshold_permille, other_active_paths),
+            latency: None,
         }
     }
 }

@@ -4,7 +4,9 @@
 //!   fills with the path devices to count, and the per-path records the kernel keeps.
 //! * [`tracefs`] finds the block error tracepoint and reads its record layout at load time.
 //! * [`events`] reads the ring buffer with tokio and decodes [`KernelEvent`]s.
+//! * [`btf`] reads struct offsets from kernel BTF for the latency program.
 //! * [`stats`] turns on the kernel's accounting of program cost.
+pub mod btf;
 pub mod events;
 pub mod probes;
 pub mod stats;

@@ -4,14 +4,15 @@ use std::{fmt, io::BufRead, path::Path, time::Duration};
 use anyhow::{Context, Result, bail};
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, RingBuf},
-    programs::{KProbe, TracePoint},
+    maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues, RingBuf},
+    programs::{KProbe, RawTracePoint, TracePoint},
 };
 use marginal_common::{
     BLOCK_ERROR_LEGACY_PROGRAM, BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM,
     COMPILED_IN_LAYOUT, CONTROL_MAP, DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions,
-    EVENTS_LOST_MAP, EVENTS_MAP, LAYOUT_MAP, PathControl, PathRecord, TracepointLayout,
-    WATCHED_MAP, WatchSettings,
+    EVENTS_LOST_MAP, EVENTS_MAP, LATENCY_MAP, LATENCY_PROGRAM, LAYOUT_MAP, PathControl,
+    PathLatency, PathRecord, REQUEST_LAYOUT_MAP, RequestLayout, TracepointLayout, WATCHED_MAP,
+    WatchSettings,
 };
 
 use super::tracefs::{self, BlockErrorTracepoint};
@@ -31,8 +32,11 @@ pub struct LiveSignals {
     pub block_program: BlockErrorProgram,
     /// Whether the dm_path_uevent kprobe is attached, or why not.
     pub dm_path_kprobe: Result<(), String>,
-    /// Kernel BTF is not required by marginal's programs; its absence is only reported.
+    /// Kernel BTF is required only by the latency program; its absence is only reported.
     pub kernel_btf: bool,
+    /// The latency program: `None` until some path has latency measuring on, then whether
+    /// it is attached or why not.
+    pub latency: Option<Result<(), String>>,
 }
 
 impl fmt::Display for LiveSignals {
@@ -49,6 +53,14 @@ impl fmt::Display for LiveSignals {
                 "; dm-mpath path events via kprobe:{DM_PATH_UEVENT_SYMBOL} (live)"
             ),
             Err(why) => write!(f, "; dm-mpath kprobe not attached: {why}"),
+        }?;
+        match &self.latency {
+            None => Ok(()),
+            Some(Ok(())) => write!(
+                f,
+                "; path latency via raw_tracepoint:block_rq_complete (live)"
+            ),
+            Some(Err(why)) => write!(f, "; path latency not measured: {why}"),
         }
     }
 }
@@ -60,6 +72,7 @@ pub struct KernelProbes {
     control: HashMap<MapData, u32, PathControl>,
     /// What was last written to `control`, so an unchanged entry costs no syscall.
     control_written: std::collections::HashMap<u32, PathControl>,
+    latency: PerCpuHashMap<MapData, u32, PathLatency>,
     signals: LiveSignals,
 }
 
@@ -140,17 +153,23 @@ impl KernelProbes {
             ebpf.take_map(CONTROL_MAP)
                 .context("eBPF object has no CONTROL map")?,
         )?;
+        let latency = PerCpuHashMap::try_from(
+            ebpf.take_map(LATENCY_MAP)
+                .context("eBPF object has no PATH_LATENCY map")?,
+        )?;
         let signals = LiveSignals {
             block_tracepoint: tracepoint,
             block_program,
             dm_path_kprobe,
-            kernel_btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+            kernel_btf: Path::new(super::btf::KERNEL_BTF).exists(),
+            latency: None,
         };
         Ok(Self {
             ebpf,
             watched,
             control,
             control_written: Default::default(),
+            latency,
             signals,
         })
     }
@@ -207,8 +226,58 @@ impl KernelProbes {
         self.control_written.get(&dev).copied().unwrap_or_default()
     }
 
-    /// Stop counting for `dev`; its counters are dropped.
+    /// Measure the latency of the path `dev` (or stop). The first path turned on attaches the
+    /// latency program; until then no completion pays anything for it. Turning on a path that
+    /// is measured keeps its histograms.
+    pub fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()> {
+        if !on {
+            if self.latency.get(&dev, 0).is_ok() {
+                self.latency.remove(&dev).with_context(|| {
+                    format!("removing device {} from the latency map", dev_name(dev))
+                })?;
+            }
+            return Ok(());
+        }
+        match &self.signals.latency {
+            Some(Ok(())) => {}
+            Some(Err(why)) => bail!("{why}"),
+            None => {
+                let attached = attach_latency_program(&mut self.ebpf);
+                self.signals.latency =
+                    Some(attached.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+                attached?;
+            }
+        }
+        if self.latency.get(&dev, 0).is_ok() {
+            return Ok(());
+        }
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| e)
+            .context("counting possible CPUs")?;
+        let zero = PerCpuValues::try_from(vec![PathLatency::default(); cpus])?;
+        self.latency
+            .insert(dev, zero, 0)
+            .with_context(|| format!("adding device {} to the latency map", dev_name(dev)))
+    }
+
+    /// The latency histograms of a measured path, all CPUs added up.
+    pub fn latency(&self, dev: u32) -> Option<PathLatency> {
+        let per_cpu = self.latency.get(&dev, 0).ok()?;
+        Some(sum_cpus(&per_cpu))
+    }
+
+    /// Every measured path and its histograms.
+    pub fn latencies(&self) -> Vec<(u32, PathLatency)> {
+        self.latency
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(dev, per_cpu)| (dev, sum_cpus(&per_cpu)))
+            .collect()
+    }
+
+    /// Stop counting for `dev`; its counters (and latency histograms) are dropped.
     pub fn unwatch(&mut self, dev: u32) -> Result<()> {
+        self.measure_latency(dev, false)?;
         if self.control_written.remove(&dev).is_some() {
             let _ = self.control.remove(&dev);
         }
@@ -374,6 +443,37 @@ fn load_block_program(ebpf: &mut Ebpf, variant: BlockErrorProgram) -> Result<()>
             variant.name()
         )
     })
+}
+
+fn sum_cpus(per_cpu: &PerCpuValues<PathLatency>) -> PathLatency {
+    let mut total = PathLatency::default();
+    for cpu in per_cpu.iter() {
+        total.add(cpu);
+    }
+    total
+}
+
+/// Give the latency program this kernel's request layout, load and attach it.
+fn attach_latency_program(ebpf: &mut Ebpf) -> Result<()> {
+    let layout: RequestLayout = super::btf::Btf::from_kernel()?.request_layout()?;
+    let mut layout_map: Array<_, RequestLayout> = Array::try_from(
+        ebpf.map_mut(REQUEST_LAYOUT_MAP)
+            .context("eBPF object has no REQUEST_LAYOUT map")?,
+    )?;
+    layout_map
+        .set(0, layout, 0)
+        .context("writing the request layout")?;
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(LATENCY_PROGRAM)
+        .context("eBPF object has no latency program")?
+        .try_into()?;
+    program
+        .load()
+        .context("the kernel's verifier rejected the latency program")?;
+    program
+        .attach("block_rq_complete")
+        .context("attaching to raw tracepoint block_rq_complete")?;
+    Ok(())
 }
 
 fn attach_dm_kprobe(ebpf: &mut Ebpf) -> Result<()> {

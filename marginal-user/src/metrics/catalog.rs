@@ -17,6 +17,8 @@ pub enum Kind {
     Gauge,
     /// Constant 1 with descriptive labels; its sample is named `<family>_info`.
     Info,
+    /// Cumulative `<family>_bucket{le=...}` samples with `<family>_sum` and `<family>_count`.
+    Histogram,
 }
 
 /// Which labels a family's series carry (all bounded: maps and paths exist on the host, the
@@ -38,6 +40,8 @@ pub enum Labels {
     MapReason,
     /// `map`, `path` (kernel name), `device` (major:minor).
     Path,
+    /// Path labels plus `direction`: `read` or `write`.
+    PathDirection,
     /// Path labels plus `state`: the path's state, one of [`crate::status::PATH_STATES`].
     PathState,
     /// Path labels plus `verdict`: the path's last verdict, one of [`VERDICTS`].
@@ -71,6 +75,7 @@ impl Labels {
             Labels::MapState => &["map", "state"],
             Labels::MapReason => &["map", "reason"],
             Labels::Path => &["map", "path", "device"],
+            Labels::PathDirection => &["map", "path", "device", "direction"],
             Labels::PathState => &["map", "path", "device", "state"],
             Labels::PathVerdict => &["map", "path", "device", "verdict"],
             Labels::PathSignal => &["map", "path", "device", "signal"],
@@ -104,7 +109,7 @@ pub const LEFT_TO_MULTIPATHD_REASONS: &[&str] = &[
 ];
 
 /// Verdicts of a path's last finished sampling run, as `marginal_path_last_verdict` names them.
-pub const VERDICTS: &[&str] = &["none", "healthy", "marginal"];
+pub const VERDICTS: &[&str] = &["none", "healthy", "marginal", "slow"];
 
 /// The signals that count failures, as `marginal_path_failure_signal` names them.
 pub const FAILURE_SIGNALS: &[&str] = &["dm_kprobe", "dm_uevent", "block_errors"];
@@ -134,12 +139,13 @@ pub struct MetricDef {
 }
 
 impl MetricDef {
-    /// The name of this family's samples, as PromQL queries it.
+    /// The name of this family's samples, as PromQL queries it (a histogram's buckets).
     pub fn sample_name(&self) -> String {
         match self.kind {
             Kind::Counter => format!("{}_total", self.family),
             Kind::Gauge => self.family.to_string(),
             Kind::Info => format!("{}_info", self.family),
+            Kind::Histogram => format!("{}_bucket", self.family),
         }
     }
 }
@@ -450,6 +456,25 @@ pub const PATH_LAST_REACTION: MetricDef = def(
      timestamp of the second failure to the path being out of service (absent before that).",
 );
 
+pub const PATH_IO_LATENCY: MetricDef = def(
+    "marginal_path_io_latency_seconds",
+    Kind::Histogram,
+    SECONDS,
+    Labels::PathDirection,
+    "Latency of the path's successful reads and writes (anyone's), from the request's start to \
+     its completion, measured in the kernel; only for maps with slow-path checking \
+     (marginal_path_slow_factor).",
+);
+pub const PATH_LATENCY_RATIO: MetricDef = def(
+    "marginal_path_latency_ratio",
+    Kind::Gauge,
+    None,
+    Labels::Path,
+    "The path's mean I/O latency over the last slow-path window divided by its active \
+     siblings' (the median of theirs); above marginal_path_slow_factor the path is slow. Absent \
+     when it was not compared (too few I/Os, no active sibling, held out).",
+);
+
 pub const EBPF_PROGRAM_RUNS: MetricDef = def(
     "marginal_ebpf_program_runs",
     Kind::Counter,
@@ -523,13 +548,26 @@ pub const METRICS: &[MetricDef] = &[
     PATH_FAILED_BY_DAEMON,
     PATH_RETURNED_BY_DAEMON,
     PATH_LAST_REACTION,
+    PATH_IO_LATENCY,
+    PATH_LATENCY_RATIO,
     EBPF_PROGRAM_RUNS,
     EBPF_PROGRAM_RUN_TIME,
     FC_HOST_STATISTIC,
     FC_RPORT_STATISTIC,
 ];
 
-/// Every sample name the exporter can emit, as dashboards and rules query them.
+/// Every sample name the exporter can emit, as dashboards and rules query them (a
+/// histogram's `_sum` and `_count` too).
 pub fn sample_names() -> Vec<String> {
-    METRICS.iter().map(MetricDef::sample_name).collect()
+    METRICS
+        .iter()
+        .flat_map(|def| match def.kind {
+            Kind::Histogram => vec![
+                def.sample_name(),
+                format!("{}_sum", def.family),
+                format!("{}_count", def.family),
+            ],
+            _ => vec![def.sample_name()],
+        })
+        .collect()
 }

@@ -10,12 +10,13 @@
 //!   untyped family);
 //! * an info family has no classic type: it becomes the gauge `<name>_info`, always 1, as the
 //!   official clients write it;
+//! * a histogram's samples (`_bucket`, `_sum`, `_count`) are the same in both;
 //! * `# UNIT` and `# EOF` do not exist there (the unit stays in the name);
 //! * `# HELP` text escapes only `\\` and `\n` (OpenMetrics also escapes `"`).
 //!
 //! Sample lines are the same in both formats (label values escape `\\`, `\"` and `\n` in
 //! both) and are copied as they are. Anything the collector never writes (timestamps,
-//! exemplars, histograms, `_created` samples) is refused with the line it is on, rather than
+//! exemplars, `_created` samples) is refused with the line it is on, rather than
 //! passed through in a form a classic parser would misread.
 use std::fmt::Write;
 
@@ -78,6 +79,8 @@ pub fn from_openmetrics(openmetrics: &str) -> Result<String> {
 struct Family {
     classic_name: String,
     classic_type: &'static str,
+    /// The names its samples may have (a histogram's three; the classic name otherwise).
+    sample_names: Vec<String>,
 }
 
 impl Family {
@@ -87,10 +90,23 @@ impl Family {
             "info" => ("_info", "gauge"),
             "gauge" => ("", "gauge"),
             "unknown" => ("", "untyped"),
+            // The same samples in both formats: `_bucket` (cumulative, `le`), `_sum`, `_count`.
+            "histogram" => {
+                return Ok(Family {
+                    classic_name: name.to_string(),
+                    classic_type: "histogram",
+                    sample_names: ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .map(|s| format!("{name}{s}"))
+                        .collect(),
+                });
+            }
             other => bail!("type {other} has no conversion (the exporter writes none)"),
         };
+        let classic_name = format!("{name}{suffix}");
         Ok(Family {
-            classic_name: format!("{name}{suffix}"),
+            sample_names: vec![classic_name.clone()],
+            classic_name,
             classic_type,
         })
     }
@@ -99,7 +115,7 @@ impl Family {
     /// and nothing after it.
     fn check_sample(&self, line: &str) -> Result<()> {
         let name_end = line.find(['{', ' ']).context("a sample without a value")?;
-        if line[..name_end] != self.classic_name {
+        if !self.sample_names.iter().any(|n| line[..name_end] == *n) {
             bail!("a sample of another family than {}", self.classic_name);
         }
         let rest = match line[name_end..].strip_prefix('{') {
@@ -177,7 +193,7 @@ mod tests {
         for (om, expected) in [
             ("# TYPE a gauge\na 1\n", "does not end with # EOF"),
             ("# TYPE a gauge\na 1\n# EOF\na 2\n", "line 4"),
-            ("# TYPE h histogram\nh_count 1\n# EOF\n", "type histogram"),
+            ("# TYPE s summary\ns_count 1\n# EOF\n", "type summary"),
             ("# TYPE a counter\na_created 1\n# EOF\n", "another family"),
             ("# TYPE a counter\na_total 1 12\n# EOF\n", "timestamp"),
             ("# TYPE a counter\na_total 1 # {} 1\n# EOF\n", "exemplar"),

@@ -106,6 +106,7 @@ fn descriptor(def: MetricDef) -> (&'static str, Option<Unit>, MetricType) {
         Kind::Counter => MetricType::Counter,
         Kind::Gauge => MetricType::Gauge,
         Kind::Info => MetricType::Info,
+        Kind::Histogram => MetricType::Histogram,
     };
     (name, unit, metric_type)
 }
@@ -274,6 +275,60 @@ const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
     ),
 ];
 
+/// log2 of the exposed histogram bounds' step: every other kernel bucket (powers of 4 ns, from
+/// 8 µs to 137 s), so a path's histogram is 14 series per direction rather than 28.
+const EXPOSED_FIRST_LOG2: u32 = 13;
+const EXPOSED_LAST_LOG2: u32 = 37;
+
+/// The kernel's buckets folded into the exposed bounds (not cumulative; the encoder adds up).
+fn exposed_buckets(h: &crate::status::HistogramStatus) -> Vec<(f64, u64)> {
+    let mut out: Vec<(f64, u64)> = (EXPOSED_FIRST_LOG2..=EXPOSED_LAST_LOG2)
+        .step_by(2)
+        .map(|log2| ((1u64 << log2) as f64 / 1e9, 0))
+        .chain(iter::once((f64::INFINITY, 0)))
+        .collect();
+    let last = out.len() - 1;
+    for (i, &count) in h.buckets.iter().enumerate() {
+        let slot = match marginal_common::latency_bucket_upper_ns(i) {
+            // The first exposed bound at or above the kernel bucket's upper bound.
+            Some(upper) => {
+                let log2 = upper.trailing_zeros().max(EXPOSED_FIRST_LOG2);
+                (log2 - EXPOSED_FIRST_LOG2).div_ceil(2) as usize
+            }
+            None => last,
+        };
+        out[slot.min(last)].1 += count;
+    }
+    out
+}
+
+/// `marginal_path_io_latency_seconds`: one histogram per measured path and direction.
+fn path_latency(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Result {
+    let def = c::PATH_IO_LATENCY;
+    let mut measured = paths(snapshot)
+        .filter_map(|(map, path)| Some((path_labels(map, path), path.latency.as_ref()?)))
+        .peekable();
+    if measured.peek().is_none() {
+        return Ok(());
+    }
+    let (name, unit, metric_type) = descriptor(def);
+    let mut metric = encoder.encode_descriptor(name, def.help, unit.as_ref(), metric_type)?;
+    for ([m, p, d], latency) in measured {
+        for (direction, h) in [("read", &latency.read), ("write", &latency.write)] {
+            let labels = [m, p, d, ("direction", direction)];
+            metric
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    h.sum_seconds,
+                    h.count(),
+                    &exposed_buckets(h),
+                    None,
+                )?;
+        }
+    }
+    Ok(())
+}
+
 fn map_family(
     encoder: &mut DescriptorEncoder,
     snapshot: &Snapshot,
@@ -433,6 +488,13 @@ impl Collector for SnapshotCollector {
         for (def, read) in PATH_FAMILIES {
             path_family(e, s, *def, read)?;
         }
+        path_latency(e, s)?;
+        path_family(
+            e,
+            s,
+            c::PATH_LATENCY_RATIO,
+            &Optional(|p| p.latency_ratio.map(Value::Float)),
+        )?;
         let programs = || {
             s.programs
                 .iter()
@@ -444,5 +506,32 @@ impl Collector for SnapshotCollector {
         family(e, c::EBPF_PROGRAM_RUN_TIME, time)?;
         family(e, c::FC_HOST_STATISTIC, fc_host_statistics(s))?;
         family(e, c::FC_RPORT_STATISTIC, fc_rport_statistics(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_buckets_fold_into_the_first_exposed_bound_above_them() {
+        let mut h = crate::status::HistogramStatus {
+            buckets: vec![0; marginal_common::LATENCY_BUCKETS],
+            sum_seconds: 0.0,
+        };
+        // 1 below 2 us, 1 in [1, 2) ms, 1 above 137 s.
+        h.buckets[0] = 1;
+        h.buckets[marginal_common::latency_bucket(1_500_000)] = 1;
+        h.buckets[marginal_common::LATENCY_BUCKETS - 1] = 1;
+        let out = exposed_buckets(&h);
+        assert_eq!(out.len(), 14);
+        assert_eq!(out[0], ((1u64 << 13) as f64 / 1e9, 1));
+        // 2^21 ns = 2.1 ms is the first exposed bound above 1.5 ms.
+        let at = out
+            .iter()
+            .position(|(le, _)| *le == (1u64 << 21) as f64 / 1e9);
+        assert_eq!(out[at.unwrap()].1, 1);
+        assert_eq!(out[13], (f64::INFINITY, 1));
+        assert_eq!(out.iter().map(|(_, n)| n).sum::<u64>(), 3);
     }
 }

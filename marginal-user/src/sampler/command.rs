@@ -18,6 +18,8 @@ pub(crate) enum Command {
         key: String,
         node: PathBuf,
         sample_time: Duration,
+        /// Reads in flight, if not the sampler's default.
+        slots: Option<usize>,
         /// Where the ring publishes the run's counts for the handles.
         progress: Arc<Progress>,
     },

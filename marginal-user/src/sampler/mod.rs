@@ -216,6 +216,19 @@ impl SamplerHandle {
         device_node: impl Into<PathBuf>,
         sample_time: Duration,
     ) -> Result<()> {
+        self.start_with_slots(path_key, device_node, sample_time, None)
+    }
+
+    /// [`SamplerHandle::start`] with `slots` reads in flight instead of the sampler's default
+    /// (a slow path is read one block at a time: its latency then compares with its siblings',
+    /// not with a queue of the sampler's own reads).
+    pub fn start_with_slots(
+        &self,
+        path_key: impl Into<String>,
+        device_node: impl Into<PathBuf>,
+        sample_time: Duration,
+        slots: Option<usize>,
+    ) -> Result<()> {
         let key = path_key.into();
         let node = device_node.into();
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -236,6 +249,7 @@ impl SamplerHandle {
             key: key.clone(),
             node: node.clone(),
             sample_time,
+            slots,
             progress,
         };
         if self.shared.commands.send(begin).is_err() {

@@ -53,6 +53,7 @@ enum Entry {
         key: String,
         node: PathBuf,
         sample_time: Duration,
+        slots: Option<usize>,
         progress: Arc<Progress>,
         stop: bool,
     },
@@ -190,6 +191,7 @@ impl Ring {
                 key,
                 node,
                 sample_time,
+                slots,
                 progress,
             } => {
                 self.entries.insert(
@@ -198,6 +200,7 @@ impl Ring {
                         key,
                         node,
                         sample_time,
+                        slots,
                         progress,
                         stop: false,
                     },
@@ -223,6 +226,7 @@ impl Ring {
             key,
             node,
             sample_time,
+            slots,
             progress,
             stop,
         }) = self.entries.remove(&id)
@@ -237,6 +241,7 @@ impl Ring {
                         key,
                         node,
                         sample_time,
+                        slots,
                         progress,
                         stop,
                     },
@@ -246,7 +251,7 @@ impl Ring {
             Ok(target) => Arc::new(target),
         };
         let config = RunConfig {
-            slots: self.options.slots_per_path,
+            slots: slots.unwrap_or(self.options.slots_per_path),
             refill_interval: self.options.refill_interval,
             read_timeout: self.options.read_timeout,
             sample_time,

@@ -87,6 +87,7 @@ fn suffixes(kind: &str) -> &'static [&'static str] {
         "counter" => &["_total", "_created"],
         "gauge" | "unknown" => &[""],
         "info" => &["_info"],
+        "histogram" => &["_bucket", "_sum", "_count"],
         "stateset" => &[""],
         _ => &[],
     }

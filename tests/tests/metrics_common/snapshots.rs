@@ -1,8 +1,8 @@
 //! Hand-built snapshots: one in which every field the exporter reads is set, with values
 //! distinct enough that a series read from the wrong field shows.
 use marginal::status::{
-    FcPortStatus, MapStatus, PATH_STATES, PathStatus, ProgramStatus, SignalStatus, Snapshot,
-    TransportStatus,
+    FcPortStatus, HistogramStatus, LatencyStatus, MapStatus, PATH_STATES, PathStatus,
+    ProgramStatus, SignalStatus, Snapshot, TransportStatus,
 };
 
 /// A path whose every counter derives from `seed`, so tests can predict each value.
@@ -11,9 +11,9 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
         name: name.into(),
         device: device.into(),
         state: state.into(),
-        active: state != "sampling" && state != "marginal",
-        failed_by_marginal: state == "sampling" || state == "marginal",
-        held_as: if state == "sampling" || state == "marginal" {
+        active: !matches!(state, "sampling" | "marginal" | "slow"),
+        failed_by_marginal: matches!(state, "sampling" | "marginal" | "slow"),
+        held_as: if matches!(state, "sampling" | "marginal" | "slow") {
             "fail".into()
         } else {
             String::new()
@@ -28,17 +28,28 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
         current_run_reads: seed + 8,
         current_run_errors: seed + 9,
         last_rate_permille: Some(seed as u32 + 10),
-        last_verdict: if state == "marginal" {
-            "marginal"
-        } else {
-            "healthy"
+        last_verdict: match state {
+            "marginal" | "slow" => state,
+            _ => "healthy",
         }
         .into(),
-        next_recheck_seconds: (state == "marginal").then_some(seed as f64 + 11.5),
+        next_recheck_seconds: matches!(state, "marginal" | "slow").then_some(seed as f64 + 11.5),
         failed_by_daemon_total: seed + 12,
         returned_by_daemon_total: seed + 13,
         // A power-of-two fraction: exact in JSON both ways.
         last_reaction_seconds: (state != "healthy").then_some(seed as f64 / 1024.0),
+        // Requests in three of the kernel's buckets; exact sums in binary fractions.
+        latency: Some(LatencyStatus {
+            read: HistogramStatus {
+                buckets: latency_buckets(seed, 0),
+                sum_seconds: seed as f64 / 512.0,
+            },
+            write: HistogramStatus {
+                buckets: latency_buckets(seed, 5),
+                sum_seconds: seed as f64 / 256.0,
+            },
+        }),
+        latency_ratio: Some(seed as f64 / 64.0),
         reason: format!("reason of {name}"),
         failure_signal: "dm_kprobe".into(),
         kernel_non_path_errors: seed + 14,
@@ -60,6 +71,15 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
     }
 }
 
+/// `seed / 100` requests in kernel buckets `shift`, `shift + 3` and the last.
+fn latency_buckets(seed: u64, shift: usize) -> Vec<u64> {
+    let mut buckets = vec![0; marginal_common::LATENCY_BUCKETS];
+    buckets[shift] = seed / 100;
+    buckets[shift + 3] = seed / 100 + 1;
+    buckets[marginal_common::LATENCY_BUCKETS - 1] = 1;
+    buckets
+}
+
 /// An FC port with the given counters.
 fn fc_port(host: &str, name: &str, port_name: &str, statistics: &[(&str, u64)]) -> FcPortStatus {
     FcPortStatus {
@@ -79,7 +99,7 @@ pub fn full() -> Snapshot {
     let states = PATH_STATES;
     assert_eq!(
         states.len(),
-        5,
+        6,
         "extend this fixture when PATH_STATES changes"
     );
     Snapshot {
@@ -121,6 +141,7 @@ pub fn full() -> Snapshot {
                     path("sdc", "8:32", "suspect", 200),
                     path("sdd", "8:48", "sampling", 300),
                     path("sde", "8:64", "marginal", 400),
+                    path("sdg", "8:96", "slow", 600),
                 ],
             },
             MapStatus {

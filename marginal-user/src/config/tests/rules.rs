@@ -14,6 +14,7 @@ fn checking_on_with_all_four() {
             sample_time: Duration::from_secs(300),
             err_rate_threshold: 5,
             recheck_gap_time: Duration::from_secs(600),
+            slow: None,
             action: Default::default(),
         })
     );
@@ -128,4 +129,35 @@ fn fpin_pathgroups_turn_checking_off_and_displace_san_path() {
 
     let text = "defaults {\n san_path_err_threshold 3\n}\n";
     assert!(!parse(text).resolve(&netapp()).san_path_displaced());
+}
+
+#[test]
+fn slow_checking_needs_the_factor_and_defaults_the_rest() {
+    let off = parse(ALL_FOUR).resolve(&netapp());
+    assert_eq!(off.params().unwrap().slow, None);
+    let text = ALL_FOUR.replace(
+        "    marginal_path_err_recheck_gap_time 600\n",
+        "    marginal_path_err_recheck_gap_time 600\n    marginal_path_slow_factor 4\n    \
+         marginal_path_slow_floor 50\n",
+    );
+    let on = parse(&text).resolve(&netapp());
+    assert_eq!(
+        on.params().unwrap().slow,
+        Some(crate::engine::SlowParams {
+            factor: 4,
+            min_ios: 100,
+            floor: Duration::from_millis(50),
+            window: Duration::from_secs(30),
+        })
+    );
+    let one = text.replace("marginal_path_slow_factor 4", "marginal_path_slow_factor 1");
+    let one = parse(&one).resolve(&netapp());
+    assert_eq!(one.params().unwrap().slow, None);
+    assert!(
+        one.warnings
+            .iter()
+            .any(|w| w.contains("marginal_path_slow_factor 1")),
+        "{:?}",
+        one.warnings
+    );
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::{Result, anyhow, bail};
-use marginal_common::{PathControl, PathRecord, WatchSettings};
+use marginal_common::{PathControl, PathLatency, PathRecord, WatchSettings};
 
 use crate::{
     actuator::{Actuator, ActuatorChange, Actuators, PathRef},
@@ -255,6 +255,7 @@ struct KernelState {
     /// Every control written, in order (to see an announcement that was withdrawn since).
     history: Vec<(u32, PathControl)>,
     pub events_lost: u64,
+    latency: HashMap<u32, PathLatency>,
 }
 
 #[derive(Clone, Default)]
@@ -331,16 +332,49 @@ impl KernelEdge for FakeKernel {
     fn program_stats(&self) -> Vec<ProgramStats> {
         Vec::new()
     }
+
+    fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()> {
+        let mut state = self.0.lock().unwrap();
+        if on {
+            state.latency.entry(dev).or_default();
+        } else {
+            state.latency.remove(&dev);
+        }
+        Ok(())
+    }
+
+    fn latency(&self, dev: u32) -> Option<PathLatency> {
+        self.0.lock().unwrap().latency.get(&dev).copied()
+    }
+}
+
+impl FakeKernel {
+    /// `ios` more reads of `dev` completed, `mean_ms` each (if its latency is measured).
+    pub fn complete_reads(&self, dev: u32, ios: u64, mean_ms: u64) {
+        if let Some(latency) = self.0.lock().unwrap().latency.get_mut(&dev) {
+            latency.read.buckets[0] += ios;
+            latency.read.sum_ns += ios * mean_ms * 1_000_000;
+        }
+    }
+
+    pub fn measures_latency(&self, dev: u32) -> bool {
+        self.0.lock().unwrap().latency.contains_key(&dev)
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct FakeSampler {
     pub running: Arc<Mutex<BTreeSet<String>>>,
     pub started: Arc<Mutex<Vec<String>>>,
+    /// Runs started with one read at a time (slow paths' checks).
+    pub one_at_a_time: Arc<Mutex<Vec<String>>>,
 }
 
 impl SamplerEdge for FakeSampler {
-    fn start(&self, key: &str, _node: &Path, _duration: Duration) -> Result<()> {
+    fn start(&self, key: &str, _node: &Path, _duration: Duration, one: bool) -> Result<()> {
+        if one {
+            self.one_at_a_time.lock().unwrap().push(key.into());
+        }
         self.running.lock().unwrap().insert(key.into());
         self.started.lock().unwrap().push(key.into());
         Ok(())

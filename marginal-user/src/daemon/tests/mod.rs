@@ -4,6 +4,7 @@ mod fakes;
 mod held_paths;
 mod setmarginal;
 mod signal;
+mod slow;
 
 use std::{
     path::PathBuf,
@@ -114,6 +115,7 @@ pub fn bed_with(dm: FakeDm, options: Options) -> Bed {
                 Err("no kprobes".into())
             },
             kernel_btf: true,
+            latency: None,
         },
         sampler: Box::new(sampler.clone()),
         actuators: Box::new(FakeActuators {

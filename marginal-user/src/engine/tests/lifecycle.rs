@@ -160,6 +160,7 @@ fn each_map_uses_its_own_parameters() {
         sample_time: Duration::from_secs(3),
         err_rate_threshold: 5,
         recheck_gap_time: Duration::from_secs(30),
+        slow: None,
         action: Default::default(),
     };
     engine.upsert_map(mpathb(), Some(strict), t(0));

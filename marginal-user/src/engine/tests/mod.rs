@@ -10,6 +10,7 @@ mod recheck;
 mod record;
 mod restart;
 mod setmarginal;
+mod slow;
 mod verdicts;
 
 /// Short runs on purpose: the 120 s floor belongs to the configuration layer, not the engine.
@@ -24,6 +25,7 @@ fn params() -> Params {
         sample_time: SAMPLE,
         err_rate_threshold: THRESHOLD,
         recheck_gap_time: GAP,
+        slow: None,
         action: Default::default(),
     }
 }
@@ -68,6 +70,7 @@ fn finish(engine: &mut Engine, path: &str, at: u64, reads: u64, errors: u64) -> 
             path: key(path),
             reads,
             errors,
+            latency_ns: None,
         },
     )
 }

@@ -52,6 +52,7 @@ fn recheck_that_passes_returns_the_path() {
             path: key("sda"),
             reads: 100,
             errors: 0,
+            latency_ns: None,
         },
     );
     let m = engine.path(&key("sda")).unwrap().last_measurement.unwrap();
@@ -73,6 +74,7 @@ fn recheck_that_fails_keeps_the_path_out_for_another_gap() {
             path: key("sda"),
             reads: 100,
             errors: 10,
+            latency_ns: None,
         },
     );
     assert_eq!(actions(&out), vec![]);

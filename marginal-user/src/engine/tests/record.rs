@@ -35,7 +35,7 @@ fn held_out_path_judged_marginal_with_no_other_active_path_is_recovered() {
         now: t(10),
         out: &mut out,
     };
-    record.sampling_finished(&mut ctx, view(0), 100, 100);
+    record.sampling_finished(&mut ctx, view(0), 100, 100, None);
     let m = record.stats.last_measurement.unwrap();
     assert_eq!(m.verdict, Verdict::MarginalButLastPath);
     assert_eq!(
@@ -52,7 +52,10 @@ fn held_out_path_judged_marginal_with_no_other_active_path_is_recovered() {
 #[test]
 fn due_recheck_with_no_other_active_path_recovers_instead_of_sampling() {
     let mut record = PathRecord::new(false, t(0));
-    record.state = PathState::Marginal { recheck_at: t(5) };
+    record.state = PathState::Marginal {
+        recheck_at: t(5),
+        slow: false,
+    };
     let (path, map) = (key("sda"), mpatha());
     let mut out = Vec::new();
     let mut ctx = Ctx {

@@ -7,6 +7,7 @@ fn measurement(at: u64, reads: u64, errors: u64, rate: u32, verdict: Verdict) ->
         at: t(at),
         reads,
         errors,
+        latency: None,
         rate_permille: rate,
         threshold_permille: THRESHOLD,
         verdict,

@@ -1,0 +1,88 @@
+#!/bin/sh
+# Slow path: an iSCSI LUN over two portals, read all the time through its map. With no fault the
+# busy map's paths are compared window after window and nothing is judged. Then every packet of
+# the second portal is delayed 50 ms (netem): no I/O fails, but its path is slow. marginal with
+# slow-path checking takes it out, samples it, keeps it out as "slow" while its reads are slow,
+# and returns it once the delay is gone.
+# vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
+# vm-debs: open-iscsi libisns0 libopeniscsiusr libssl3 libmount1 iproute2 libbpf1 libbsd0 libdb5.3
+# vm-debs: libelf1 libmnl0 libtirpc3 libxtables12 libmd0
+# vm-kernels: 6.12 sid
+# vm-timeout: 180
+. "$VM_LIB"
+vm_private_system "$0" "$@"
+vm_show_san_on_failure
+
+vm_udevd
+vm_iscsi_target 64
+vm_iscsi_login
+na=$VM_ISCSI_A
+nb=$VM_ISCSI_B
+vm_san_conf
+vm_mpathd_start
+iscsi_map_ready() {
+	map=$(vm_holder "$na")
+	[ -n "$map" ] && vm_map_has "$map" 2
+}
+check "multipathd makes one map over both sessions' disks" vm_wait_for 60 iscsi_map_ready
+
+# Windows of 3 s with at least 20 I/Os; slow above 3 times the sibling and above 20 ms (the
+# default floor: the sampler's 32 reads in flight take a few ms each even on a healthy path).
+mkdir -p /etc/marginal
+cat >/etc/marginal/marginal.conf <<CONF
+defaults {
+	marginal_path_double_failed_time   120
+	marginal_path_err_sample_time      120
+	marginal_path_err_rate_threshold   100
+	marginal_path_err_recheck_gap_time 6
+	marginal_path_slow_factor          3
+	marginal_path_slow_min_ios         20
+	marginal_path_slow_window          3
+}
+CONF
+VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
+vm_marginal_start
+check "daemon watches $map" vm_marginal_logged "watching map $map"
+
+# The map is busy from here to the end: 4 KiB direct reads, one after the other.
+(while :; do vm_read "/dev/mapper/$map" 20 || true; done) >/dev/null 2>&1 &
+reader=$!
+vm_teardown "kill $reader"
+
+compared() {
+	_r=$(vm_path_field "$1" latency_ratio)
+	[ -n "$_r" ] && [ "$_r" != null ]
+}
+both_compared() { compared "$na" && compared "$nb"; }
+check "a window compares both busy paths" vm_wait_for 60 both_compared
+log "latency ratios: $na $(vm_path_field "$na" latency_ratio), $nb $(vm_path_field "$nb" latency_ratio)"
+check "a busy map without a fault judges nothing" [ "$(vm_marginal_logged_count "failing")" = 0 ]
+has_histogram() {
+	marginal status --address "$VM_MARGINAL_ADDR" --json | grep -q '"latency": {'
+}
+check "status carries the paths' latency histograms" has_histogram
+
+log "every packet of portal 127.0.0.2 is delayed 50 ms"
+vm_iscsi_netem delay 50ms
+check "marginal takes the slow path $nb out" vm_wait_for 60 vm_marginal_logged "failing $nb"
+check "its reads are still slow: held out as slow" vm_wait_for 60 vm_path_is "$nb" state slow
+check "its verdict says slow" vm_path_is "$nb" last_verdict slow
+check "the map runs on the other path" vm_map_has "$map" 1
+rechecked() { [ "$(vm_path_field "$nb" sampling_runs)" -ge 2 ] && vm_path_is "$nb" state slow; }
+check "a recheck while slow keeps it out" vm_wait_for 60 rechecked
+
+# Changed in place rather than removed: removing the qdisc would drop the packets it holds, and
+# TCP's retransmission would stall the session (sampling reads timing out) for seconds.
+log "the delay is gone"
+$VM_TC qdisc change dev lo parent 1:4 handle 40: netem delay 0ms
+back() { vm_path_is "$nb" state healthy && vm_map_has "$map" 2; }
+verdicts() {
+	grep -F "$nb" "$VM_MARGINAL_LOG" | grep -E "slow|marginal|passed" | tail -n 6 |
+		while read -r line; do log "$line"; done
+}
+vm_wait_for 60 back || { verdicts; fail "the next recheck returns $nb"; }
+log "ok: the next recheck returns $nb"
+verdicts
+check "it was taken out once" [ "$(vm_marginal_logged_count "failing $nb")" = 1 ]
+check "reads through the map work" vm_read "/dev/mapper/$map" 16
+check "the daemon logged no error" vm_marginal_no_errors
