@@ -458,8 +458,7 @@ mod tests {
 
     #[test]
     fn bench_lines_are_found_behind_the_console_prefix() {
-        let line =
-            "  | BENCH dm-reaction trial=3 failure2=10.5 sampling=10.502 daemon=0.0023";
+        let line = "  | BENCH dm-reaction trial=3 failure2=10.5 sampling=10.502 daemon=0.0023";
         let m = parse_bench_line(line).unwrap();
         assert_eq!(m["scenario"], "dm-reaction");
         assert_eq!(f(&m["trial"]), 3.0);
