@@ -14,7 +14,7 @@ vm_mpvm_up
 vm_show_multipathd_on_failure "$MPD_LOG"
 
 vm_marginal_conf 30 100 8
-vm_marginal_start
+vm_marginal_start $VM_OUTAGE_GAP
 check "daemon acts through multipathd" vm_marginal_logged "actuator: multipathd (multipathd answers"
 check "failures are dm-mpath's transitions" vm_marginal_logged "path failures from: dm-mpath's PATH_FAILED via the dm_path_uevent kprobe"
 
@@ -24,11 +24,14 @@ down=$(vm_now)
 check "daemon counts one failure" vm_wait_for 10 vm_path_is "$nb" kernel_failures 1
 check "$nb suspect" vm_path_is "$nb" state suspect
 log "the outage lasts 16 s; multipathd's checker reads $nb every second meanwhile"
+# multipathd may put the path back for a moment right after dm failed it (its checker's result
+# from before the failure, still "up" while the new check is pending under emulation), and the
+# next read fails it again: dm's state may flicker, marginal's count may not.
 while [ "$(vm_now)" -lt $((down + 16)) ]; do
-	[ "$(vm_path_state mpvm "$b")" = F ] || fail "$nb came back during the outage"
 	vm_path_is "$nb" kernel_failures 1 || fail "a second failure was counted: $(vm_path_field "$nb" kernel_failures)"
 	sleep 1
 done
+check "dm has $nb failed at the end of the outage" vm_wait_for 10 vm_dm_path_is mpvm "$b" F
 errors=$(vm_path_field "$nb" kernel_io_errors)
 log "$nb: $errors I/O errors counted during the outage, 1 failure"
 check "the checker's failed reads were counted as I/O errors" [ "$errors" -gt 3 ]

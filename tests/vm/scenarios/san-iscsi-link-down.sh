@@ -30,7 +30,7 @@ log "map $map over $na ($a, 127.0.0.1) and $nb ($b, 127.0.0.2)"
 
 vm_marginal_conf 120 100 6
 VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE
-vm_marginal_start
+vm_marginal_start $VM_OUTAGE_GAP
 check "daemon watches $map" vm_marginal_logged "watching map $map"
 # The fleet view (issue 18): each path says which portal and target it reaches.
 check "$nb's transport: iscsi" vm_path_is "$nb" kind iscsi

@@ -3,7 +3,8 @@
 # busy map's paths are compared window after window and nothing is judged. Then every packet of
 # the second portal is delayed 50 ms (netem): no I/O fails, but its path is slow. marginal with
 # slow-path checking takes it out, samples it, keeps it out as "slow" while its reads are slow,
-# and returns it once the delay is gone.
+# and returns it once the delay is gone. Last, both portals are delayed alike: a uniformly slow
+# map judges nothing.
 # vm-debs: multipath-tools libaio1 liburcu8 libjson-c5 libedit2 udev libkmod2 libacl1 libcap2 libblkid1
 # vm-debs: open-iscsi libisns0 libopeniscsiusr libssl3 libmount1 iproute2 libbpf1 libbsd0 libdb5.3
 # vm-debs: libelf1 libmnl0 libtirpc3 libxtables12 libmd0
@@ -85,4 +86,19 @@ log "ok: the next recheck returns $nb"
 verdicts
 check "it was taken out once" [ "$(vm_marginal_logged_count "failing $nb")" = 1 ]
 check "reads through the map work" vm_read "/dev/mapper/$map" 16
+
+# A uniformly slow array is not a slow path: the first portal's iSCSI traffic joins the delayed
+# band (at 0 ms), then both are delayed 50 ms at once. Five windows pass with the reads going on
+# and the delay kept on; nothing may be judged.
+log "both portals delayed 50 ms: every path equally slow"
+$VM_TC filter add dev lo parent 1:0 protocol ip prio 2 u32 match ip dst 127.0.0.1/32 match ip dport 3260 0xffff flowid 1:4
+$VM_TC filter add dev lo parent 1:0 protocol ip prio 2 u32 match ip src 127.0.0.1/32 match ip sport 3260 0xffff flowid 1:4
+$VM_TC qdisc change dev lo parent 1:4 handle 40: netem delay 50ms
+sleep 15
+log "latency ratios: $na $(vm_path_field "$na" latency_ratio), $nb $(vm_path_field "$nb" latency_ratio)"
+check "an equally slow map judges nothing" [ "$(vm_marginal_logged_count "failing")" = 1 ]
+check "both paths stay in service" vm_map_has "$map" 2
+both_healthy() { vm_path_is "$na" state healthy && vm_path_is "$nb" state healthy; }
+check "neither path is held" both_healthy
+$VM_TC qdisc change dev lo parent 1:4 handle 40: netem delay 0ms
 check "the daemon logged no error" vm_marginal_no_errors

@@ -14,7 +14,7 @@ LUNS=8
 vm_san_conf
 vm_san_up "$LUNS"
 vm_marginal_conf 60 100 6
-vm_marginal_start
+vm_marginal_start $VM_OUTAGE_GAP
 maps=$(vm_sd_maps "$LUNS" | tr '\n' ' ')
 log "maps: $maps"
 
