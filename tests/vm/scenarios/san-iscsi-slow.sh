@@ -94,8 +94,22 @@ log "both portals delayed 50 ms: every path equally slow"
 $VM_TC filter add dev lo parent 1:0 protocol ip prio 2 u32 match ip dst 127.0.0.1/32 match ip dport 3260 0xffff flowid 1:4
 $VM_TC filter add dev lo parent 1:0 protocol ip prio 2 u32 match ip src 127.0.0.1/32 match ip sport 3260 0xffff flowid 1:4
 $VM_TC qdisc change dev lo parent 1:4 handle 40: netem delay 50ms
-sleep 15
+# Four more readers, so that each window has its minimum of I/Os on both slow paths.
+for _i in 1 2 3 4; do
+	(while :; do vm_read "/dev/mapper/$map" 20 || true; done) >/dev/null 2>&1 &
+	vm_teardown "kill $!"
+done
+sleep 3
+slow_compared() {
+	for _p in "$na" "$nb"; do
+		_r=$(vm_path_field "$_p" latency_ratio)
+		[ -n "$_r" ] && [ "$_r" != null ] || return 1
+	done
+}
+check "windows compare both slow paths" vm_wait_for 30 slow_compared
+sleep 12
 log "latency ratios: $na $(vm_path_field "$na" latency_ratio), $nb $(vm_path_field "$nb" latency_ratio)"
+check "still compared at the end" slow_compared
 check "an equally slow map judges nothing" [ "$(vm_marginal_logged_count "failing")" = 1 ]
 check "both paths stay in service" vm_map_has "$map" 2
 both_healthy() { vm_path_is "$na" state healthy && vm_path_is "$nb" state healthy; }
