@@ -82,6 +82,25 @@ vm_iscsi_disk() {
 	done
 }
 
+# vm_iscsi_san_up: udevd, the LIO target (64 MiB), open-iscsi logged in to both portals and
+# multipathd with the SAN host's configuration, waiting until it has made one map over both
+# sessions' disks. Sets na and nb (the disks behind 127.0.0.1 and 127.0.0.2) and map.
+vm_iscsi_san_up() {
+	vm_udevd
+	vm_iscsi_target 64
+	vm_iscsi_login
+	na=$VM_ISCSI_A
+	nb=$VM_ISCSI_B
+	vm_san_conf
+	vm_mpathd_start
+	check "multipathd makes one map over both sessions' disks" vm_wait_for 60 _vm_iscsi_map_ready
+}
+
+_vm_iscsi_map_ready() {
+	map=$(vm_holder "$na")
+	[ -n "$map" ] && vm_map_has "$map" 2
+}
+
 # vm_iscsi_netem NETEM_ARGS...: netem (e.g. `loss 100%`) on everything sent to or from
 # 127.0.0.2 on lo, the second portal's traffic, and nothing else.
 vm_iscsi_netem() {

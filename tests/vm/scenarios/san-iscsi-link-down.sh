@@ -12,20 +12,9 @@
 vm_private_system "$0" "$@"
 vm_show_san_on_failure
 
-vm_udevd
-vm_iscsi_target 64
-vm_iscsi_login
-na=$VM_ISCSI_A
-nb=$VM_ISCSI_B
+vm_iscsi_san_up
 a=$(cat "/sys/block/$na/dev")
 b=$(cat "/sys/block/$nb/dev")
-vm_san_conf
-vm_mpathd_start
-iscsi_map_ready() {
-	map=$(vm_holder "$na")
-	[ -n "$map" ] && vm_map_has "$map" 2
-}
-check "multipathd makes one map over both sessions' disks" vm_wait_for 60 iscsi_map_ready
 log "map $map over $na ($a, 127.0.0.1) and $nb ($b, 127.0.0.2)"
 
 vm_marginal_conf 120 100 6

@@ -12,19 +12,8 @@
 vm_private_system "$0" "$@"
 vm_show_san_on_failure
 
-vm_udevd
-vm_iscsi_target 64
-vm_iscsi_login
-na=$VM_ISCSI_A
-nb=$VM_ISCSI_B
+vm_iscsi_san_up
 b=$(cat "/sys/block/$nb/dev")
-vm_san_conf
-vm_mpathd_start
-iscsi_map_ready() {
-	map=$(vm_holder "$na")
-	[ -n "$map" ] && vm_map_has "$map" 2
-}
-check "multipathd makes one map over both sessions' disks" vm_wait_for 60 iscsi_map_ready
 
 vm_marginal_conf 120 100 6
 VM_MARGINAL_STATE=$VM_MARGINAL_DEFAULT_STATE

@@ -14,18 +14,7 @@
 vm_private_system "$0" "$@"
 vm_show_san_on_failure
 
-vm_udevd
-vm_iscsi_target 64
-vm_iscsi_login
-na=$VM_ISCSI_A
-nb=$VM_ISCSI_B
-vm_san_conf
-vm_mpathd_start
-iscsi_map_ready() {
-	map=$(vm_holder "$na")
-	[ -n "$map" ] && vm_map_has "$map" 2
-}
-check "multipathd makes one map over both sessions' disks" vm_wait_for 60 iscsi_map_ready
+vm_iscsi_san_up
 
 # Windows of 3 s with at least 20 I/Os; slow above 3 times the sibling and above 20 ms (the
 # default floor: the sampler's 32 reads in flight take a few ms each even on a healthy path).
