@@ -12,8 +12,9 @@
 //!                                  sampler (io_uring O_DIRECT)
 //! ```
 //!
-//! * [`kernel`]: loads the eBPF programs, fills the watch map, turns ring-buffer records into
-//!   [`kernel::KernelEvent`]s and reads the kernel's counters.
+//! * [`kernel`]: the kernel's signals. Loads the eBPF programs, fills the watch map, turns
+//!   ring-buffer records into [`kernel::KernelEvent`]s and reads the kernel's counters; listens
+//!   for dm-mpath's and block devices' uevents ([`kernel::uevent`]).
 //! * [`engine`]: the marginal-path rules of the spec, pure and clock-injected.
 //! * [`sampler`]: the io_uring O_DIRECT reader that measures a path's error rate.
 //! * [`daemon`]: `marginal run`, wiring kernel events, engine, sampler and actuator.
@@ -21,13 +22,12 @@
 //!   marginal_path_* settings; which maps multipathd checks itself.
 //! * [`device`]: block device names, numbers and sysfs facts.
 //! * [`dm`]: multipath maps and their paths from device-mapper and sysfs.
-//! * [`uevent`]: PATH_FAILED / PATH_REINSTATED and device add/remove uevents (netlink).
 //! * [`actuator`]: failing and reinstating paths (multipathd socket, dm messages, observe).
 //! * [`status`]: the daemon's state as users see it (metrics, `/status`, `marginal status`).
 //! * [`metrics`]: the status snapshot as Prometheus metrics (OpenMetrics or classic text).
 //! * [`http`]: the `/metrics` and `/status` endpoint, and the client `marginal status` uses.
-//! * [`status_cli`]: `marginal status`, the daemon's maps and paths in a terminal.
-//! * [`cli`]: the `marginal` command line (also the source of the man pages and completions).
+//! * [`cli`]: the `marginal` command line and its subcommands' front ends (`status`, `sample`,
+//!   `config`); also the source of the man pages and completions.
 //! * [`logging`]: env_logger set-up that writes syslog priorities when stderr is journald.
 pub mod actuator;
 pub mod cli;
@@ -42,5 +42,3 @@ pub mod logging;
 pub mod metrics;
 pub mod sampler;
 pub mod status;
-pub mod status_cli;
-pub mod uevent;

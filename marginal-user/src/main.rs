@@ -3,16 +3,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use marginal::cli::{Cli, Command};
-use marginal::{config, daemon, sampler, status_cli};
+use marginal::{cli, daemon};
 
 fn main() -> ExitCode {
     marginal::logging::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => daemon::run(*args),
-        Command::Status(args) => status_cli::run(args),
-        Command::Sample(args) => sampler::cli::run(args),
-        Command::Config(command) => config::cli::run(command),
+        Command::Status(args) => cli::status::run(args),
+        Command::Sample(args) => cli::sample::run(args),
+        Command::Config(command) => cli::config::run(command),
     };
     match result {
         Ok(code) => code,

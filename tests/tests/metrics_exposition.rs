@@ -381,9 +381,9 @@ fn a_busy_address_is_named_in_the_error() {
 fn marginal_status_renders_what_the_daemon_serves() {
     let exporter = Exporter::start(snapshots::full());
     let body =
-        marginal::status_cli::fetch(exporter.addr, std::time::Duration::from_secs(5)).unwrap();
+        marginal::cli::status::fetch(exporter.addr, std::time::Duration::from_secs(5)).unwrap();
     let snapshot: Snapshot = serde_json::from_str(&body).unwrap();
-    let text = marginal::status_cli::render(&snapshot);
+    let text = marginal::cli::status::render(&snapshot);
     assert!(text.contains("actuator: dm-message"), "{text}");
     assert!(
         text.contains("dm_mod:dm_path_uevent NOT LIVE (kprobes are not available)"),

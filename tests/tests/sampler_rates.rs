@@ -15,7 +15,8 @@
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::Result;
-use marginal::sampler::{SampleOutcome, SampleReport, Sampler, SamplerOptions, cli, sample_once};
+use marginal::cli::sample;
+use marginal::sampler::{SampleOutcome, SampleReport, Sampler, SamplerOptions, sample_once};
 use marginal_tests::{FlakyDevice, FlakyOptions, Schedule, Stats, require_root};
 
 /// 3 s runs with a 1 s read timeout: reads start during the first 2 s, 20 refills of 32.
@@ -173,34 +174,34 @@ fn one_sampler_serves_several_paths_at_once() -> Result<()> {
 fn the_sample_command_exit_status_is_the_verdict() -> Result<()> {
     let flaky = device(Schedule::EveryNth(10), 2)?;
     let healthy = device(Schedule::Healthy, 2)?;
-    let args = |dev: &FlakyDevice, threshold: u32| cli::SampleArgs {
+    let args = |dev: &FlakyDevice, threshold: u32| sample::SampleArgs {
         device: dev.loop_path().display().to_string(),
         seconds: 2,
         threshold,
         read_timeout: Some(1),
     };
     assert_eq!(
-        cli::run(args(&flaky, 50))?,
+        sample::run(args(&flaky, 50))?,
         ExitCode::from(1),
         "100 permille > 50"
     );
     assert_eq!(
-        cli::run(args(&flaky, 200))?,
+        sample::run(args(&flaky, 200))?,
         ExitCode::SUCCESS,
         "100 permille <= 200"
     );
-    assert_eq!(cli::run(args(&healthy, 0))?, ExitCode::SUCCESS);
+    assert_eq!(sample::run(args(&healthy, 0))?, ExitCode::SUCCESS);
     // By kernel name too, as admins type it.
-    let by_name = cli::SampleArgs {
+    let by_name = sample::SampleArgs {
         device: healthy.loop_name().to_string(),
         ..args(&healthy, 0)
     };
-    assert_eq!(cli::run(by_name)?, ExitCode::SUCCESS);
-    let missing = cli::SampleArgs {
+    assert_eq!(sample::run(by_name)?, ExitCode::SUCCESS);
+    let missing = sample::SampleArgs {
         device: "/dev/marginal-no-such-disk".into(),
         ..args(&healthy, 0)
     };
-    let err = cli::run(missing).unwrap_err();
+    let err = sample::run(missing).unwrap_err();
     assert!(
         format!("{err:#}").contains("/dev/marginal-no-such-disk"),
         "{err:#}"

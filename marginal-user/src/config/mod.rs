@@ -24,7 +24,8 @@
 //!                multipath.conf lines responsible (ConflictReason)
 //! args.rs        --config, --config-dir, --multipath-conf, --multipath-conf-dir and the
 //!                per-map overrides (daemon and CLI options)
-//! cli.rs         `marginal config show|check`; import.rs `marginal config import`
+//! import.rs      `marginal config import` (multipath.conf -> marginal.conf); the command
+//!                front ends are in crate::cli::config
 //! manual.rs      what marginal.conf(5) says about each keyword and section
 //! ```
 //!
@@ -48,19 +49,18 @@
 //! # Ok(()) }
 //! ```
 mod args;
-pub mod cli;
 mod devices;
 mod diag;
 mod file;
 pub mod import;
 mod lexer;
 pub mod manual;
-mod model;
+pub(crate) mod model;
 mod multipathd;
 mod posix_regex;
 mod resolve;
 mod syntax;
-mod values;
+pub(crate) mod values;
 
 #[cfg(test)]
 mod tests;

@@ -55,10 +55,13 @@ use crate::{
     },
     config::{Config, ConfigArgs},
     dm::{DmDiscovery, MapSource},
-    kernel::{EventStream, KernelProbes, stats::RunStatsGuard},
+    kernel::{
+        EventStream, KernelProbes,
+        stats::RunStatsGuard,
+        uevent::{DeviceChange, MultipathEvent, UeventListener},
+    },
     sampler::{Sampler, SamplerOptions},
     status::Snapshot,
-    uevent::{DeviceChange, MultipathEvent, UeventListener},
 };
 
 /// Options of `marginal run`.

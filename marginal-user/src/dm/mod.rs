@@ -14,7 +14,7 @@
 //! * [`fc`]: FC port statistics and FPIN counters of this host's and the remote ports.
 //! * [`sysfs`]: path names, vendor/product and WWIDs, with an injectable sysfs root.
 //! * [`discovery`]: [`DeviceMapper`] (the ioctls) and [`DmDiscovery`], the [`MapSource`] the
-//!   daemon uses; re-discovery is triggered by the uevent listener ([`crate::uevent`]) on
+//!   daemon uses; re-discovery is triggered by the uevent listener ([`crate::kernel::uevent`]) on
 //!   `DevicesChanged`.
 //!
 //! A path is *active* when the kernel's status says `A`: that is what dm-mpath's

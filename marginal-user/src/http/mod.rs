@@ -2,7 +2,7 @@
 //!
 //! * `/metrics`: the [`Snapshot`](crate::status::Snapshot) in the OpenMetrics text format or
 //!   the classic one, as the `Accept` header asks ([`crate::metrics::Format`]).
-//! * `/status`: the same snapshot as JSON, read by `marginal status` ([`crate::status_cli`]).
+//! * `/status`: the same snapshot as JSON, read by `marginal status` ([`crate::cli::status`]).
 //! * `/`: a short index.
 //!
 //! Every request asks the [`SnapshotSource`] for a fresh snapshot, so what is served is

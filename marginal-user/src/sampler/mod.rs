@@ -27,7 +27,6 @@
 //! println!("{}: {} permille", report.path_key, report.rate_permille);
 //! # Ok(()) }
 //! ```
-pub mod cli;
 
 mod buffer;
 mod command;

@@ -1,8 +1,19 @@
 //! The `marginal` command line, defined once: `main.rs` parses it, and the Debian package's
 //! man pages and shell completions are generated from it (`examples/marginal-docs.rs`).
+//!
+//! The admin's commands have their front ends here, one file each; what they show comes from
+//! the library's modules:
+//! * `marginal run`: [`crate::daemon`] (its options are [`crate::daemon::RunArgs`]);
+//! * [`status`]: `marginal status`, the daemon's maps and paths in a terminal (from `/status`);
+//! * [`sample`]: `marginal sample`, one device sampled now ([`crate::sampler`]);
+//! * [`config`]: `marginal config show|check|import` ([`crate::config`]).
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::{config, daemon, sampler, status_cli};
+use crate::daemon;
+
+pub mod config;
+pub mod sample;
+pub mod status;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,12 +35,12 @@ pub enum Command {
     /// Run the daemon: count path failures in the kernel, sample suspects, fail marginal paths.
     Run(Box<daemon::RunArgs>),
     /// Show the running daemon's maps and paths.
-    Status(status_cli::StatusArgs),
+    Status(status::StatusArgs),
     /// Sample one block device now and print its error rate and verdict.
-    Sample(sampler::cli::SampleArgs),
+    Sample(sample::SampleArgs),
     /// Inspect, check and import marginal's configuration (/etc/marginal/marginal.conf).
     #[command(subcommand)]
-    Config(config::cli::ConfigCommand),
+    Config(config::ConfigCommand),
 }
 
 /// The command's definition, for generators (man pages, completions).

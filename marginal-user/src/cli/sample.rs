@@ -5,8 +5,8 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Result, bail};
 
-use super::{SampleOutcome, SampleReport, SamplerOptions, sample_once};
 use crate::device::BlockDevice;
+use crate::sampler::{SampleOutcome, SampleReport, SamplerOptions, sample_once};
 
 /// The daemon's read timeout (spec); a manual run uses less if it is shorter than twice that.
 const PRODUCTION_READ_TIMEOUT_SECS: u64 = 60;

@@ -6,12 +6,12 @@
 //! the `multipaths` entries (marginal's and multipathd's), or a device described on the command
 //! line. `check` lists every diagnostic and every map multipathd checks itself (with the
 //! multipath.conf lines to delete) and exits 1 if there is either. `import` is
-//! [`super::import`].
+//! [`crate::config::import`].
 use std::{fmt::Write as _, process::ExitCode};
 
 use anyhow::{Context, bail};
 
-use super::{
+use crate::config::{
     ConfigArgs, ConfigError, Key, MapIdentity, Resolved,
     import::{self, ImportArgs},
     model::Config,
@@ -248,20 +248,20 @@ fn json_resolved(resolved: &Resolved) -> serde_json::Value {
             continue;
         };
         let (section, file, line) = match &sourced.origin {
-            super::Origin::File {
+            crate::config::Origin::File {
                 file,
                 line,
                 section,
             } => {
                 let section = match section {
-                    super::SectionRef::Defaults => "defaults",
-                    super::SectionRef::Overrides => "overrides",
-                    super::SectionRef::Device { .. } => "devices",
-                    super::SectionRef::Multipath { .. } => "multipaths",
+                    crate::config::SectionRef::Defaults => "defaults",
+                    crate::config::SectionRef::Overrides => "overrides",
+                    crate::config::SectionRef::Device { .. } => "devices",
+                    crate::config::SectionRef::Multipath { .. } => "multipaths",
                 };
                 (section, Some(file.display().to_string()), Some(*line))
             }
-            super::Origin::CommandLine { .. } => ("command line", None, None),
+            crate::config::Origin::CommandLine { .. } => ("command line", None, None),
         };
         settings.insert(
             key.keyword().into(),
