@@ -259,6 +259,7 @@ pub fn run_library(args: LibraryArgs) -> Result<Value> {
             signals,
             sampler: Box::new(sampler),
             actuators: Box::new(Fixed::new(Arc::new(Observe::new()), "benchmark")),
+            runner: Box::new(marginal::daemon::actuation::Inline),
             // dm-like maps without device-mapper: nothing reads dm in this benchmark.
             dm: None,
             config,

@@ -26,8 +26,20 @@ pub trait Actuators {
     fn current(&self) -> Arc<dyn Actuator>;
     /// Why this actuator, for the log and the status.
     fn reason(&self) -> &str;
-    /// Look at multipathd again.
-    fn refresh(&mut self) -> Option<ActuatorChange>;
+    /// Look at multipathd again, in place (blocking).
+    fn refresh(&mut self) -> Option<ActuatorChange> {
+        let probe = self.probe()?;
+        self.refresh_from(probe())
+    }
+    /// The question [`Actuators::refresh`] asks (`show daemon`), to be asked off the event
+    /// loop: it blocks up to the socket's timeout. None: nothing to follow.
+    fn probe(&self) -> Option<Box<dyn FnOnce() -> Result<String> + Send>> {
+        None
+    }
+    /// Take the answer to [`Actuators::probe`].
+    fn refresh_from(&mut self, _answer: Result<String>) -> Option<ActuatorChange> {
+        None
+    }
     /// Whether actions go through multipathd (whose `reinstate path` also gives its checker
     /// the path back).
     fn through_multipathd(&self) -> bool {
@@ -57,10 +69,6 @@ impl Actuators for Fixed {
 
     fn reason(&self) -> &str {
         &self.reason
-    }
-
-    fn refresh(&mut self) -> Option<ActuatorChange> {
-        None
     }
 }
 
@@ -102,8 +110,12 @@ impl Actuators for FollowMultipathd {
         &self.reason
     }
 
-    fn refresh(&mut self) -> Option<ActuatorChange> {
-        let answer = self.multipathd.probe();
+    fn probe(&self) -> Option<Box<dyn FnOnce() -> Result<String> + Send>> {
+        let multipathd = self.multipathd.clone();
+        Some(Box::new(move || multipathd.probe()))
+    }
+
+    fn refresh_from(&mut self, answer: Result<String>) -> Option<ActuatorChange> {
         let pid = answer.as_ref().ok().and_then(|reply| pid_of(reply));
         let answering = answer.is_ok();
         let was = self.pid.clone();

@@ -16,9 +16,14 @@
 //!   returns by `unsetmarginal`. The state file records which action holds each path.
 //! * **Retry**: an action that fails is counted and tried again with backoff (1 s doubling to
 //!   30 s), never forgotten; [`super::reconcile`] also re-fails held paths dm shows active.
+//!
+//! The checks and the state file are done here, on the event loop; the actuator's calls
+//! themselves are made off it ([`super::actuation`]) and finished when their outcome comes back
+//! ([`super::in_flight`]). Observe mode's actuator changes nothing and is called in place.
 use std::time::Duration;
 
 use super::{
+    actuation::{Call, Job, Purpose, Step},
     core::{Daemon, monotonic_now},
     held_out::HeldOutPath,
 };
@@ -195,7 +200,11 @@ impl Daemon {
                 PathAction::Fail => actuator.fail_path(map.as_str(), &path_ref),
                 PathAction::SetMarginal => actuator.set_marginal(map.as_str(), &path_ref),
             };
-            self.count_fail(key);
+            let reacting_to = self.reacting_to.remove(key);
+            self.count_fail(key, reacting_to);
+            return;
+        }
+        if self.wait_behind(key, PendingAction::Fail, map, force) {
             return;
         }
         if !self.engine.path(key).is_some_and(|p| p.held_out) {
@@ -228,7 +237,11 @@ impl Daemon {
                 log::warn!("not failing {key}: no longer a path of {map}");
                 return;
             };
-            let others = fresh.active_paths().filter(|p| p.dev != me.dev).count();
+            // A path whose fail is under way is out already, whatever dm shows yet.
+            let others = fresh
+                .active_paths()
+                .filter(|p| p.dev != me.dev && !self.failing_in_flight(p.dev))
+                .count();
             if me.active && others == 0 {
                 log::warn!("not failing {key}: read just now, it is the last active path of {map}");
                 self.retries.remove(key);
@@ -275,28 +288,25 @@ impl Daemon {
         if let Err(e) = self.held_out.insert(key.as_str(), entry) {
             log::error!("{key}: recording it in the state file: {e:#}");
         }
+        let mut steps = Vec::new();
         // Held by setmarginal before (the map's action changed): multipathd's flag would
         // outlive the fail's return. Best effort: a restarted multipathd has no flag to clear.
-        if was_set_marginal && let Err(e) = actuator.unset_marginal(map.as_str(), &path_ref) {
-            log::warn!("{e:#}");
+        if was_set_marginal {
+            steps.push(Step::best_effort(Call::UnsetMarginal));
         }
+        steps.push(Step::required(Call::Fail));
         let until = (now + OWN_FAIL_WINDOW).as_nanos();
         self.announce_own_fail(dev, until);
-        match actuator.fail_path(map.as_str(), &path_ref) {
-            Ok(()) => {
-                self.retries.remove(key);
-                self.topology.set_active(key, false);
-                if self.failure_signal() == super::core::FailureSignal::DmKprobe {
-                    // The kprobe saw the transition inside that call; nothing more to expect.
-                    self.announce_own_fail(dev, 0);
-                }
-                self.count_fail(key);
-            }
-            Err(e) => {
-                self.announce_own_fail(dev, 0);
-                self.schedule_retry(key, map, PendingAction::Fail, &e, now);
-            }
-        }
+        let reacting_to = self.reacting_to.remove(key);
+        let job = Job {
+            key: key.clone(),
+            map: map.clone(),
+            path: path_ref,
+            actuator,
+            steps,
+            purpose: Purpose::Fail { dev },
+        };
+        self.submit(job, reacting_to, now); // finished in Daemon::on_action_done
     }
 
     /// How the engine holds `key` out (`fail` for a path it does not know).
@@ -314,14 +324,13 @@ impl Daemon {
     /// stays in service meanwhile, which is safe. `force`: send it even if the state file says
     /// it was sent (multipathd restarted and forgot it).
     fn set_marginal(&mut self, key: &PathKey, map: &MapName, now: Timestamp, force: bool) {
-        let Some((watched_map, watched)) = self.topology.path(key) else {
+        let Some((_, watched)) = self.topology.path(key) else {
             return;
         };
         let path_ref = PathRef::new(
             watched.device.name.clone(),
             (watched.device.major, watched.device.minor),
         );
-        let wwid = Some(watched_map.identity.wwid.clone()).filter(|w| !w.is_empty());
         let confirmed = !self.retries.contains_key(key)
             && self
                 .held_out
@@ -336,52 +345,38 @@ impl Daemon {
             .held_out
             .get(key.as_str())
             .is_some_and(|e| e.action == PathAction::Fail);
-        if was_failed
-            && let Err(e) = self
-                .actuators
-                .current()
-                .reinstate_path(map.as_str(), &path_ref)
-        {
-            self.schedule_retry(key, map, PendingAction::Fail, &e, now);
-            return;
+        // The state file holds it as setmarginal once it is active in dm (at once, or when
+        // the reinstate is done: Daemon::on_action_done).
+        let mut steps = Vec::new();
+        if was_failed {
+            steps.push(Step::required(Call::Reinstate));
+        } else {
+            self.record_set_marginal(key, map);
         }
-        let entry = HeldOutPath {
-            map: map.to_string(),
-            device: path_ref.numbers(),
-            wwid,
-            dm_failed_first: false,
-            action: PathAction::SetMarginal,
+        steps.push(Step::required(Call::SetMarginal));
+        let reacting_to = self.reacting_to.remove(key);
+        let job = Job {
+            key: key.clone(),
+            map: map.clone(),
+            path: path_ref,
+            actuator: self.actuators.current(),
+            steps,
+            purpose: Purpose::SetMarginal,
         };
-        if let Err(e) = self.held_out.insert(key.as_str(), entry) {
-            log::error!("{key}: recording it in the state file: {e:#}");
-        }
-        match self
-            .actuators
-            .current()
-            .set_marginal(map.as_str(), &path_ref)
-        {
-            Ok(()) => {
-                log::warn!(
-                    "{key} of {map} is set marginal in multipathd: it stays in service as a \
-                     last resort, in a path group of its own"
-                );
-                self.retries.remove(key);
-                self.count_fail(key);
-            }
-            Err(e) => self.schedule_retry(key, map, PendingAction::Fail, &e, now),
-        }
+        self.submit(job, reacting_to, now);
     }
 
-    /// The path is out: counted, with the reaction time if a double failure caused it.
-    fn count_fail(&mut self, key: &PathKey) {
+    /// The path is out: counted, with the reaction time if a double failure (kernel time
+    /// `reacting_to`) caused it.
+    pub(crate) fn count_fail(&mut self, key: &PathKey, reacting_to: Option<Timestamp>) {
         let totals = self.totals.entry(key.clone()).or_default();
         totals.failed_by_daemon += 1;
-        if let Some(second_at) = self.reacting_to.remove(key) {
+        if let Some(second_at) = reacting_to {
             totals.last_reaction = Some(monotonic_now().saturating_since(second_at));
         }
     }
 
-    fn announce_own_fail(&mut self, dev: u32, until_ns: u64) {
+    pub(crate) fn announce_own_fail(&mut self, dev: u32, until_ns: u64) {
         if let Err(e) = self
             .kernel
             .control(dev, &mut |c| c.own_fail_until_ns = until_ns)
@@ -413,6 +408,9 @@ impl Daemon {
                 .entry(key.clone())
                 .or_default()
                 .returned_by_daemon += 1;
+            return;
+        }
+        if self.wait_behind(key, PendingAction::Return(kind), map, false) {
             return;
         }
         if respect_engine && self.engine.path(key).is_some_and(|p| p.held_out) {
@@ -457,12 +455,31 @@ impl Daemon {
             self.settle_return(key);
             return;
         }
-        let result = actuator.reinstate_path(map.as_str(), &path_ref);
-        self.returned(key, map, kind, result, now);
+        self.submit_return(key, map, path_ref, Call::Reinstate, kind, now);
+    }
+
+    fn submit_return(
+        &mut self,
+        key: &PathKey,
+        map: &MapName,
+        path: PathRef,
+        call: Call,
+        kind: ReturnKind,
+        now: Timestamp,
+    ) {
+        let job = Job {
+            key: key.clone(),
+            map: map.clone(),
+            path,
+            actuator: self.actuators.current(),
+            steps: vec![Step::required(call)],
+            purpose: Purpose::Return(kind),
+        };
+        self.submit(job, None, now);
     }
 
     /// The end of a return: off the books if the actuator did it, tried again later if not.
-    fn returned(
+    pub(crate) fn returned(
         &mut self,
         key: &PathKey,
         map: &MapName,
@@ -500,11 +517,7 @@ impl Daemon {
             self.retries.remove(key);
             return;
         }
-        let result = self
-            .actuators
-            .current()
-            .unset_marginal(map.as_str(), path_ref);
-        self.returned(key, map, kind, result, now);
+        self.submit_return(key, map, path_ref.clone(), Call::UnsetMarginal, kind, now);
     }
 
     /// Nothing more is owed to `key`: off the state file.
@@ -515,7 +528,7 @@ impl Daemon {
         }
     }
 
-    fn schedule_retry(
+    pub(crate) fn schedule_retry(
         &mut self,
         key: &PathKey,
         map: &MapName,

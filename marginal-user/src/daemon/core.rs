@@ -12,8 +12,10 @@ use marginal_common::kernel_dev;
 
 use super::{
     actions::Retry,
+    actuation::ActionRunner,
     edges::{KernelEdge, SamplerEdge},
     held_out::HeldOutFile,
+    in_flight::InFlight,
     reconcile::Absence,
     topology::Topology,
 };
@@ -79,6 +81,8 @@ pub struct DaemonParts {
     pub signals: LiveSignals,
     pub sampler: Box<dyn SamplerEdge>,
     pub actuators: Box<dyn Actuators>,
+    /// Makes the actuators' calls: off the event loop in the daemon.
+    pub runner: Box<dyn ActionRunner>,
     /// None for `--watch` devices (no device-mapper).
     pub dm: Option<Arc<dyn MapSource>>,
     pub config: Config,
@@ -93,6 +97,9 @@ pub struct Daemon {
     pub signals: LiveSignals,
     pub sampler: Box<dyn SamplerEdge>,
     pub actuators: Box<dyn Actuators>,
+    pub runner: Box<dyn ActionRunner>,
+    /// Actuator jobs under way, by path.
+    pub in_flight: HashMap<PathKey, InFlight>,
     pub dm: Option<Arc<dyn MapSource>>,
     pub topology: Topology,
     pub config: Config,
@@ -133,6 +140,8 @@ impl Daemon {
             signals: parts.signals,
             sampler: parts.sampler,
             actuators: parts.actuators,
+            runner: parts.runner,
+            in_flight: HashMap::new(),
             topology: Topology {
                 maps: Vec::new(),
                 device_mapper: parts.dm.is_some(),

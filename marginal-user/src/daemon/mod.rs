@@ -15,14 +15,17 @@
 //! ```
 //!
 //! [`core`] holds the event handlers, [`actions`] carries out decisions against dm's truth
-//! (retrying what fails), [`reconcile`] keeps engine, watch map and state file in line with
+//! (retrying what fails) with the actuators' calls made off the loop ([`actuation`],
+//! finished in [`in_flight`]), [`reconcile`] keeps engine, watch map and state file in line with
 //! dm, [`edges`] are the traits the core is tested through, [`topology`] what is watched,
 //! [`held_out`] the state file under /run, [`report`] the snapshot for /metrics and /status,
 //! [`systemd`] readiness, status and watchdog for systemd.
 pub mod actions;
+pub mod actuation;
 pub mod core;
 pub mod edges;
 pub mod held_out;
+pub mod in_flight;
 pub mod latency;
 pub mod reconcile;
 pub mod report;
@@ -44,6 +47,7 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
 use self::{
+    actuation::{Inline, WorkerThread},
     core::{Daemon, DaemonParts, DaemonSettings, monotonic_now},
     held_out::HeldOutFile,
     systemd::Supervisor,
@@ -181,6 +185,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
             dm_messages,
         )?)
     };
+    // Actuator calls (a round trip to multipathd each) are made off the event loop.
+    let (actuator_worker, mut actions_done) = WorkerThread::spawn()?;
     log::info!(
         "actuator: {} ({})",
         actuators.current().name(),
@@ -201,6 +207,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         signals,
         sampler: Box::new(sampler),
         actuators,
+        runner: Box::new(actuator_worker),
         dm: dm.clone(),
         config,
         settings: DaemonSettings {
@@ -275,6 +282,8 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
     // dm-mpath's own view (paths its checker reinstated, maps that came and went) is read
     // again this often even without a uevent, in case one was missed.
     let mut resync = tokio::time::interval(RESYNC_INTERVAL);
+    let (probe_answers, mut probe_answered) = tokio::sync::mpsc::unbounded_channel();
+    let mut probing = false;
     let deadline = args
         .duration
         .map(|secs| tokio::time::Instant::now() + Duration::from_secs(secs));
@@ -292,12 +301,20 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         tokio::select! {
             batch = events.next_batch() => daemon.on_kernel_events(batch?, monotonic_now()),
             Some(report) = reports.recv() => daemon.on_sample_report(report, monotonic_now()),
+            Some(done) = actions_done.recv() => daemon.on_action_done(done, monotonic_now()),
             _ = tokio::time::sleep_until(timer) => daemon.on_timer(monotonic_now()),
             Some(reply) = snapshot_queue.recv() => {
                 let _ = reply.send(daemon.snapshot(started.elapsed().as_secs_f64()));
             }
             _ = resync.tick(), if dm.is_some() => {
-                daemon.refresh_actuators(monotonic_now());
+                // Whether multipathd answers is asked off the loop too (it may hang).
+                if !probing && let Some(probe) = daemon.actuators.probe() {
+                    probing = true;
+                    let answers = probe_answers.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = answers.send(probe());
+                    });
+                }
                 if !daemon.check_events_lost(monotonic_now()) {
                     daemon.rediscover(&Default::default(), monotonic_now());
                 }
@@ -306,6 +323,10 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                 if let Some((_, removed)) = rediscovery.take() {
                     daemon.rediscover(&removed, monotonic_now());
                 }
+            }
+            Some(answer) = probe_answered.recv() => {
+                probing = false;
+                daemon.refresh_actuators_from(answer, monotonic_now());
             }
             event = next_uevent(uevents.as_ref()) => match event {
                 Ok(MultipathEvent::DevicesChanged(change)) => {
@@ -335,12 +356,37 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
         }
     }
     systemd.stopping();
+    // Paths are given back with the calls made in place, once the jobs under way are done.
+    finish_in_flight(&mut daemon, &mut actions_done).await;
+    daemon.runner = Box::new(Inline);
     daemon.shutdown(args.keep_failed_on_exit);
     print_summary(&daemon.snapshot(started.elapsed().as_secs_f64()));
     let _ = stop_http.send(());
     let _ = http.await;
     drop(stats_guard);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for the actuator jobs under way (and what waited behind them), each no longer than
+/// twice multipathd's socket timeout.
+async fn finish_in_flight(
+    daemon: &mut Daemon,
+    done: &mut tokio::sync::mpsc::UnboundedReceiver<actuation::Done>,
+) {
+    let patience = 2 * crate::actuator::multipathd::DEFAULT_TIMEOUT;
+    while !daemon.in_flight.is_empty() {
+        match tokio::time::timeout(patience, done.recv()).await {
+            Ok(Some(outcome)) => daemon.on_action_done(outcome, monotonic_now()),
+            _ => {
+                log::error!(
+                    "{} actuator call(s) did not finish: {:?}",
+                    daemon.in_flight.len(),
+                    daemon.in_flight.keys().collect::<Vec<_>>()
+                );
+                break;
+            }
+        }
+    }
 }
 
 /// marginal's configuration, with multipathd's unless the paths are `--watch` devices (no

@@ -20,7 +20,10 @@ use super::{
     core::Daemon,
     topology::Topology,
 };
-use crate::engine::{Event, MapName, PathAction, PathKey, Timestamp};
+use crate::{
+    actuator::ActuatorChange,
+    engine::{Event, MapName, PathAction, PathKey, Timestamp},
+};
 
 /// Discovery rounds (and at least [`ABSENT_MIN_TIME`]) a map or a held path must be missing
 /// before marginal lets it go.
@@ -377,7 +380,18 @@ impl Daemon {
     /// Look at multipathd again; when it (re)started, every held path is failed again
     /// through it (a new multipathd's checkers know nothing of marginal's fails).
     pub fn refresh_actuators(&mut self, now: Timestamp) {
-        let Some(change) = self.actuators.refresh() else {
+        let change = self.actuators.refresh();
+        self.on_actuator_change(change, now);
+    }
+
+    /// [`Daemon::refresh_actuators`] with multipathd's answer asked off the loop.
+    pub fn refresh_actuators_from(&mut self, answer: anyhow::Result<String>, now: Timestamp) {
+        let change = self.actuators.refresh_from(answer);
+        self.on_actuator_change(change, now);
+    }
+
+    fn on_actuator_change(&mut self, change: Option<ActuatorChange>, now: Timestamp) {
+        let Some(change) = change else {
             return;
         };
         log::warn!("{}", change.description);

@@ -12,7 +12,11 @@ use marginal_common::{PathControl, PathLatency, PathRecord, WatchSettings};
 
 use crate::{
     actuator::{Actuator, ActuatorChange, Actuators, PathRef},
-    daemon::edges::{KernelEdge, SamplerEdge},
+    daemon::{
+        actuation::{ActionRunner, Done, Job},
+        edges::{KernelEdge, SamplerEdge},
+    },
+    engine::Timestamp,
     dm::{DevNum, GroupState, MapPath, MapSource, MultipathMap, PathGroup},
     kernel::ProgramStats,
 };
@@ -386,5 +390,38 @@ impl SamplerEdge for FakeSampler {
 
     fn progress(&self, _key: &str) -> Option<(u64, u64)> {
         None
+    }
+}
+
+/// Keeps the actuator jobs it is given until the test runs them ([`Deferred::finish`]): the
+/// calls are under way meanwhile, as on the daemon's worker thread.
+#[derive(Clone, Default)]
+pub struct Deferred(Arc<Mutex<Vec<Job>>>);
+
+impl ActionRunner for Deferred {
+    fn submit(&mut self, job: Job) -> Option<Done> {
+        self.0.lock().unwrap().push(job);
+        None
+    }
+}
+
+impl Deferred {
+    /// Jobs waiting.
+    pub fn waiting(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Runs the waiting jobs, and any they lead to, handing each outcome to `daemon`.
+    pub fn finish(&self, daemon: &mut crate::daemon::core::Daemon, now: Timestamp) {
+        loop {
+            let jobs = std::mem::take(&mut *self.0.lock().unwrap());
+            if jobs.is_empty() {
+                return;
+            }
+            for job in jobs {
+                let done = job.run();
+                daemon.on_action_done(done, now);
+            }
+        }
     }
 }

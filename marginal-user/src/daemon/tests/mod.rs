@@ -2,6 +2,7 @@
 //! test. Time is injected (`Bed::now`); nothing here sleeps.
 mod fakes;
 mod held_paths;
+mod in_flight;
 mod setmarginal;
 mod signal;
 mod slow;
@@ -14,8 +15,11 @@ use std::{
 
 use marginal_common::kernel_dev;
 
-use self::fakes::{Call, FakeActuator, FakeActuators, FakeDm, FakeKernel, FakeSampler, map};
+use self::fakes::{
+    Call, Deferred, FakeActuator, FakeActuators, FakeDm, FakeKernel, FakeSampler, map,
+};
 use super::{
+    actuation::{ActionRunner, Inline},
     core::{Daemon, DaemonParts, DaemonSettings},
     held_out::{HeldOutFile, HeldOutPath},
 };
@@ -52,6 +56,8 @@ pub struct Options {
     pub state: Option<String>,
     /// Another configuration than [`CONFIG`].
     pub config: Option<Config>,
+    /// Another runner of actuator calls than [`Inline`] (which calls at once).
+    pub runner: Option<Box<dyn ActionRunner>>,
 }
 
 impl Default for Options {
@@ -62,6 +68,7 @@ impl Default for Options {
             kprobe: true,
             state: None,
             config: None,
+            runner: None,
         }
     }
 }
@@ -86,7 +93,7 @@ pub fn bed(options: Options) -> Bed {
     bed_with(dm, options)
 }
 
-pub fn bed_with(dm: FakeDm, options: Options) -> Bed {
+pub fn bed_with(dm: FakeDm, mut options: Options) -> Bed {
     let n = BEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("marginal-core-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -122,6 +129,7 @@ pub fn bed_with(dm: FakeDm, options: Options) -> Bed {
             actuator: actuator.clone(),
             changes: changes.clone(),
         }),
+        runner: options.runner.take().unwrap_or_else(|| Box::new(Inline)),
         dm: Some(Arc::new(dm.clone()) as Arc<dyn MapSource>),
         config: options
             .config
