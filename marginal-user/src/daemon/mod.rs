@@ -316,7 +316,7 @@ async fn run_async(args: RunArgs) -> Result<ExitCode> {
                     });
                 }
                 if !daemon.check_events_lost(monotonic_now()) {
-                    daemon.rediscover(&Default::default(), monotonic_now());
+                    daemon.resync(monotonic_now());
                 }
             }
             _ = sleep_until_option(rediscover_at) => {

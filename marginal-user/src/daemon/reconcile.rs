@@ -54,10 +54,25 @@ impl Daemon {
     /// Read device-mapper's maps again and bring everything in line with them. `removed`:
     /// kernel names of block devices whose removal uevent came since the last round.
     pub fn rediscover(&mut self, removed: &BTreeSet<String>, now: Timestamp) {
+        self.read_dm_again(removed, false, now);
+    }
+
+    /// The periodic resync: [`Daemon::rediscover`], with maps whose dm status is unchanged
+    /// taken from the last read ([`crate::dm::MapSource::resync`]).
+    pub fn resync(&mut self, now: Timestamp) {
+        self.read_dm_again(&BTreeSet::new(), true, now);
+    }
+
+    fn read_dm_again(&mut self, removed: &BTreeSet<String>, resync: bool, now: Timestamp) {
         let Some(dm) = self.dm.clone() else {
             return;
         };
-        let result = Topology::discover(dm.as_ref()).and_then(|found| {
+        let found = if resync {
+            Topology::resync(dm.as_ref())
+        } else {
+            Topology::discover(dm.as_ref())
+        };
+        let result = found.and_then(|found| {
             let topology = self.keep_absent_maps(found, removed, now);
             if topology != self.topology {
                 self.apply_topology(topology, now)?;

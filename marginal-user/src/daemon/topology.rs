@@ -101,10 +101,19 @@ impl Topology {
 
     /// Every multipath map device-mapper knows.
     pub fn discover(source: &dyn MapSource) -> Result<Self> {
-        Ok(Self {
-            maps: source.discover()?.iter().map(WatchedMap::from_dm).collect(),
+        Ok(Self::of(&source.discover()?))
+    }
+
+    /// [`Topology::discover`] by [`MapSource::resync`].
+    pub fn resync(source: &dyn MapSource) -> Result<Self> {
+        Ok(Self::of(&source.resync()?))
+    }
+
+    fn of(maps: &[crate::dm::MultipathMap]) -> Self {
+        Self {
+            maps: maps.iter().map(WatchedMap::from_dm).collect(),
             device_mapper: true,
-        })
+        }
     }
 
     pub fn paths(&self) -> impl Iterator<Item = (&WatchedMap, &WatchedPath)> {

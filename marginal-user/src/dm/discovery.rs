@@ -4,12 +4,20 @@
 //! devicemapper crate); [`assemble_map`] is the pure part that turns a map's table and status
 //! lines plus sysfs into a [`MultipathMap`], unit-tested without device-mapper. [`DmDiscovery`]
 //! joins them as the daemon's [`MapSource`].
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
 use anyhow::{Context, Result, anyhow, bail};
 use devicemapper::{DM, DevId, DmError, DmFlags, DmName, DmOptions, errors};
 
 use super::{
     MapPath, MapSource, MultipathMap, PathGroup,
-    status::{DevNum, parse_status, parse_table},
+    status::{DevNum, MultipathStatus, parse_status, parse_table},
     sysfs::{Sysfs, block_name_of, wwid_from_dm_uuid},
     transport::TransportCache,
 };
@@ -43,13 +51,8 @@ impl DeviceMapper {
     /// Every map whose (single) target is `multipath`. Maps that vanish while being read are
     /// skipped; other per-map errors are logged and the map left out.
     pub fn multipath_maps(&self) -> Result<Vec<RawMap>> {
-        let devices = self
-            .dm
-            .list_devices()
-            .map_err(|e| anyhow!("listing device-mapper devices: {e}"))?;
         let mut maps = Vec::new();
-        for (name, _, _) in devices {
-            let name = name.to_string();
+        for name in self.device_names()? {
             match self.raw_map(&name) {
                 Ok(Some(map)) => maps.push(map),
                 Ok(None) => {}
@@ -57,6 +60,24 @@ impl DeviceMapper {
             }
         }
         Ok(maps)
+    }
+
+    /// The names of every device-mapper device (one ioctl).
+    pub fn device_names(&self) -> Result<Vec<String>> {
+        let devices = self
+            .dm
+            .list_devices()
+            .map_err(|e| anyhow!("listing device-mapper devices: {e}"))?;
+        Ok(devices
+            .into_iter()
+            .map(|(name, _, _)| name.to_string())
+            .collect())
+    }
+
+    /// `(uuid, dev, status parameters)` of map `name` (one ioctl); None if it is another kind
+    /// or is gone.
+    pub fn status_of(&self, name: &str) -> Result<Option<(Option<String>, DevNum, String)>> {
+        self.target(name, false)
     }
 
     /// The map `name` if it is a multipath map, None if it is another kind or is gone.
@@ -251,6 +272,30 @@ pub struct DmDiscovery {
     dm: DeviceMapper,
     sysfs: Sysfs,
     transports: TransportCache,
+    /// Each map as the last read found it, for [`MapSource::resync`].
+    seen: Mutex<HashMap<String, SeenMap>>,
+    resyncs: AtomicU32,
+}
+
+/// A map as a read found it: what its status said, and the map made of it.
+struct SeenMap {
+    uuid: Option<String>,
+    dev: DevNum,
+    status: Option<MultipathStatus>,
+    map: MultipathMap,
+}
+
+/// Every this many resyncs, one reads every map afresh (sysfs included), whatever its status.
+const FULL_RESYNC_EVERY: u32 = 12;
+
+/// A status line without the path selector's words (service-time's in-flight sizes change
+/// with every I/O and say nothing of the paths' state); None if it does not parse.
+fn status_key(status: &str) -> Option<MultipathStatus> {
+    let mut parsed = parse_status(status).ok()?;
+    for path in parsed.groups.iter_mut().flat_map(|g| g.paths.iter_mut()) {
+        path.selector_status.clear();
+    }
+    Some(parsed)
 }
 
 impl DmDiscovery {
@@ -264,31 +309,89 @@ impl DmDiscovery {
             dm: DeviceMapper::open()?,
             sysfs,
             transports: TransportCache::default(),
+            seen: Mutex::new(HashMap::new()),
+            resyncs: AtomicU32::new(0),
         })
     }
 
     pub fn device_mapper(&self) -> &DeviceMapper {
         &self.dm
     }
-}
 
-impl MapSource for DmDiscovery {
-    fn discover(&self) -> Result<Vec<MultipathMap>> {
+    /// Every multipath map; `reuse`: maps whose status is unchanged come from the last read.
+    fn read_maps(&self, reuse: bool) -> Result<Vec<MultipathMap>> {
+        let names = self.dm.device_names()?;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = HashMap::with_capacity(names.len());
         let mut maps = Vec::new();
-        for raw in self.dm.multipath_maps()? {
+        for name in names {
+            if reuse && let Some(old) = seen.remove(&name) {
+                match self.dm.status_of(&name) {
+                    Ok(Some((uuid, dev, status)))
+                        if uuid == old.uuid
+                            && dev == old.dev
+                            && old.status.is_some()
+                            && status_key(&status) == old.status =>
+                    {
+                        maps.push(old.map.clone());
+                        next.insert(name, old);
+                        continue;
+                    }
+                    Ok(Some(_)) => {} // changed: read it all
+                    Ok(None) => continue,
+                    Err(e) => {
+                        log::warn!("device-mapper map {name}: {e:#}; left out");
+                        continue;
+                    }
+                }
+            }
+            let raw = match self.dm.raw_map(&name) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::warn!("device-mapper map {name}: {e:#}; left out");
+                    continue;
+                }
+            };
             match assemble_map(&raw, &self.sysfs, &self.transports) {
-                Ok(map) => maps.push(map),
+                Ok(map) => {
+                    let status = status_key(&raw.status);
+                    let entry = SeenMap {
+                        uuid: raw.uuid,
+                        dev: raw.dev,
+                        status,
+                        map: map.clone(),
+                    };
+                    next.insert(name, entry);
+                    maps.push(map);
+                }
                 Err(e) => log::warn!("{e:#}; map left out"),
             }
         }
+        *seen = next;
         // Devices in no map now are gone or no longer paths; a map left out this round
         // (a reload race) only costs a re-read of its paths next time.
         let present = maps.iter().flat_map(|m| m.paths().map(|p| p.dev)).collect();
         self.transports.retain(&present);
         Ok(maps)
     }
+}
+
+impl MapSource for DmDiscovery {
+    fn discover(&self) -> Result<Vec<MultipathMap>> {
+        self.read_maps(false)
+    }
+
+    /// Only a map whose status changed (a path failed or came back, a reload changed its
+    /// paths or groups) is read again with its table and sysfs; one status ioctl each for the
+    /// rest. A reload leaves dm's event number as it was, so the status itself is compared.
+    fn resync(&self) -> Result<Vec<MultipathMap>> {
+        let round = self.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.read_maps(round % FULL_RESYNC_EVERY != FULL_RESYNC_EVERY - 1)
+    }
 
     fn read_map(&self, name: &str) -> Result<MultipathMap> {
+        // Always afresh: it is read to act on.
         let raw = self
             .dm
             .raw_map(name)?
@@ -314,6 +417,23 @@ mod tests {
             table: table.into(),
             status: status.into(),
         }
+    }
+
+    #[test]
+    fn a_resync_sees_a_path_change_but_not_the_selector_s_in_flight_counts() {
+        // service-time: each path's status ends with its in-flight size and relative throughput.
+        let idle = "2 0 0 0 1 1 A 0 2 2 8:16 A 0 0 1 8:32 A 0 0 1";
+        let busy = "2 0 0 0 1 1 A 0 2 2 8:16 A 0 12 1 8:32 A 0 4 1";
+        let failed = "2 0 0 0 1 1 A 0 2 2 8:16 F 1 0 1 8:32 A 0 0 1";
+        // A reload that put the failed path back: state A, fail count reset.
+        let reloaded = "2 0 0 0 1 1 A 0 2 2 8:16 A 0 0 1 8:32 A 0 0 1";
+        assert!(status_key(idle).is_some());
+        assert_eq!(status_key(idle), status_key(busy));
+        assert_ne!(status_key(idle), status_key(failed));
+        assert_ne!(status_key(failed), status_key(reloaded));
+        let regrouped = "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:32 A 0 0 1";
+        assert_ne!(status_key(idle), status_key(regrouped));
+        assert_eq!(status_key("not a status"), None);
     }
 
     #[test]

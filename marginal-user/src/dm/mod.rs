@@ -38,6 +38,12 @@ pub trait MapSource: Send + Sync {
     /// listing) is left out with a warning; only failing to list maps at all is an error.
     fn discover(&self) -> Result<Vec<MultipathMap>>;
 
+    /// [`MapSource::discover`] for the periodic resync, which mostly finds nothing changed:
+    /// it may take a map whose device-mapper status is as last time from that time.
+    fn resync(&self) -> Result<Vec<MultipathMap>> {
+        self.discover()
+    }
+
     /// One map, read afresh (e.g. to check its active paths before acting on it).
     fn read_map(&self, name: &str) -> Result<MultipathMap>;
 
