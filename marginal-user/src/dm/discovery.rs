@@ -5,7 +5,7 @@
 //! lines plus sysfs into a [`MultipathMap`], unit-tested without device-mapper. [`DmDiscovery`]
 //! joins them as the daemon's [`MapSource`].
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         Mutex,
         atomic::{AtomicU32, Ordering},
@@ -272,9 +272,17 @@ pub struct DmDiscovery {
     dm: DeviceMapper,
     sysfs: Sysfs,
     transports: TransportCache,
-    /// Each map as the last read found it, for [`MapSource::resync`].
-    seen: Mutex<HashMap<String, SeenMap>>,
+    /// What the last read found, for [`MapSource::resync`].
+    seen: Mutex<Seen>,
     resyncs: AtomicU32,
+}
+
+/// What the last read found: each multipath map, and the other devices (dm-linear partitions,
+/// LVM, crypt: on a SAN host often more than the maps).
+#[derive(Default)]
+struct Seen {
+    maps: HashMap<String, SeenMap>,
+    others: HashSet<String>,
 }
 
 /// A map as a read found it: what its status said, and the map made of it.
@@ -309,7 +317,7 @@ impl DmDiscovery {
             dm: DeviceMapper::open()?,
             sysfs,
             transports: TransportCache::default(),
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
             resyncs: AtomicU32::new(0),
         })
     }
@@ -322,10 +330,16 @@ impl DmDiscovery {
     fn read_maps(&self, reuse: bool) -> Result<Vec<MultipathMap>> {
         let names = self.dm.device_names()?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = HashMap::with_capacity(names.len());
+        let mut next = Seen::default();
         let mut maps = Vec::new();
         for name in names {
-            if reuse && let Some(old) = seen.remove(&name) {
+            // A device that was no multipath map stays none until a uevent or a full round
+            // says otherwise (a new map comes with a new name).
+            if reuse && seen.others.contains(&name) {
+                next.others.insert(name);
+                continue;
+            }
+            if reuse && let Some(old) = seen.maps.remove(&name) {
                 match self.dm.status_of(&name) {
                     Ok(Some((uuid, dev, status)))
                         if uuid == old.uuid
@@ -334,11 +348,14 @@ impl DmDiscovery {
                             && status_key(&status) == old.status =>
                     {
                         maps.push(old.map.clone());
-                        next.insert(name, old);
+                        next.maps.insert(name, old);
                         continue;
                     }
                     Ok(Some(_)) => {} // changed: read it all
-                    Ok(None) => continue,
+                    Ok(None) => {
+                        next.others.insert(name);
+                        continue;
+                    }
                     Err(e) => {
                         log::warn!("device-mapper map {name}: {e:#}; left out");
                         continue;
@@ -347,7 +364,10 @@ impl DmDiscovery {
             }
             let raw = match self.dm.raw_map(&name) {
                 Ok(Some(raw)) => raw,
-                Ok(None) => continue,
+                Ok(None) => {
+                    next.others.insert(name);
+                    continue;
+                }
                 Err(e) => {
                     log::warn!("device-mapper map {name}: {e:#}; left out");
                     continue;
@@ -362,7 +382,7 @@ impl DmDiscovery {
                         status,
                         map: map.clone(),
                     };
-                    next.insert(name, entry);
+                    next.maps.insert(name, entry);
                     maps.push(map);
                 }
                 Err(e) => log::warn!("{e:#}; map left out"),
