@@ -52,7 +52,7 @@ impl DeviceMapper {
     /// skipped; other per-map errors are logged and the map left out.
     pub fn multipath_maps(&self) -> Result<Vec<RawMap>> {
         let mut maps = Vec::new();
-        for name in self.device_names()? {
+        for (name, _, _) in self.devices()? {
             match self.raw_map(&name) {
                 Ok(Some(map)) => maps.push(map),
                 Ok(None) => {}
@@ -62,15 +62,16 @@ impl DeviceMapper {
         Ok(maps)
     }
 
-    /// The names of every device-mapper device (one ioctl).
-    pub fn device_names(&self) -> Result<Vec<String>> {
+    /// Every device-mapper device: name, number and event number (None on kernels before
+    /// dm ioctl 4.37), in one ioctl.
+    pub fn devices(&self) -> Result<Vec<(String, DevNum, Option<u32>)>> {
         let devices = self
             .dm
             .list_devices()
             .map_err(|e| anyhow!("listing device-mapper devices: {e}"))?;
         Ok(devices
             .into_iter()
-            .map(|(name, _, _)| name.to_string())
+            .map(|(name, dev, event_nr)| (name.to_string(), (dev.major, dev.minor), event_nr))
             .collect())
     }
 
@@ -285,15 +286,33 @@ struct Seen {
     others: HashSet<String>,
 }
 
-/// A map as a read found it: what its status said, and the map made of it.
+/// A map as a read found it: its event number, what its status said, and the map made of it.
 struct SeenMap {
     uuid: Option<String>,
     dev: DevNum,
+    event_nr: Option<u32>,
     status: Option<MultipathStatus>,
     map: MultipathMap,
 }
 
-/// Every this many resyncs, one reads every map afresh (sysfs included), whatever its status.
+/// What a read may take from the last one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reuse {
+    /// Nothing: every map's table, status and sysfs facts are read.
+    Nothing,
+    /// A map whose status (path states, fail counts, groups) is as last time: one status
+    /// ioctl a map.
+    SameStatus,
+    /// A map whose event number (in the listing, no ioctl of its own) is as last time: dm
+    /// counts every path failure and reinstatement, but not a table reload, which the
+    /// daemon learns of by its uevent (a lost uevent is known too: ENOBUFS) and which a
+    /// [`Reuse::SameStatus`] round catches anyway.
+    SameEvent,
+}
+
+/// Resync rounds compare every map's status this often, and read everything afresh (sysfs
+/// included) every [`FULL_RESYNC_EVERY`]; the others look at the event numbers only.
+const STATUS_RESYNC_EVERY: u32 = 3;
 const FULL_RESYNC_EVERY: u32 = 12;
 
 /// A status line without the path selector's words (service-time's in-flight sizes change
@@ -326,20 +345,32 @@ impl DmDiscovery {
         &self.dm
     }
 
-    /// Every multipath map; `reuse`: maps whose status is unchanged come from the last read.
-    fn read_maps(&self, reuse: bool) -> Result<Vec<MultipathMap>> {
-        let names = self.dm.device_names()?;
+    /// Every multipath map; with `reuse`, a map unchanged since the last read (by
+    /// [`Reuse`]'s measure) comes from that read.
+    fn read_maps(&self, reuse: Reuse) -> Result<Vec<MultipathMap>> {
+        let devices = self.dm.devices()?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Seen::default();
         let mut maps = Vec::new();
-        for name in names {
+        for (name, dev, event_nr) in devices {
             // A device that was no multipath map stays none until a uevent or a full round
-            // says otherwise (a new map comes with a new name).
-            if reuse && seen.others.contains(&name) {
+            // says otherwise (a new map comes with a new name and a uevent).
+            if reuse != Reuse::Nothing && seen.others.contains(&name) {
                 next.others.insert(name);
                 continue;
             }
-            if reuse && let Some(old) = seen.maps.remove(&name) {
+            if reuse != Reuse::Nothing
+                && let Some(mut old) = seen.maps.remove(&name)
+            {
+                if reuse == Reuse::SameEvent
+                    && old.dev == dev
+                    && event_nr.is_some()
+                    && old.event_nr == event_nr
+                {
+                    maps.push(old.map.clone());
+                    next.maps.insert(name, old);
+                    continue;
+                }
                 match self.dm.status_of(&name) {
                     Ok(Some((uuid, dev, status)))
                         if uuid == old.uuid
@@ -347,6 +378,7 @@ impl DmDiscovery {
                             && old.status.is_some()
                             && status_key(&status) == old.status =>
                     {
+                        old.event_nr = event_nr;
                         maps.push(old.map.clone());
                         next.maps.insert(name, old);
                         continue;
@@ -379,6 +411,7 @@ impl DmDiscovery {
                     let entry = SeenMap {
                         uuid: raw.uuid,
                         dev: raw.dev,
+                        event_nr,
                         status,
                         map: map.clone(),
                     };
@@ -399,15 +432,20 @@ impl DmDiscovery {
 
 impl MapSource for DmDiscovery {
     fn discover(&self) -> Result<Vec<MultipathMap>> {
-        self.read_maps(false)
+        self.read_maps(Reuse::Nothing)
     }
 
-    /// Only a map whose status changed (a path failed or came back, a reload changed its
-    /// paths or groups) is read again with its table and sysfs; one status ioctl each for the
-    /// rest. A reload leaves dm's event number as it was, so the status itself is compared.
+    /// Only a map that changed (a path failed or came back, a reload changed its paths or
+    /// groups) is read again with its table and sysfs: see [`Reuse`] for how a round tells.
     fn resync(&self) -> Result<Vec<MultipathMap>> {
-        let round = self.resyncs.fetch_add(1, Ordering::Relaxed);
-        self.read_maps(round % FULL_RESYNC_EVERY != FULL_RESYNC_EVERY - 1)
+        let round = self.resyncs.fetch_add(1, Ordering::Relaxed) + 1;
+        self.read_maps(if round.is_multiple_of(FULL_RESYNC_EVERY) {
+            Reuse::Nothing
+        } else if round.is_multiple_of(STATUS_RESYNC_EVERY) {
+            Reuse::SameStatus
+        } else {
+            Reuse::SameEvent
+        })
     }
 
     fn read_map(&self, name: &str) -> Result<MultipathMap> {
@@ -425,174 +463,4 @@ impl MapSource for DmDiscovery {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dm::{GroupState, sysfs::tests::FakeSysfs};
-
-    fn raw(table: &str, status: &str) -> RawMap {
-        RawMap {
-            name: "mpatha".into(),
-            uuid: Some("mpath-36001405a1b2c3d4e5f60718293a4b5c6".into()),
-            dev: (254, 2),
-            table: table.into(),
-            status: status.into(),
-        }
-    }
-
-    #[test]
-    fn a_resync_sees_a_path_change_but_not_the_selector_s_in_flight_counts() {
-        // service-time: each path's status ends with its in-flight size and relative throughput.
-        let idle = "2 0 0 0 1 1 A 0 2 2 8:16 A 0 0 1 8:32 A 0 0 1";
-        let busy = "2 0 0 0 1 1 A 0 2 2 8:16 A 0 12 1 8:32 A 0 4 1";
-        let failed = "2 0 0 0 1 1 A 0 2 2 8:16 F 1 0 1 8:32 A 0 0 1";
-        // A reload that put the failed path back: state A, fail count reset.
-        let reloaded = "2 0 0 0 1 1 A 0 2 2 8:16 A 0 0 1 8:32 A 0 0 1";
-        assert!(status_key(idle).is_some());
-        assert_eq!(status_key(idle), status_key(busy));
-        assert_ne!(status_key(idle), status_key(failed));
-        assert_ne!(status_key(failed), status_key(reloaded));
-        let regrouped = "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:32 A 0 0 1";
-        assert_ne!(status_key(idle), status_key(regrouped));
-        assert_eq!(status_key("not a status"), None);
-    }
-
-    #[test]
-    fn assembles_a_two_group_alua_map_with_sysfs_names() {
-        let fake = FakeSysfs::new("assemble");
-        fake.disk(
-            "sdb",
-            (8, 16),
-            "LIO-ORG",
-            "disk0",
-            "naa.6001405a1b2c3d4e5f60718293a4b5c6",
-        );
-        fake.disk(
-            "sdd",
-            (8, 48),
-            "LIO-ORG",
-            "disk0",
-            "naa.6001405a1b2c3d4e5f60718293a4b5c6",
-        );
-        let map = assemble_map(
-            &raw(
-                "1 queue_if_no_path 1 alua 2 1 service-time 0 1 2 8:16 1 1 \
-                 service-time 0 1 2 8:48 1 1",
-                "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:48 F 2 0 1",
-            ),
-            &fake.sysfs(),
-            &TransportCache::default(),
-        )
-        .unwrap();
-        assert_eq!(
-            map.wwid.as_deref(),
-            Some("36001405a1b2c3d4e5f60718293a4b5c6")
-        );
-        assert_eq!(map.hw_handler.as_deref(), Some("alua"));
-        assert_eq!(map.features, ["queue_if_no_path"]);
-        assert_eq!(map.groups[1].state, GroupState::Enabled);
-        assert_eq!(map.groups[0].selector, "service-time");
-        let sdd = map.path_by_name("sdd").unwrap();
-        assert_eq!((sdd.dev, sdd.active, sdd.fail_count), ((8, 48), false, 2));
-        assert_eq!(map.vendor_product(), Some(("LIO-ORG", "disk0")));
-        let identity = map.identity_path().unwrap();
-        assert_eq!(identity.revision.as_deref(), Some("9800"));
-        let active: Vec<_> = map.active_paths().map(|p| p.name.as_str()).collect();
-        assert_eq!(active, ["sdb"]);
-        assert!(map.is_last_active((8, 16)));
-        assert!(!map.is_last_active((8, 48)));
-    }
-
-    #[test]
-    fn fc_paths_carry_their_ports_each_read_once() {
-        let fake = FakeSysfs::new("assemble-fc");
-        crate::dm::transport::tests::fc_tree(&fake);
-        let transports = TransportCache::default();
-        let r = raw(
-            "0 0 1 1 round-robin 0 2 1 8:16 1000 8:32 1000",
-            "2 0 0 0 1 1 A 0 2 0 8:16 A 0 8:32 A 0",
-        );
-        let map = assemble_map(&r, &fake.sysfs(), &transports).unwrap();
-        let ports: Vec<_> = map
-            .paths()
-            .map(|p| {
-                (
-                    p.name.as_str(),
-                    p.transport.host.as_str(),
-                    p.transport.target_port.as_str(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            ports,
-            [
-                ("sdb", "host3", "0x500a0981891b8dc5"),
-                ("sdc", "host4", "0x500a0982891b8dc5")
-            ]
-        );
-        assert_eq!(
-            map.paths().next().unwrap().vendor.as_deref(),
-            Some("NETAPP")
-        );
-        assert_eq!(transports.len(), 2);
-    }
-
-    #[test]
-    fn paths_sysfs_does_not_know_are_named_by_number() {
-        let fake = FakeSysfs::new("unnamed");
-        fake.link("dm-0", (254, 0));
-        let mut r = raw(
-            "3 queue_if_no_path queue_mode bio 0 1 1 round-robin 0 2 1 254:0 1 254:1 1",
-            "2 0 0 0 1 1 A 0 2 0 254:0 A 0 254:1 A 1",
-        );
-        r.uuid = None;
-        let map = assemble_map(&r, &fake.sysfs(), &TransportCache::default()).unwrap();
-        let names: Vec<_> = map.paths().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["dm-0", "254:1"]);
-        assert_eq!(map.wwid, None);
-        assert_eq!(map.vendor_product(), None);
-        assert_eq!(map.active_count(), 2);
-        assert!(!map.is_last_active((254, 0)));
-    }
-
-    #[test]
-    fn wwid_falls_back_to_a_path_when_the_uuid_has_none() {
-        let fake = FakeSysfs::new("pathwwid");
-        fake.disk("sdb", (8, 16), "QEMU", "QEMU HARDDISK", "naa.600140501");
-        let mut r = raw(
-            "0 0 1 1 round-robin 0 1 1 8:16 1000",
-            "2 0 0 0 1 1 A 0 1 0 8:16 A 0",
-        );
-        r.uuid = None;
-        let map = assemble_map(&r, &fake.sysfs(), &TransportCache::default()).unwrap();
-        assert_eq!(map.wwid.as_deref(), Some("3600140501"));
-    }
-
-    #[test]
-    fn table_and_status_that_disagree_are_an_error_naming_the_map() {
-        let fake = FakeSysfs::new("disagree");
-        let r = raw(
-            "0 0 1 1 round-robin 0 2 1 8:16 1000 8:32 1000",
-            "2 0 0 0 1 1 A 0 2 0 8:16 A 0 8:48 A 0",
-        );
-        let err = format!(
-            "{:#}",
-            assemble_map(&r, &fake.sysfs(), &TransportCache::default()).unwrap_err()
-        );
-        assert!(err.contains("map mpatha"), "{err}");
-        assert!(!same_paths(&r.table, &r.status));
-        assert!(same_paths(
-            "0 0 1 1 round-robin 0 1 1 8:16 1000",
-            "2 0 0 0 1 1 A 0 1 0 8:16 F 1"
-        ));
-    }
-
-    #[test]
-    fn without_device_mapper_opening_says_so() {
-        // This host's kernel has no device-mapper; where it has one, the open succeeds.
-        if std::path::Path::new("/dev/mapper/control").exists() {
-            return;
-        }
-        let err = format!("{:#}", DmDiscovery::open().err().unwrap());
-        assert!(err.contains("/dev/mapper/control"), "{err}");
-    }
-}
+mod tests;

@@ -16,8 +16,8 @@ use crate::{
         actuation::{ActionRunner, Done, Job},
         edges::{KernelEdge, SamplerEdge},
     },
-    engine::Timestamp,
     dm::{DevNum, GroupState, MapPath, MapSource, MultipathMap, PathGroup},
+    engine::Timestamp,
     kernel::ProgramStats,
 };
 

@@ -16,7 +16,11 @@ fn deferred_bed() -> (Bed, Deferred) {
 fn sampling_starts_while_the_fail_is_under_way_and_its_outcome_settles_it() {
     let (mut bed, deferred) = deferred_bed();
     bed.double_failure(SDA);
-    assert_eq!(deferred.waiting(), 1, "the fail is handed off, not made in place");
+    assert_eq!(
+        deferred.waiting(),
+        1,
+        "the fail is handed off, not made in place"
+    );
     assert_eq!(bed.fails("sda"), 0);
     assert_eq!(
         *bed.sampler.started.lock().unwrap(),
@@ -52,7 +56,11 @@ fn a_return_decided_while_the_fail_is_under_way_follows_it() {
     bed.double_failure(SDA);
     bed.report("sda", 100, 0); // healthy before multipathd answered the fail
     assert_eq!(bed.state("sda"), StateName::Healthy);
-    assert_eq!(bed.reinstates("sda"), 0, "nothing overtakes the fail under way");
+    assert_eq!(
+        bed.reinstates("sda"),
+        0,
+        "nothing overtakes the fail under way"
+    );
     assert_eq!(deferred.waiting(), 1);
 
     let now = bed.at();
@@ -101,5 +109,9 @@ fn asking_again_for_the_fail_under_way_adds_nothing() {
     assert_eq!(bed.fails("sda"), 1);
     assert!(!bed.dm.is_active(SDA));
     bed.rediscover();
-    assert_eq!(deferred.waiting(), 0, "dm shows it out now: nothing more to do");
+    assert_eq!(
+        deferred.waiting(),
+        0,
+        "dm shows it out now: nothing more to do"
+    );
 }
