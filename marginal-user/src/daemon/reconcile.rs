@@ -67,12 +67,16 @@ impl Daemon {
         let Some(dm) = self.dm.clone() else {
             return;
         };
-        let found = if resync {
-            Topology::resync(dm.as_ref())
-        } else {
-            Topology::discover(dm.as_ref())
+        let found = match resync {
+            // Nothing changed in dm: the topology stands (unless it keeps absent maps, whose
+            // rounds only the full path counts).
+            true if self.absent_maps.is_empty() => Topology::resync(dm.as_ref()),
+            _ => Topology::discover(dm.as_ref()).map(Some),
         };
         let result = found.and_then(|found| {
+            let Some(found) = found else {
+                return Ok(());
+            };
             let topology = self.keep_absent_maps(found, removed, now);
             if topology != self.topology {
                 self.apply_topology(topology, now)?;

@@ -104,9 +104,9 @@ impl Topology {
         Ok(Self::of(&source.discover()?))
     }
 
-    /// [`Topology::discover`] by [`MapSource::resync`].
-    pub fn resync(source: &dyn MapSource) -> Result<Self> {
-        Ok(Self::of(&source.resync()?))
+    /// [`Topology::discover`] by [`MapSource::resync`]: None if nothing changed.
+    pub fn resync(source: &dyn MapSource) -> Result<Option<Self>> {
+        Ok(source.resync()?.as_deref().map(Self::of))
     }
 
     fn of(maps: &[crate::dm::MultipathMap]) -> Self {

@@ -347,11 +347,14 @@ impl DmDiscovery {
 
     /// Every multipath map; with `reuse`, a map unchanged since the last read (by
     /// [`Reuse`]'s measure) comes from that read.
-    fn read_maps(&self, reuse: Reuse) -> Result<Vec<MultipathMap>> {
+    /// None: nothing changed since the last read (only when reusing).
+    fn read_maps(&self, reuse: Reuse) -> Result<Option<Vec<MultipathMap>>> {
         let devices = self.dm.devices()?;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Seen::default();
-        let mut maps = Vec::new();
+        // The multipath maps in dm's order, and whether any is new, changed or gone.
+        let mut order = Vec::new();
+        let mut changed = reuse == Reuse::Nothing;
         for (name, dev, event_nr) in devices {
             // A device that was no multipath map stays none until a uevent or a full round
             // says otherwise (a new map comes with a new name and a uevent).
@@ -367,7 +370,7 @@ impl DmDiscovery {
                     && event_nr.is_some()
                     && old.event_nr == event_nr
                 {
-                    maps.push(old.map.clone());
+                    order.push(name.clone());
                     next.maps.insert(name, old);
                     continue;
                 }
@@ -379,21 +382,24 @@ impl DmDiscovery {
                             && status_key(&status) == old.status =>
                     {
                         old.event_nr = event_nr;
-                        maps.push(old.map.clone());
+                        order.push(name.clone());
                         next.maps.insert(name, old);
                         continue;
                     }
                     Ok(Some(_)) => {} // changed: read it all
                     Ok(None) => {
+                        changed = true;
                         next.others.insert(name);
                         continue;
                     }
                     Err(e) => {
+                        changed = true;
                         log::warn!("device-mapper map {name}: {e:#}; left out");
                         continue;
                     }
                 }
             }
+            changed = true;
             let raw = match self.dm.raw_map(&name) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => {
@@ -413,31 +419,37 @@ impl DmDiscovery {
                         dev: raw.dev,
                         event_nr,
                         status,
-                        map: map.clone(),
+                        map,
                     };
+                    order.push(name.clone());
                     next.maps.insert(name, entry);
-                    maps.push(map);
                 }
                 Err(e) => log::warn!("{e:#}; map left out"),
             }
         }
+        // A map of the last read that is not in this one is gone (or left out).
+        changed |= !seen.maps.is_empty();
         *seen = next;
+        if !changed {
+            return Ok(None);
+        }
+        let maps: Vec<MultipathMap> = order.iter().map(|n| seen.maps[n].map.clone()).collect();
         // Devices in no map now are gone or no longer paths; a map left out this round
         // (a reload race) only costs a re-read of its paths next time.
         let present = maps.iter().flat_map(|m| m.paths().map(|p| p.dev)).collect();
         self.transports.retain(&present);
-        Ok(maps)
+        Ok(Some(maps))
     }
 }
 
 impl MapSource for DmDiscovery {
     fn discover(&self) -> Result<Vec<MultipathMap>> {
-        self.read_maps(Reuse::Nothing)
+        Ok(self.read_maps(Reuse::Nothing)?.unwrap_or_default())
     }
 
     /// Only a map that changed (a path failed or came back, a reload changed its paths or
     /// groups) is read again with its table and sysfs: see [`Reuse`] for how a round tells.
-    fn resync(&self) -> Result<Vec<MultipathMap>> {
+    fn resync(&self) -> Result<Option<Vec<MultipathMap>>> {
         let round = self.resyncs.fetch_add(1, Ordering::Relaxed) + 1;
         self.read_maps(if round.is_multiple_of(FULL_RESYNC_EVERY) {
             Reuse::Nothing

@@ -39,9 +39,10 @@ pub trait MapSource: Send + Sync {
     fn discover(&self) -> Result<Vec<MultipathMap>>;
 
     /// [`MapSource::discover`] for the periodic resync, which mostly finds nothing changed:
-    /// it may take a map whose device-mapper status is as last time from that time.
-    fn resync(&self) -> Result<Vec<MultipathMap>> {
-        self.discover()
+    /// it may take a map whose device-mapper status is as last time from that time, and
+    /// answers None when no map changed since the last read.
+    fn resync(&self) -> Result<Option<Vec<MultipathMap>>> {
+        self.discover().map(Some)
     }
 
     /// One map, read afresh (e.g. to check its active paths before acting on it).
