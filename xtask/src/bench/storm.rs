@@ -87,6 +87,19 @@ pub fn rediscovery_from_lines(lines: &[Line]) -> Value {
         .map(|l| f(&l["end"]) - f(&l["start"]))
         .collect();
     let ioctls: Vec<f64> = rounds.iter().map(|l| f(&l["ioctls"])).collect();
+    // Resync rounds come in two kinds: most compare dm's event numbers from its listing (a
+    // few ioctls), every third asks each map's status (an ioctl a map).
+    let maps = f(&head["maps"]);
+    let kind = |status: bool| -> (Vec<f64>, Vec<f64>) {
+        round_s
+            .iter()
+            .zip(&ioctls)
+            .filter(|(_, n)| (**n >= maps / 2.0) == status)
+            .map(|(s, n)| (*s, *n))
+            .unzip()
+    };
+    let (status_s, status_ioctls) = kind(true);
+    let (event_s, event_ioctls) = kind(false);
     // The daemon re-reads dm every RESYNC_S when nothing changes; its CPU over the watch is
     // that work plus an idle loop that costs next to nothing (part 4's host figures).
     let watch = f(&tail["watch_s"]).max(1.0);
@@ -99,6 +112,12 @@ pub fn rediscovery_from_lines(lines: &[Line]) -> Value {
         "rounds": rounds.len(),
         "round_s": stats(&round_s),
         "ioctls": stats(&ioctls),
+        "status_rounds": status_s.len(),
+        "status_round_s": stats(&status_s),
+        "status_ioctls": stats(&status_ioctls),
+        "event_rounds": event_s.len(),
+        "event_round_s": stats(&event_s),
+        "event_ioctls": stats(&event_ioctls),
         "cpu_per_round_s": cpu / (watch / RESYNC_S),
         "idle_cpu_share": cpu / watch,
         "watch_s": tail["watch_s"],
@@ -393,20 +412,29 @@ pub fn rediscovery_rows(r: &Value) -> Vec<Vec<String>> {
         n(&r["maps"]),
         n(&r["rounds"])
     );
-    vec![
+    let kind = |label: &str, which: &str| {
+        let rounds = n(&r[format!("{which}_rounds")]);
         vec![
             format!(
-                "dm re-discovery round, {} maps (wall, kernel clock)",
+                "dm resync round, {} maps, {label} (wall, kernel clock)",
                 n(&r["maps"])
             ),
-            format!(
-                "median {} (max {}), {:.0} dm ioctls",
-                seconds(f(&r["round_s"]["median"])),
-                seconds(f(&r["round_s"]["max"])),
-                f(&r["ioctls"]["median"])
-            ),
+            if rounds == 0 {
+                "- (none in the watch)".into()
+            } else {
+                format!(
+                    "median {} (max {}) over {rounds}, {:.0} dm ioctls",
+                    seconds(f(&r[format!("{which}_round_s")]["median"])),
+                    seconds(f(&r[format!("{which}_round_s")]["max"])),
+                    f(&r[format!("{which}_ioctls")]["median"])
+                )
+            },
             how.clone(),
-        ],
+        ]
+    };
+    vec![
+        kind("event numbers compared (most rounds)", "event"),
+        kind("every map's status compared (every 3rd)", "status"),
         vec![
             "dm re-discovery round, CPU".into(),
             format!("{:.0} ms", f(&r["cpu_per_round_s"]) * 1e3),
@@ -507,10 +535,15 @@ mod tests {
             "BENCH dm-rediscovery maps=1024 paths=2048 create_s=20 startup_s=9\n\
              BENCH dm-rediscovery round=1 start=5 end=5.4 ioctls=1100\n\
              BENCH dm-rediscovery round=2 start=10 end=10.6 ioctls=1100\n\
-             BENCH dm-rediscovery rounds=2 watch_s=20 cpu_ticks=200 clk_tck=100 rss_kib=30000 bursts=4",
+             BENCH dm-rediscovery round=3 start=15 end=15.02 ioctls=4\n\
+             BENCH dm-rediscovery rounds=3 watch_s=20 cpu_ticks=200 clk_tck=100 rss_kib=30000 bursts=5",
         );
         let r = rediscovery_from_lines(&l);
-        assert_eq!(r["rounds"], 2);
+        assert_eq!(r["rounds"], 3);
+        assert_eq!(r["status_rounds"], 2);
+        assert_eq!(r["event_rounds"], 1);
+        assert!((f(&r["event_ioctls"]["median"]) - 4.0).abs() < 1e-9);
+        assert!((f(&r["status_round_s"]["min"]) - 0.4).abs() < 1e-9);
         assert!((f(&r["round_s"]["max"]) - 0.6).abs() < 1e-9);
         assert!((f(&r["cpu_per_round_s"]) - 0.5).abs() < 1e-9);
         assert!((f(&r["idle_cpu_share"]) - 0.1).abs() < 1e-9);
