@@ -16,6 +16,7 @@ use super::{
     edges::{KernelEdge, SamplerEdge},
     held_out::HeldOutFile,
     in_flight::InFlight,
+    outage::FailureMark,
     reconcile::Absence,
     topology::Topology,
 };
@@ -51,6 +52,9 @@ pub struct PathTotals {
     /// The daemon's reaction the last time it failed the path on a double failure: from the
     /// kernel's timestamp of the second failure to the actuator having taken the path out.
     pub last_reaction: Option<Duration>,
+    /// Failures taken for the same outage because no command succeeded on the path since
+    /// its previous one ([`super::outage`]).
+    pub same_outage_refails: u64,
 }
 
 /// Which signal counts a path's failures.
@@ -123,6 +127,8 @@ pub struct Daemon {
     pub(crate) reacting_to: HashMap<PathKey, Timestamp>,
     /// Slow-path windows and sampling runs' latency.
     pub latency: super::latency::LatencyState,
+    /// Each path's recent failures and what it had done by then ([`super::outage`]).
+    pub(crate) failure_marks: HashMap<PathKey, std::collections::VecDeque<FailureMark>>,
 }
 
 /// CLOCK_MONOTONIC now, the clock the kernel's events are stamped with.
@@ -159,6 +165,7 @@ impl Daemon {
             orphan_rounds: HashMap::new(),
             reacting_to: HashMap::new(),
             latency: Default::default(),
+            failure_marks: HashMap::new(),
         }
     }
 
@@ -221,12 +228,24 @@ impl Daemon {
             return Vec::new(); // dm events of paths we do not watch
         };
         let key = path.key.clone();
+        let dev = (path.device.major, path.device.minor);
         let engine_events = match event {
             KernelEvent::DoubleFailure {
                 first_ns,
                 second_ns,
                 ..
             } => {
+                if self.topology.device_mapper
+                    && !self.worked_between(&key, dev, first_ns, second_ns)
+                {
+                    log::warn!(
+                        "{key}: failed again with no command succeeding on it since its last \
+                         failure ({:.1} s before): one outage (put back on a stale check), not \
+                         a double failure",
+                        second_ns.saturating_sub(first_ns) as f64 / 1e9
+                    );
+                    return Vec::new();
+                }
                 self.reacting_to
                     .insert(key.clone(), Timestamp::from_nanos(second_ns));
                 let mut events = vec![Event::DoubleFailure {
@@ -245,7 +264,14 @@ impl Daemon {
                 events
             }
             KernelEvent::DmPathFailed { at_ns, own, .. } => {
-                self.path_failed_events(key, Timestamp::from_nanos(at_ns), own)
+                let same_outage = !own && !self.failure_is_new(&key, dev, at_ns);
+                if same_outage {
+                    self.totals
+                        .entry(key.clone())
+                        .or_default()
+                        .same_outage_refails += 1;
+                }
+                self.path_failed_events(key, Timestamp::from_nanos(at_ns), own || same_outage)
             }
             KernelEvent::DmPathReinstated { .. } => vec![Event::PathReinstated { path: key }],
         };
@@ -285,12 +311,20 @@ impl Daemon {
             }
             // As the kprobe does: failed again within the episode gap of its last failure (a
             // reinstatement that never held) is the same outage.
-            let same_outage = self
+            let quick_refail = self
                 .engine
                 .path(&key)
                 .and_then(|p| p.last_failure_at)
                 .is_some_and(|at| now.saturating_since(at) < self.settings.episode_gap);
-            self.path_failed_events(key, now, own || same_outage)
+            // And, where the device counts its commands, one that never worked since.
+            let never_worked = !own && !self.failure_is_new(&key, path, now.as_nanos());
+            if never_worked && !quick_refail {
+                self.totals
+                    .entry(key.clone())
+                    .or_default()
+                    .same_outage_refails += 1;
+            }
+            self.path_failed_events(key, now, own || quick_refail || never_worked)
         } else {
             vec![Event::PathReinstated { path: key }]
         };

@@ -27,6 +27,7 @@ pub mod edges;
 pub mod held_out;
 pub mod in_flight;
 pub mod latency;
+pub mod outage;
 pub mod reconcile;
 pub mod report;
 pub mod systemd;

@@ -472,6 +472,10 @@ impl MapSource for DmDiscovery {
     fn device_exists(&self, dev: DevNum) -> bool {
         self.sysfs.block_name(dev).is_some()
     }
+
+    fn commands_succeeded(&self, dev: DevNum) -> Option<u64> {
+        self.sysfs.scsi_commands_succeeded(dev)
+    }
 }
 
 #[cfg(test)]

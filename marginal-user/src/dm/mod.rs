@@ -48,6 +48,13 @@ pub trait MapSource: Send + Sync {
     /// One map, read afresh (e.g. to check its active paths before acting on it).
     fn read_map(&self, name: &str) -> Result<MultipathMap>;
 
+    /// Commands of path `dev` that succeeded so far, if the device counts them (SCSI): a
+    /// path that failed, was put back and failed again with none succeeding in between
+    /// never worked meanwhile (one outage, put back on a stale checker result).
+    fn commands_succeeded(&self, _dev: DevNum) -> Option<u64> {
+        None
+    }
+
     /// Whether the block device `dev` still exists (a path that vanished is released, not
     /// waited for).
     fn device_exists(&self, dev: DevNum) -> bool;

@@ -55,6 +55,20 @@ impl Sysfs {
         std::fs::read_link(self.root.join(format!("dev/block/{}:{}", dev.0, dev.1))).ok()
     }
 
+    /// SCSI commands of device `dev` that completed without error (`device/iodone_cnt` less
+    /// `device/ioerr_cnt`, both counted by the SCSI midlayer for every command, a checker's
+    /// TEST UNIT READY included); None for a device that is not SCSI (NVMe, loop, dm).
+    pub fn scsi_commands_succeeded(&self, dev: DevNum) -> Option<u64> {
+        let device = self
+            .root
+            .join(format!("dev/block/{}:{}/device", dev.0, dev.1));
+        let count = |name: &str| {
+            let text = read_trimmed(&device.join(name))?;
+            u64::from_str_radix(text.trim_start_matches("0x"), 16).ok()
+        };
+        Some(count("iodone_cnt")?.saturating_sub(count("ioerr_cnt")?))
+    }
+
     /// Vendor, product, revision and WWID of path device `name` (`sdb`). Missing attributes are None:
     /// a path without them is still a path.
     pub fn path_info(&self, name: &str) -> PathInfo {
@@ -225,6 +239,22 @@ pub(crate) mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.root);
         }
+    }
+
+    #[test]
+    fn scsi_commands_that_succeeded_are_done_less_errors_and_none_for_other_devices() {
+        let fake = FakeSysfs::new("iodone");
+        fake.link("sdb", (8, 16));
+        fake.link("loop0", (7, 0));
+        let device = fake.root.join("devices/virtual/block/sdb/device");
+        std::fs::create_dir_all(&device).unwrap();
+        // The midlayer prints both counters in hex.
+        std::fs::write(device.join("iodone_cnt"), "0x2a\n").unwrap();
+        std::fs::write(device.join("ioerr_cnt"), "0x2\n").unwrap();
+        let sysfs = fake.sysfs();
+        assert_eq!(sysfs.scsi_commands_succeeded((8, 16)), Some(40));
+        assert_eq!(sysfs.scsi_commands_succeeded((7, 0)), None);
+        assert_eq!(sysfs.scsi_commands_succeeded((8, 32)), None);
     }
 
     #[test]

@@ -58,6 +58,8 @@ struct DmState {
     hidden_once: BTreeSet<String>,
     /// Devices that no longer exist.
     gone: BTreeSet<DevNum>,
+    /// Commands each SCSI path completed without error (absent: not SCSI).
+    succeeded: HashMap<DevNum, u64>,
 }
 
 /// Device-mapper: maps and the state of every path.
@@ -115,6 +117,11 @@ impl FakeDm {
         state.gone.insert(dev);
     }
 
+    /// The path's SCSI counters say it completed `count` commands without error.
+    pub fn set_commands_succeeded(&self, dev: DevNum, count: u64) {
+        self.0.lock().unwrap().succeeded.insert(dev, count);
+    }
+
     /// A map and its paths' devices (SCSI reused sdX names for other LUNs, say).
     pub fn replace_maps(&self, maps: Vec<MultipathMap>) {
         self.0.lock().unwrap().maps = maps;
@@ -145,6 +152,10 @@ impl MapSource for FakeDm {
 
     fn device_exists(&self, dev: DevNum) -> bool {
         !self.0.lock().unwrap().gone.contains(&dev)
+    }
+
+    fn commands_succeeded(&self, dev: DevNum) -> Option<u64> {
+        self.0.lock().unwrap().succeeded.get(&dev).copied()
     }
 }
 

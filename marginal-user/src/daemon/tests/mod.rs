@@ -3,6 +3,7 @@
 mod fakes;
 mod held_paths;
 mod in_flight;
+mod outage;
 mod setmarginal;
 mod signal;
 mod slow;
