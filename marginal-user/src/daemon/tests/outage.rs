@@ -97,6 +97,13 @@ fn a_device_that_does_not_count_its_commands_is_judged_by_timing_alone() {
     );
 }
 
+/// dm fails (`failed`) or reinstates `path`, seen by its uevent (no kprobe).
+fn uevent(bed: &mut Bed, failed: bool, path: (u32, u32)) {
+    bed.dm.set_active(path, !failed);
+    let now = bed.at();
+    bed.daemon.on_path_uevent(failed, path, now);
+}
+
 #[test]
 fn with_uevents_a_stale_reinstatement_is_one_outage_too() {
     let mut bed = bed(Options {
@@ -104,31 +111,21 @@ fn with_uevents_a_stale_reinstatement_is_one_outage_too() {
         ..Options::default()
     });
     bed.dm.set_commands_succeeded(SDB, 70);
-    bed.dm.set_active(SDB, false);
-    let now = bed.at();
-    bed.daemon.on_path_uevent(true, SDB, now);
+    uevent(&mut bed, true, SDB);
     assert_eq!(bed.state("sdb"), StateName::Suspect);
     bed.now += 8;
-    bed.dm.set_active(SDB, true);
-    let now = bed.at();
-    bed.daemon.on_path_uevent(false, SDB, now);
+    uevent(&mut bed, false, SDB);
     bed.now += 4;
-    bed.dm.set_active(SDB, false);
-    let now = bed.at();
-    bed.daemon.on_path_uevent(true, SDB, now);
+    uevent(&mut bed, true, SDB);
     assert!(!bed.held("sdb"));
     assert_eq!(bed.fails("sdb"), 0);
 
     // Once it worked (a check passed), the next failure in the window counts.
     bed.now += 8;
     bed.dm.set_commands_succeeded(SDB, 71);
-    bed.dm.set_active(SDB, true);
-    let now = bed.at();
-    bed.daemon.on_path_uevent(false, SDB, now);
+    uevent(&mut bed, false, SDB);
     bed.now += 4;
-    bed.dm.set_active(SDB, false);
-    let now = bed.at();
-    bed.daemon.on_path_uevent(true, SDB, now);
+    uevent(&mut bed, true, SDB);
     assert!(bed.held("sdb"));
     assert_eq!(bed.fails("sdb"), 1);
 }
