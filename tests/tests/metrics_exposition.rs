@@ -11,7 +11,7 @@ use metrics_common::exposition::Exposition;
 use metrics_common::{Exporter, exported_names, snapshots};
 
 fn render(snapshot: &Snapshot) -> Exposition {
-    let text = marginal::metrics::render(snapshot.clone());
+    let text = marginal::metrics::render(snapshot);
     Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 

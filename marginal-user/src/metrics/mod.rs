@@ -17,6 +17,7 @@
 pub mod catalog;
 pub mod classic;
 pub mod collector;
+pub mod direct;
 pub mod format;
 
 use std::sync::Arc;
@@ -33,9 +34,16 @@ use crate::status::Snapshot;
 /// Content type of [`render`]'s output (OpenMetrics 1.0; Prometheus asks for it first).
 pub const CONTENT_TYPE: &str = OPENMETRICS_CONTENT_TYPE;
 
-/// The complete exposition of one snapshot, `# EOF` included. The snapshot is moved (or
+/// The complete OpenMetrics exposition of one snapshot, `# EOF` included, as served
+/// ([`direct`]).
+pub fn render(snapshot: &Snapshot) -> String {
+    direct::render(snapshot, Format::OpenMetrics)
+}
+
+/// The same exposition written by prometheus-client's encoder through [`SnapshotCollector`]:
+/// the reference [`render`] is tested against, byte for byte. The snapshot is moved (or
 /// shared) into the collector, not copied.
-pub fn render(snapshot: impl Into<Arc<Snapshot>>) -> String {
+pub fn render_reference(snapshot: impl Into<Arc<Snapshot>>) -> String {
     let mut out = String::new();
     // A registry per scrape is cheap and keeps the collector free of shared mutable state.
     let mut registry = Registry::default();
@@ -44,11 +52,18 @@ pub fn render(snapshot: impl Into<Arc<Snapshot>>) -> String {
     out
 }
 
-/// One snapshot in `format`. The conversion to the classic format refuses what it cannot
-/// convert faithfully; the collector writes none of it (its tests render every family), so an
-/// error here is a bug, reported to the scraper rather than served as a wrong exposition.
-pub fn render_as(snapshot: impl Into<Arc<Snapshot>>, format: Format) -> anyhow::Result<String> {
-    let openmetrics = render(snapshot);
+/// One snapshot in `format`, written directly in that format ([`direct`]).
+pub fn render_as(snapshot: &Snapshot, format: Format) -> String {
+    direct::render(snapshot, format)
+}
+
+/// The classic format as the reference writes it: [`render_reference`] converted line by line
+/// ([`classic`]), which refuses what it cannot convert faithfully.
+pub fn render_reference_as(
+    snapshot: impl Into<Arc<Snapshot>>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let openmetrics = render_reference(snapshot);
     match format {
         Format::OpenMetrics => Ok(openmetrics),
         Format::Text => classic::from_openmetrics(&openmetrics),
