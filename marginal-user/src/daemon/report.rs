@@ -43,7 +43,7 @@ impl Daemon {
             .map(|map| {
                 let engine_map = engine_maps.get(map.name.as_str());
                 let params = engine_map.and_then(|m| m.params);
-                let resolved = self.config.resolve(&map.identity);
+                let resolved = self.resolved(&map.identity);
                 MapStatus {
                     name: map.name.clone(),
                     active_paths: engine_map.map_or(0, |m| m.active_paths as u32),

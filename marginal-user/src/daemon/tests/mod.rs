@@ -2,6 +2,7 @@
 //! test. Time is injected (`Bed::now`); nothing here sleeps.
 mod fakes;
 mod held_paths;
+mod resolved;
 mod setmarginal;
 mod signal;
 mod slow;
