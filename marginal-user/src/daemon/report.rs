@@ -33,6 +33,8 @@ impl Daemon {
         });
 
         // Looked up by name: a search of the list for every map was quadratic in maps.
+        // One read of the whole watch map rather than a syscall per path.
+        let records = self.kernel.all_records();
         let engine_maps = self.engine.maps();
         let engine_maps: HashMap<&str, &MapSnapshot> =
             engine_maps.iter().map(|m| (m.map.as_str(), m)).collect();
@@ -69,7 +71,11 @@ impl Daemon {
                         .paths
                         .iter()
                         .map(|path| {
-                            let record = self.kernel.record(path.device.kernel_dev());
+                            let dev = path.device.kernel_dev();
+                            let record = match &records {
+                                Some(all) => all.get(&dev).copied(),
+                                None => self.kernel.record(dev),
+                            };
                             let engine_path = self.engine.path(&path.key);
                             let totals = self.totals.get(&path.key).cloned().unwrap_or_default();
                             let progress = self.sampler.progress(path.key.as_str());

@@ -6,6 +6,7 @@
 //! * [`events`] reads the ring buffer with tokio and decodes [`KernelEvent`]s.
 //! * [`btf`] reads struct offsets from kernel BTF for the latency program.
 //! * [`stats`] turns on the kernel's accounting of program cost.
+pub mod batch;
 pub mod btf;
 pub mod events;
 pub mod probes;

@@ -73,6 +73,18 @@ pub(super) trait Sink {
         read: &PathSeries,
     ) -> fmt::Result;
 
+    /// Several per-path families, one after the other.
+    fn path_families(
+        &mut self,
+        snapshot: &Snapshot,
+        families: &[(MetricDef, PathSeries)],
+    ) -> fmt::Result {
+        for (def, read) in families {
+            self.path_family(snapshot, *def, read)?;
+        }
+        Ok(())
+    }
+
     /// `marginal_path_io_latency_seconds`: one histogram per measured path and direction.
     fn path_latency(&mut self, snapshot: &Snapshot) -> fmt::Result;
 }
@@ -528,9 +540,7 @@ pub(super) fn write_families(e: &mut impl Sink, s: &Snapshot) -> fmt::Result {
     e.family(c::MAP_LEFT_TO_MULTIPATHD, left)?;
     e.family(c::MAP_PATHS_IN_STATE, paths_in_state(s))?;
     e.family(c::PATH_INFO, path_info(s))?;
-    for (def, read) in PATH_FAMILIES {
-        e.path_family(s, *def, read)?;
-    }
+    e.path_families(s, PATH_FAMILIES)?;
     e.path_latency(s)?;
     e.path_family(
         s,

@@ -30,8 +30,10 @@ use crate::status::Snapshot;
 pub fn render(snapshot: &Snapshot, format: Format) -> String {
     let paths = snapshot.maps.iter().map(|m| m.paths.len()).sum::<usize>();
     // About 1.5 kB per path today; reserving it saves the buffer's copies as it grows.
+    let out = String::with_capacity(4096 + paths * 1600);
+    advise_huge_pages(out.as_ptr(), out.capacity());
     let mut writer = Writer {
-        out: String::with_capacity(4096 + paths * 1600),
+        out,
         format,
         path_labels: None,
     };
@@ -41,6 +43,32 @@ pub fn render(snapshot: &Snapshot, format: Format) -> String {
         writer.out.push_str("# EOF\n");
     }
     writer.out
+}
+
+/// One path's series in one family: its value, the value of its label, or none.
+#[derive(Clone, Copy)]
+enum Cell<'a> {
+    Absent,
+    Value(Value),
+    Label(&'a str),
+}
+
+/// Asks for transparent huge pages under a large buffer about to be written once. Each 4 KiB
+/// page of fresh memory costs a page fault on first write, a few microseconds each in a VM
+/// or a memory cgroup: for the 24 MB of a 16,384-path exposition that was a quarter of the
+/// scrape's CPU. With 2 MiB pages it is a dozen faults. The memory is still returned when
+/// the buffer is freed; where THP is off (or `never`) this does nothing.
+fn advise_huge_pages(start: *const u8, len: usize) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let first = (start as usize).next_multiple_of(HUGE_PAGE);
+    let end = (start as usize + len) / HUGE_PAGE * HUGE_PAGE;
+    if end > first {
+        // SAFETY: an advice about whole pages inside an allocation of ours; it changes how
+        // they are backed, never their contents. A refusal (no THP) is harmless.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+        }
+    }
 }
 
 struct Writer {
@@ -60,26 +88,12 @@ impl Writer {
         });
     }
 
-    /// The sample name: the family's, with the suffix its kind gives its samples.
     fn name(&mut self, def: MetricDef, histogram_suffix: &str) {
-        self.out.push_str(def.family);
-        self.out.push_str(match def.kind {
-            Kind::Counter => "_total",
-            Kind::Info => "_info",
-            Kind::Gauge => "",
-            Kind::Histogram => histogram_suffix,
-        });
+        push_name(&mut self.out, def, histogram_suffix);
     }
 
-    /// ` <value>\n`, formatted as prometheus-client formats it (integers with `itoa`, floats
-    /// with `dtoa`, whatever the kind).
     fn value(&mut self, value: Value) {
-        self.out.push(' ');
-        match value {
-            Value::Int(v) => self.out.push_str(itoa::Buffer::new().format(v)),
-            Value::Float(v) => self.out.push_str(dtoa::Buffer::new().format(v)),
-        }
-        self.out.push('\n');
+        push_value(&mut self.out, value);
     }
 
     fn build_path_labels(&mut self, snapshot: &Snapshot) {
@@ -151,17 +165,67 @@ impl Sink for Writer {
         self.build_path_labels(snapshot);
         let (text, ends) = self.path_labels.take().expect("built above");
         self.metadata(def);
+        let sample = sample_start(def);
         for (i, path, value) in series {
             let start = if i == 0 { 0 } else { ends[i - 1] };
-            self.name(def, "");
-            self.out.push('{');
-            self.out.push_str(&text[start..ends[i]]);
-            if let PathSeries::Label { key, current } = read {
-                self.out.push(',');
-                push_labels(&mut self.out, &[(key, current(path))]);
+            let label = match read {
+                PathSeries::Label { key, current } => Some((*key, current(path))),
+                _ => None,
+            };
+            push_path_sample(&mut self.out, &sample, &text[start..ends[i]], label, value);
+        }
+        self.path_labels = Some((text, ends));
+        Ok(())
+    }
+
+    /// The values of every family first, in one pass over the paths, then each family's
+    /// samples from them: a pass over the paths per family read each path's field from memory
+    /// that had left the cache (16,384 paths' statuses are about 10 MB), and those loads were a
+    /// third of the writing. The values are laid out family by family, so each family reads
+    /// its own in order.
+    fn path_families(
+        &mut self,
+        snapshot: &Snapshot,
+        families: &[(MetricDef, PathSeries)],
+    ) -> fmt::Result {
+        self.build_path_labels(snapshot);
+        let (text, ends) = self.path_labels.take().expect("built above");
+        let n = ends.len();
+        let mut cells: Vec<Cell> = Vec::with_capacity(families.len() * n);
+        advise_huge_pages(
+            cells.as_ptr().cast(),
+            cells.capacity() * std::mem::size_of::<Cell>(),
+        );
+        cells.resize(families.len() * n, Cell::Absent);
+        for (i, (_, path)) in paths(snapshot).enumerate() {
+            for (f, (_, read)) in families.iter().enumerate() {
+                cells[f * n + i] = match read {
+                    PathSeries::Always(read) => Cell::Value(read(path)),
+                    PathSeries::Optional(read) => read(path).map_or(Cell::Absent, Cell::Value),
+                    PathSeries::Label { current, .. } => Cell::Label(current(path)),
+                };
             }
-            self.out.push('}');
-            self.value(value);
+        }
+        for (column, (def, read)) in cells.chunks(n.max(1)).zip(families) {
+            if column.iter().all(|cell| matches!(cell, Cell::Absent)) {
+                continue;
+            }
+            self.metadata(*def);
+            let sample = sample_start(*def);
+            let mut start = 0;
+            for (cell, end) in column.iter().zip(&ends) {
+                let path_labels = &text[start..*end];
+                start = *end;
+                let (label, value) = match (cell, read) {
+                    (Cell::Absent, _) => continue,
+                    (Cell::Value(value), _) => (None, *value),
+                    (Cell::Label(current), PathSeries::Label { key, .. }) => {
+                        (Some((*key, *current)), Value::Int(1))
+                    }
+                    (Cell::Label(_), _) => unreachable!("a label only for a label family"),
+                };
+                push_path_sample(&mut self.out, &sample, path_labels, label, value);
+            }
         }
         self.path_labels = Some((text, ends));
         Ok(())
@@ -215,6 +279,56 @@ impl Sink for Writer {
         self.path_labels = Some((text, ends));
         Ok(())
     }
+}
+
+/// The sample name: the family's, with the suffix its kind gives its samples.
+fn push_name(out: &mut String, def: MetricDef, histogram_suffix: &str) {
+    out.push_str(def.family);
+    out.push_str(match def.kind {
+        Kind::Counter => "_total",
+        Kind::Info => "_info",
+        Kind::Gauge => "",
+        Kind::Histogram => histogram_suffix,
+    });
+}
+
+/// ` <value>\n`, formatted as prometheus-client formats it (integers with `itoa`, floats with
+/// `dtoa`, whatever the kind).
+fn push_value(out: &mut String, value: Value) {
+    out.push(' ');
+    match value {
+        Value::Int(v) => out.push_str(itoa::Buffer::new().format(v)),
+        Value::Float(v) => out.push_str(dtoa::Buffer::new().format(v)),
+    }
+    out.push('\n');
+}
+
+/// One sample of a per-path family: `path_labels` are the path's, escaped already.
+/// `start` is the sample name and `{` ([`sample_start`]).
+fn push_path_sample(
+    out: &mut String,
+    start: &str,
+    path_labels: &str,
+    label: Option<(&str, &str)>,
+    value: Value,
+) {
+    out.push_str(start);
+    out.push_str(path_labels);
+    if let Some(label) = label {
+        out.push(',');
+        push_labels(out, &[label]);
+    }
+    out.push('}');
+    push_value(out, value);
+}
+
+/// A per-path family's sample name and the `{` after it, written once per family rather than
+/// in three pieces per sample.
+fn sample_start(def: MetricDef) -> String {
+    let mut start = String::new();
+    push_name(&mut start, def, "");
+    start.push('{');
+    start
 }
 
 /// `key="value",…`, values escaped.
