@@ -404,3 +404,20 @@ fn marginal_status_renders_what_the_daemon_serves() {
         "next recheck of sde, rounded up: {text}"
     );
 }
+
+/// What is served is written directly (marginal::metrics::direct); prometheus-client's
+/// encoder, through the same collector, is the reference it must equal byte for byte, in both
+/// formats.
+#[test]
+fn the_served_exposition_is_prometheus_clients_byte_for_byte() {
+    use marginal::metrics::{Format, render_as, render_reference, render_reference_as};
+    let snapshot = snapshots::full();
+    assert_eq!(
+        marginal::metrics::render(&snapshot),
+        render_reference(snapshot.clone())
+    );
+    assert_eq!(
+        render_as(&snapshot, Format::Text),
+        render_reference_as(snapshot.clone(), Format::Text).unwrap()
+    );
+}
