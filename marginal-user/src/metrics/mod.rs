@@ -4,8 +4,12 @@
 //!
 //! * [`catalog`]: every family's name, type, unit, labels and help, defined once; the
 //!   dashboards' and rules' tests check their queries against it.
-//! * [`collector`]: a prometheus-client `Collector` that writes one snapshot's series.
-//! * [`classic`]: the OpenMetrics text converted to the classic format.
+//! * [`collector`]: which families and series one snapshot has, in catalog order, written
+//!   through prometheus-client's encoder (`SnapshotCollector`, the reference) or
+//! * [`direct`]: straight into one buffer in either format, what `/metrics` serves (byte for
+//!   byte the reference's output; the per-sample encoder was most of a large scrape's CPU).
+//! * [`classic`]: the OpenMetrics text converted to the classic format (the metadata lines
+//!   the direct writer uses, and the reference).
 //! * [`format`]: which format a scrape gets, from its `Accept` header.
 //!
 //! Labels are `map`, `path` (kernel name), `device` (major:minor), and small fixed sets
