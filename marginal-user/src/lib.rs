@@ -39,6 +39,7 @@ pub mod engine;
 pub mod http;
 pub mod kernel;
 pub mod logging;
+mod memory;
 pub mod metrics;
 pub mod sampler;
 pub mod status;

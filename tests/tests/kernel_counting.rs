@@ -517,3 +517,33 @@ fn the_legacy_variant_counts_by_the_same_rules() {
     a_failure_from_before_the_fence_never_pairs(program);
     two_failures_within_the_window_raise_one_event(program);
 }
+
+/// The status snapshot reads the whole watch map in batches: the same records as reading it
+/// entry by entry, across more than one batch (4,096 entries each).
+#[test]
+fn the_watch_map_read_in_batches_is_the_watch_map() {
+    require_root().expect("kernel counting tests need root");
+    let mut probes = KernelProbes::load().expect("loading marginal's eBPF programs");
+    assert!(probes.records_batch().unwrap().is_empty());
+    // Made-up device numbers (major 4000 is never allocated), each with its own settings.
+    let devs: Vec<u32> = (0..5000)
+        .map(|minor| marginal_common::kernel_dev(4000, minor))
+        .collect();
+    for &dev in &devs {
+        probes
+            .watch(dev, watch_settings(u64::from(dev), SECOND, 0))
+            .unwrap();
+    }
+    let mut batched = probes.records_batch().unwrap();
+    let mut one_by_one = probes.records();
+    batched.sort_by_key(|(dev, _)| *dev);
+    one_by_one.sort_by_key(|(dev, _)| *dev);
+    assert_eq!(batched.len(), devs.len());
+    assert_eq!(batched, one_by_one);
+    for (dev, record) in &batched {
+        assert_eq!(record.settings.window_ns, u64::from(*dev));
+    }
+    for &dev in &devs {
+        probes.unwatch(dev).unwrap();
+    }
+}

@@ -11,7 +11,7 @@ use metrics_common::exposition::Exposition;
 use metrics_common::{Exporter, exported_names, snapshots};
 
 fn render(snapshot: &Snapshot) -> Exposition {
-    let text = marginal::metrics::render(snapshot.clone());
+    let text = marginal::metrics::render(snapshot);
     Exposition::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
@@ -402,5 +402,22 @@ fn marginal_status_renders_what_the_daemon_serves() {
     assert!(
         text.contains(" 412s "),
         "next recheck of sde, rounded up: {text}"
+    );
+}
+
+/// What is served is written directly (marginal::metrics::direct); prometheus-client's
+/// encoder, through the same collector, is the reference it must equal byte for byte, in both
+/// formats.
+#[test]
+fn the_served_exposition_is_prometheus_clients_byte_for_byte() {
+    use marginal::metrics::{Format, render_as, render_reference, render_reference_as};
+    let snapshot = snapshots::full();
+    assert_eq!(
+        marginal::metrics::render(&snapshot),
+        render_reference(snapshot.clone())
+    );
+    assert_eq!(
+        render_as(&snapshot, Format::Text),
+        render_reference_as(snapshot.clone(), Format::Text).unwrap()
     );
 }

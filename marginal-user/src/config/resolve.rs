@@ -77,7 +77,7 @@ impl fmt::Display for ActionChoice {
 pub const MIN_SAMPLE_TIME: u32 = 120;
 
 /// What marginal knows of a map when it asks for its settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MapIdentity {
     /// The map's wwid (dm uuid without `mpath-`); empty when unknown.
     pub wwid: String,

@@ -3,7 +3,7 @@
 //! owns it); every edge is a trait object ([`super::edges`], [`crate::dm::MapSource`],
 //! [`crate::actuator::Actuators`]), so the rules here are unit-tested with fakes.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
     time::Duration,
 };
@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     actuator::Actuators,
-    config::Config,
+    config::{Config, MapIdentity, Resolved},
     dm::MapSource,
     engine::{Decision, Engine, Event, Params, PathKey, Timestamp},
     kernel::{KernelEvent, LiveSignals},
@@ -106,7 +106,15 @@ pub struct Daemon {
     pub in_flight: HashMap<PathKey, InFlight>,
     pub dm: Option<Arc<dyn MapSource>>,
     pub topology: Topology,
-    pub config: Config,
+    /// Read with [`Daemon::config`], replaced with [`Daemon::set_config`] (which drops what
+    /// `resolved` kept of the old one).
+    config: Config,
+    /// Each map's resolved settings, by map identity: resolving walks the configuration's
+    /// `devices` entries (multipathd's built-in table and the files), which `/status` and
+    /// `/metrics` did for every map on every scrape. Filled by [`Daemon::apply_topology`]
+    /// for the maps it takes up, pruned to the topology's maps there, emptied when the
+    /// configuration is replaced.
+    resolved: HashMap<MapIdentity, Arc<Resolved>>,
     pub settings: DaemonSettings,
     pub held_out: HeldOutFile,
     /// Observe mode: nothing is really failed, and the state file is only read.
@@ -154,6 +162,7 @@ impl Daemon {
             },
             dm: parts.dm,
             config: parts.config,
+            resolved: HashMap::new(),
             settings: parts.settings,
             held_out: parts.held_out,
             observe: parts.observe,
@@ -169,9 +178,50 @@ impl Daemon {
         }
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replaces the configuration (a reload); every map's settings are resolved again.
+    /// The engine keeps the old settings until [`Daemon::reapply_all`].
+    pub fn set_config(&mut self, config: Config) {
+        self.config = config;
+        self.resolved.clear();
+    }
+
+    /// A map's resolved settings: cached for the topology's maps, resolved on the spot for
+    /// any other.
+    pub fn resolved(&self, identity: &MapIdentity) -> Arc<Resolved> {
+        match self.resolved.get(identity) {
+            Some(resolved) => Arc::clone(resolved),
+            None => Arc::new(self.config.resolve(identity)),
+        }
+    }
+
+    /// Keeps the resolved settings of exactly `topology`'s maps: those already resolved
+    /// against the configuration in force stay, new identities are resolved, the rest go.
+    pub(crate) fn cache_resolved(&mut self, topology: &Topology) {
+        let wanted: HashSet<&MapIdentity> = topology.maps.iter().map(|m| &m.identity).collect();
+        self.resolved
+            .retain(|identity, _| wanted.contains(identity));
+        for identity in wanted {
+            if !self.resolved.contains_key(identity) {
+                let resolved = Arc::new(self.config.resolve(identity));
+                self.resolved.insert(identity.clone(), resolved);
+            }
+        }
+    }
+
+    /// How many maps' settings are cached (tests).
+    #[cfg(test)]
+    pub(crate) fn resolved_cached(&self) -> usize {
+        self.resolved.len()
+    }
+
     /// The effective parameters of a map, after the testing override.
-    pub fn params_for(&self, identity: &crate::config::MapIdentity) -> Option<Params> {
-        let mut params = self.config.resolve(identity).params()?;
+    pub fn params_for(&self, identity: &MapIdentity) -> Option<Params> {
+        let mut params = self.resolved(identity).params()?;
         if let Some(sample_time) = self.settings.sample_time_for_testing {
             params.sample_time = sample_time;
         }

@@ -22,6 +22,11 @@ pub trait KernelEdge {
     /// The control last written for `dev`.
     fn current_control(&self, dev: u32) -> PathControl;
     fn record(&self, dev: u32) -> Option<PathRecord>;
+    /// Every watched device's record at once, where that is cheaper than asking
+    /// [`KernelEdge::record`] per device (None: ask per device).
+    fn all_records(&self) -> Option<std::collections::HashMap<u32, PathRecord>> {
+        None
+    }
     /// Entries of the watch map (benchmarks).
     fn watched_count(&self) -> usize;
     /// Events the kernel dropped because the ring buffer was full.
@@ -52,6 +57,16 @@ impl KernelEdge for KernelProbes {
 
     fn record(&self, dev: u32) -> Option<PathRecord> {
         KernelProbes::record(self, dev)
+    }
+
+    fn all_records(&self) -> Option<std::collections::HashMap<u32, PathRecord>> {
+        match KernelProbes::records_batch(self) {
+            Ok(records) => Some(records.into_iter().collect()),
+            Err(e) => {
+                log::debug!("reading the watch map in batches: {e}; one lookup per path");
+                None
+            }
+        }
     }
 
     fn watched_count(&self) -> usize {

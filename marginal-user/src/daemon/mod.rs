@@ -404,7 +404,7 @@ fn load_config(config: &ConfigArgs, watch: bool) -> Result<Config, crate::config
 /// Says which maps marginal leaves to multipathd (start-up and reload): it acts on nothing
 /// there, and the admin should know why.
 fn log_left_to_multipathd(daemon: &Daemon) {
-    if let Some(multipathd) = daemon.config.multipathd() {
+    if let Some(multipathd) = daemon.config().multipathd() {
         let files: Vec<_> = multipathd
             .files()
             .iter()
@@ -420,20 +420,20 @@ fn log_left_to_multipathd(daemon: &Daemon) {
             files.join(", ")
         );
     }
-    if let Some(missing) = daemon.config.missing_main_file()
-        && daemon.config.files().is_empty()
+    if let Some(missing) = daemon.config().missing_main_file()
+        && daemon.config().files().is_empty()
     {
         log::warn!("no {}: checking is off for every map", missing.display());
     }
     for map in &daemon.topology.maps {
-        if let Some(reason) = daemon.config.multipathd_checks(&map.identity) {
+        if let Some(reason) = daemon.config().multipathd_checks(&map.identity) {
             log::warn!(
                 "map {}: acting on nothing, left to multipathd: {reason}",
                 map.name
             );
             continue;
         }
-        let resolved = daemon.config.resolve(&map.identity);
+        let resolved = daemon.resolved(&map.identity);
         if resolved.checking.is_err() {
             continue;
         }
@@ -455,7 +455,7 @@ fn reload(daemon: &mut Daemon, config: &ConfigArgs, watch: bool) {
     match load_config(config, watch) {
         Ok(new) => {
             new.log_warnings();
-            daemon.config = new;
+            daemon.set_config(new);
             match daemon.reapply_all(monotonic_now()) {
                 Ok(()) => log::info!("SIGHUP: configuration reloaded"),
                 Err(e) => log::error!("SIGHUP: applying the reloaded configuration: {e:#}"),

@@ -128,6 +128,7 @@ impl Daemon {
 
     /// Bring engine and kernel watch map in line with `topology` (start-up and re-discovery).
     pub fn apply_topology(&mut self, topology: Topology, now: Timestamp) -> Result<()> {
+        self.cache_resolved(&topology);
         let mut decisions = Vec::new();
         let wanted: BTreeSet<PathKey> = topology.paths().map(|(_, p)| p.key.clone()).collect();
         for (_, path) in self.topology.paths() {

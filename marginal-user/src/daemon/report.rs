@@ -4,9 +4,20 @@ use std::collections::HashMap;
 use super::core::{Daemon, monotonic_now};
 use crate::{
     config::WhyOff,
-    engine::{MapSnapshot, Verdict},
+    engine::{MapSnapshot, PathKey, PathSnapshot, Verdict},
     status::{MapStatus, PathStatus, ProgramStatus, SignalStatus, Snapshot, TransportStatus},
 };
+
+/// Room for a map's paths. A `--watch` group is one map of up to 16,384 paths, about 10 MB
+/// of statuses written once per scrape: huge pages spare most of its page faults.
+fn paths_vec(paths: usize) -> Vec<PathStatus> {
+    let room: Vec<PathStatus> = Vec::with_capacity(paths);
+    crate::memory::advise_huge_pages(
+        room.as_ptr().cast(),
+        room.capacity() * std::mem::size_of::<PathStatus>(),
+    );
+    room
+}
 
 impl Daemon {
     pub fn snapshot(&self, uptime_seconds: f64) -> Snapshot {
@@ -33,6 +44,12 @@ impl Daemon {
         });
 
         // Looked up by name: a search of the list for every map was quadratic in maps.
+        // One read of the whole watch map rather than a syscall per path.
+        let records = self.kernel.all_records();
+        // One walk of the engine's paths rather than a search of them per path.
+        let engine_paths = self.engine.snapshot();
+        let engine_paths: HashMap<&PathKey, &PathSnapshot> =
+            engine_paths.iter().map(|p| (&p.path, p)).collect();
         let engine_maps = self.engine.maps();
         let engine_maps: HashMap<&str, &MapSnapshot> =
             engine_maps.iter().map(|m| (m.map.as_str(), m)).collect();
@@ -43,8 +60,8 @@ impl Daemon {
             .map(|map| {
                 let engine_map = engine_maps.get(map.name.as_str());
                 let params = engine_map.and_then(|m| m.params);
-                let resolved = self.config.resolve(&map.identity);
-                MapStatus {
+                let resolved = self.resolved(&map.identity);
+                let mut status = MapStatus {
                     name: map.name.clone(),
                     active_paths: engine_map.map_or(0, |m| m.active_paths as u32),
                     checking: params.is_some(),
@@ -65,112 +82,102 @@ impl Daemon {
                     err_rate_threshold_permille: params.map_or(0, |p| p.err_rate_threshold),
                     err_recheck_gap_time_seconds: params
                         .map_or(0, |p| p.recheck_gap_time.as_secs()),
-                    paths: map
-                        .paths
-                        .iter()
-                        .map(|path| {
-                            let record = self.kernel.record(path.device.kernel_dev());
-                            let engine_path = self.engine.path(&path.key);
-                            let totals = self.totals.get(&path.key).cloned().unwrap_or_default();
-                            let progress = self.sampler.progress(path.key.as_str());
-                            let measurement = engine_path.as_ref().and_then(|p| p.last_measurement);
-                            PathStatus {
-                                name: path.device.name.clone(),
-                                device: path.device.numbers(),
-                                state: engine_path
-                                    .as_ref()
-                                    .map_or("healthy", |p| p.state.as_str())
-                                    .to_string(),
-                                active: engine_path.as_ref().is_some_and(|p| p.dm_active),
-                                failed_by_marginal: engine_path
-                                    .as_ref()
-                                    .is_some_and(|p| p.held_out)
-                                    || (!self.observe
-                                        && self.held_out.get(path.key.as_str()).is_some()),
-                                held_as: match (
-                                    engine_path.as_ref().filter(|p| p.held_out),
-                                    self.held_out.get(path.key.as_str()),
-                                ) {
-                                    (Some(p), _) => p.held_as.as_str().into(),
-                                    (None, Some(entry)) if !self.observe => {
-                                        entry.action.as_str().into()
-                                    }
-                                    _ => String::new(),
-                                },
-                                kernel_failures: if failure_signal
-                                    == super::core::FailureSignal::DmUevent
-                                {
-                                    // No kprobe: the daemon fed the uevents to the engine.
-                                    engine_path.as_ref().map_or(0, |p| p.failures)
-                                } else {
-                                    record.map_or(0, |r| r.failures)
-                                },
-                                failure_signal: failure_signal.as_str().into(),
-                                own_fails: record.map_or(0, |r| r.own_fails)
-                                    + totals.own_fails_seen,
-                                kernel_non_path_errors: record.map_or(0, |r| r.non_path_errors),
-                                held_by_previous_run: self.observe
-                                    && self.held_out.get(path.key.as_str()).is_some(),
-                                pending_action: self
-                                    .retries
-                                    .get(&path.key)
-                                    .map(|r| format!("{:?}", r.action).to_lowercase())
-                                    .unwrap_or_default(),
-                                last_action_error: self
-                                    .retries
-                                    .get(&path.key)
-                                    .map(|r| r.last_error.clone())
-                                    .unwrap_or_default(),
-                                kernel_io_errors: record.map_or(0, |r| r.io_errors),
-                                kernel_double_failures: record.map_or(0, |r| r.double_failures),
-                                sampling_runs: engine_path.as_ref().map_or(0, |p| p.sampling_runs),
-                                sampling_reads: totals.sampling_reads,
-                                sampling_errors: totals.sampling_errors,
-                                sampling_timeouts: totals.sampling_timeouts,
-                                current_run_reads: progress.map_or(0, |(reads, _)| reads),
-                                current_run_errors: progress.map_or(0, |(_, errors)| errors),
-                                last_rate_permille: measurement.map(|m| m.rate_permille),
-                                last_verdict: match measurement.map(|m| m.verdict) {
-                                    None => "none",
-                                    Some(Verdict::Passed) => "healthy",
-                                    Some(Verdict::Marginal | Verdict::MarginalButLastPath)
-                                        if measurement.is_some_and(|m| m.slow_only()) =>
-                                    {
-                                        "slow"
-                                    }
-                                    Some(Verdict::Marginal | Verdict::MarginalButLastPath) => {
-                                        "marginal"
-                                    }
-                                }
-                                .into(),
-                                next_recheck_seconds: engine_path
-                                    .as_ref()
-                                    .and_then(|p| p.next_recheck_at)
-                                    .map(|at| at.saturating_since(now).as_secs_f64()),
-                                failed_by_daemon_total: totals.failed_by_daemon,
-                                returned_by_daemon_total: totals.returned_by_daemon,
-                                last_reaction_seconds: totals
-                                    .last_reaction
-                                    .map(|d| d.as_secs_f64()),
-                                latency: self
-                                    .kernel
-                                    .latency(path.device.kernel_dev())
-                                    .map(|l| (&l).into()),
-                                latency_ratio: self
-                                    .latency_comparison(&map.name, &path.key)
-                                    .and_then(|c| c.ratio()),
-                                reason: engine_path
-                                    .and_then(|p| p.last_reason)
-                                    .map(|r| r.to_string())
-                                    .unwrap_or_default(),
-                                wwid: path.identity.wwid.clone().unwrap_or_default(),
-                                vendor: path.identity.vendor.clone().unwrap_or_default(),
-                                product: path.identity.product.clone().unwrap_or_default(),
-                                transport: TransportStatus::from(&path.identity.transport),
+                    paths: paths_vec(map.paths.len()),
+                };
+                status.paths.extend(map.paths.iter().map(|path| {
+                    let dev = path.device.kernel_dev();
+                    let record = match &records {
+                        Some(all) => all.get(&dev).copied(),
+                        None => self.kernel.record(dev),
+                    };
+                    let engine_path = engine_paths.get(&path.key).copied();
+                    let totals = self.totals.get(&path.key).cloned().unwrap_or_default();
+                    let progress = self.sampler.progress(path.key.as_str());
+                    let measurement = engine_path.as_ref().and_then(|p| p.last_measurement);
+                    PathStatus {
+                        name: path.device.name.clone(),
+                        device: path.device.numbers(),
+                        state: engine_path
+                            .as_ref()
+                            .map_or("healthy", |p| p.state.as_str())
+                            .to_string(),
+                        active: engine_path.as_ref().is_some_and(|p| p.dm_active),
+                        failed_by_marginal: engine_path.as_ref().is_some_and(|p| p.held_out)
+                            || (!self.observe && self.held_out.get(path.key.as_str()).is_some()),
+                        held_as: match (
+                            engine_path.as_ref().filter(|p| p.held_out),
+                            self.held_out.get(path.key.as_str()),
+                        ) {
+                            (Some(p), _) => p.held_as.as_str().into(),
+                            (None, Some(entry)) if !self.observe => entry.action.as_str().into(),
+                            _ => String::new(),
+                        },
+                        kernel_failures: if failure_signal == super::core::FailureSignal::DmUevent {
+                            // No kprobe: the daemon fed the uevents to the engine.
+                            engine_path.as_ref().map_or(0, |p| p.failures)
+                        } else {
+                            record.map_or(0, |r| r.failures)
+                        },
+                        failure_signal: failure_signal.as_str().into(),
+                        own_fails: record.map_or(0, |r| r.own_fails) + totals.own_fails_seen,
+                        kernel_non_path_errors: record.map_or(0, |r| r.non_path_errors),
+                        held_by_previous_run: self.observe
+                            && self.held_out.get(path.key.as_str()).is_some(),
+                        pending_action: self
+                            .retries
+                            .get(&path.key)
+                            .map(|r| format!("{:?}", r.action).to_lowercase())
+                            .unwrap_or_default(),
+                        last_action_error: self
+                            .retries
+                            .get(&path.key)
+                            .map(|r| r.last_error.clone())
+                            .unwrap_or_default(),
+                        kernel_io_errors: record.map_or(0, |r| r.io_errors),
+                        kernel_double_failures: record.map_or(0, |r| r.double_failures),
+                        sampling_runs: engine_path.as_ref().map_or(0, |p| p.sampling_runs),
+                        sampling_reads: totals.sampling_reads,
+                        sampling_errors: totals.sampling_errors,
+                        sampling_timeouts: totals.sampling_timeouts,
+                        current_run_reads: progress.map_or(0, |(reads, _)| reads),
+                        current_run_errors: progress.map_or(0, |(_, errors)| errors),
+                        last_rate_permille: measurement.map(|m| m.rate_permille),
+                        last_verdict: match measurement.map(|m| m.verdict) {
+                            None => "none",
+                            Some(Verdict::Passed) => "healthy",
+                            Some(Verdict::Marginal | Verdict::MarginalButLastPath)
+                                if measurement.is_some_and(|m| m.slow_only()) =>
+                            {
+                                "slow"
                             }
-                        })
-                        .collect(),
-                }
+                            Some(Verdict::Marginal | Verdict::MarginalButLastPath) => "marginal",
+                        }
+                        .into(),
+                        next_recheck_seconds: engine_path
+                            .as_ref()
+                            .and_then(|p| p.next_recheck_at)
+                            .map(|at| at.saturating_since(now).as_secs_f64()),
+                        failed_by_daemon_total: totals.failed_by_daemon,
+                        returned_by_daemon_total: totals.returned_by_daemon,
+                        last_reaction_seconds: totals.last_reaction.map(|d| d.as_secs_f64()),
+                        latency: self
+                            .kernel
+                            .latency(path.device.kernel_dev())
+                            .map(|l| (&l).into()),
+                        latency_ratio: self
+                            .latency_comparison(&map.name, &path.key)
+                            .and_then(|c| c.ratio()),
+                        reason: engine_path
+                            .and_then(|p| p.last_reason.as_ref())
+                            .map(|r| r.to_string())
+                            .unwrap_or_default(),
+                        wwid: path.identity.wwid.clone().unwrap_or_default(),
+                        vendor: path.identity.vendor.clone().unwrap_or_default(),
+                        product: path.identity.product.clone().unwrap_or_default(),
+                        transport: TransportStatus::from(&path.identity.transport),
+                    }
+                }));
+                status
             })
             .collect();
 

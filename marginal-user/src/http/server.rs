@@ -106,19 +106,8 @@ async fn metrics_handler(State(source): State<Source>, headers: HeaderMap) -> Re
         // Caches between scraper and daemon must not give one format to a client that asked
         // for the other.
         let vary = (header::VARY, "Accept");
-        match metrics::render_as(snapshot, format) {
-            Ok(body) => {
-                ([(header::CONTENT_TYPE, format.content_type()), vary], body).into_response()
-            }
-            Err(err) => {
-                log::error!("encoding /metrics: {err:#}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("encoding the metrics: {err:#}\n"),
-                )
-                    .into_response()
-            }
-        }
+        let body = metrics::render_as(&snapshot, format);
+        ([(header::CONTENT_TYPE, format.content_type()), vary], body).into_response()
     })
     .await
 }

@@ -9,6 +9,8 @@
 //! * [`stats`] turns on the kernel's accounting of program cost.
 //! * [`uevent`] listens for dm-mpath's PATH_FAILED / PATH_REINSTATED and block device
 //!   add/remove uevents (netlink), the signal that works without eBPF.
+//! * [`batch`] reads a whole eBPF hash map in a few syscalls (a scrape at 16,384 paths).
+pub mod batch;
 pub mod btf;
 pub mod events;
 pub mod probes;

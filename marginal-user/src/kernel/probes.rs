@@ -73,6 +73,10 @@ pub struct KernelProbes {
     /// What was last written to `control`, so an unchanged entry costs no syscall.
     control_written: std::collections::HashMap<u32, PathControl>,
     latency: PerCpuHashMap<MapData, u32, PathLatency>,
+    /// The devices in `latency` (only user space adds or removes entries there): a snapshot
+    /// asks every path for its latency, and a lookup of a path not measured would be a
+    /// failed syscall (16,384 of them per scrape with as many paths).
+    measured: std::collections::HashSet<u32>,
     signals: LiveSignals,
 }
 
@@ -170,6 +174,7 @@ impl KernelProbes {
             control,
             control_written: Default::default(),
             latency,
+            measured: Default::default(),
             signals,
         })
     }
@@ -236,6 +241,7 @@ impl KernelProbes {
                     format!("removing device {} from the latency map", dev_name(dev))
                 })?;
             }
+            self.measured.remove(&dev);
             return Ok(());
         }
         match &self.signals.latency {
@@ -249,6 +255,7 @@ impl KernelProbes {
             }
         }
         if self.latency.get(&dev, 0).is_ok() {
+            self.measured.insert(dev);
             return Ok(());
         }
         let cpus = aya::util::nr_cpus()
@@ -257,11 +264,16 @@ impl KernelProbes {
         let zero = PerCpuValues::try_from(vec![PathLatency::default(); cpus])?;
         self.latency
             .insert(dev, zero, 0)
-            .with_context(|| format!("adding device {} to the latency map", dev_name(dev)))
+            .with_context(|| format!("adding device {} to the latency map", dev_name(dev)))?;
+        self.measured.insert(dev);
+        Ok(())
     }
 
     /// The latency histograms of a measured path, all CPUs added up.
     pub fn latency(&self, dev: u32) -> Option<PathLatency> {
+        if !self.measured.contains(&dev) {
+            return None;
+        }
         let per_cpu = self.latency.get(&dev, 0).ok()?;
         Some(sum_cpus(&per_cpu))
     }
@@ -294,6 +306,14 @@ impl KernelProbes {
     /// What the kernel counted for a watched device.
     pub fn record(&self, dev: u32) -> Option<PathRecord> {
         self.watched.get(&dev, 0).ok()
+    }
+
+    /// Every watched device and its record, read in a few syscalls; an error (a kernel
+    /// without batch lookups) leaves the caller to ask [`KernelProbes::record`] per device.
+    pub fn records_batch(&self) -> std::io::Result<Vec<(u32, PathRecord)>> {
+        use aya::maps::IterableMap;
+        use std::os::fd::AsFd;
+        super::batch::lookup_all(self.watched.map().fd().as_fd())
     }
 
     /// Every watched device and its record.

@@ -37,10 +37,10 @@ impl SnapshotCollector {
 }
 
 /// One series' labels, borrowed from the snapshot, in the order the catalog names them.
-type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
+pub(super) type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
 
 #[derive(Clone, Copy, Debug)]
-enum Value {
+pub(super) enum Value {
     Int(u64),
     Float(f64),
 }
@@ -51,8 +51,70 @@ impl Value {
     }
 }
 
-/// Writes family `def` with `series`; a family without series (no maps yet, no finished run)
-/// is left out entirely.
+/// Where one snapshot's families go, in catalog order ([`write_families`]): prometheus-client's
+/// encoder ([`SnapshotCollector`], the reference) or the direct text writer
+/// ([`super::direct`], what is served). Both get the same series with the same values: which
+/// families exist, in what order, with which labels and values is decided once, here.
+pub(super) trait Sink {
+    /// Family `def` with `series`; a family without series (no maps yet, no finished run) is
+    /// left out entirely.
+    fn family<'a, const N: usize>(
+        &mut self,
+        def: MetricDef,
+        series: impl Iterator<Item = (Labels<'a, N>, Value)>,
+    ) -> fmt::Result;
+
+    /// A per-path family: every path's series, labelled `map`, `path`, `device` (and the
+    /// label a [`PathSeries::Label`] adds).
+    fn path_family(
+        &mut self,
+        snapshot: &Snapshot,
+        def: MetricDef,
+        read: &PathSeries,
+    ) -> fmt::Result;
+
+    /// Several per-path families, one after the other.
+    fn path_families(
+        &mut self,
+        snapshot: &Snapshot,
+        families: &[(MetricDef, PathSeries)],
+    ) -> fmt::Result {
+        for (def, read) in families {
+            self.path_family(snapshot, *def, read)?;
+        }
+        Ok(())
+    }
+
+    /// `marginal_path_io_latency_seconds`: one histogram per measured path and direction.
+    fn path_latency(&mut self, snapshot: &Snapshot) -> fmt::Result;
+}
+
+/// prometheus-client's encoder as a [`Sink`].
+struct Reference<'e, 'w>(&'e mut DescriptorEncoder<'w>);
+
+impl Sink for Reference<'_, '_> {
+    fn family<'a, const N: usize>(
+        &mut self,
+        def: MetricDef,
+        series: impl Iterator<Item = (Labels<'a, N>, Value)>,
+    ) -> fmt::Result {
+        family(self.0, def, series)
+    }
+
+    fn path_family(
+        &mut self,
+        snapshot: &Snapshot,
+        def: MetricDef,
+        read: &PathSeries,
+    ) -> fmt::Result {
+        path_family(self.0, snapshot, def, read)
+    }
+
+    fn path_latency(&mut self, snapshot: &Snapshot) -> fmt::Result {
+        path_latency(self.0, snapshot)
+    }
+}
+
 fn family<'a, const N: usize>(
     encoder: &mut DescriptorEncoder,
     def: MetricDef,
@@ -89,7 +151,7 @@ fn family<'a, const N: usize>(
 /// What `# HELP`, `# TYPE` and `# UNIT` of `def` say: the name without its unit (which
 /// prometheus-client appends itself; the catalog spells family names out in full), the unit
 /// and the type.
-fn descriptor(def: MetricDef) -> (&'static str, Option<Unit>, MetricType) {
+pub(super) fn descriptor(def: MetricDef) -> (&'static str, Option<Unit>, MetricType) {
     let unit = def.unit.map(|u| match u {
         "seconds" => Unit::Seconds,
         other => Unit::Other(other.to_string()),
@@ -121,7 +183,7 @@ fn encode_value(series: &mut MetricEncoder, kind: Kind, value: Value) -> fmt::Re
 }
 
 /// Every path with its map, in snapshot order.
-fn paths(snapshot: &Snapshot) -> impl Iterator<Item = (&MapStatus, &PathStatus)> {
+pub(super) fn paths(snapshot: &Snapshot) -> impl Iterator<Item = (&MapStatus, &PathStatus)> {
     snapshot
         .maps
         .iter()
@@ -137,7 +199,7 @@ fn path_labels<'a>(map: &'a MapStatus, path: &'a PathStatus) -> Labels<'a, 3> {
 }
 
 /// How a per-path family's series are read off a path.
-enum PathSeries {
+pub(super) enum PathSeries {
     /// One series with this value.
     Always(fn(&PathStatus) -> Value),
     /// One series with this value, or none if the path has none.
@@ -281,7 +343,7 @@ const EXPOSED_FIRST_LOG2: u32 = 13;
 const EXPOSED_LAST_LOG2: u32 = 37;
 
 /// The kernel's buckets folded into the exposed bounds (not cumulative; the encoder adds up).
-fn exposed_buckets(h: &crate::status::HistogramStatus) -> Vec<(f64, u64)> {
+pub(super) fn exposed_buckets(h: &crate::status::HistogramStatus) -> Vec<(f64, u64)> {
     let mut out: Vec<(f64, u64)> = (EXPOSED_FIRST_LOG2..=EXPOSED_LAST_LOG2)
         .step_by(2)
         .map(|log2| ((1u64 << log2) as f64 / 1e9, 0))
@@ -330,7 +392,7 @@ fn path_latency(encoder: &mut DescriptorEncoder, snapshot: &Snapshot) -> fmt::Re
 }
 
 fn map_family(
-    encoder: &mut DescriptorEncoder,
+    sink: &mut impl Sink,
     snapshot: &Snapshot,
     def: MetricDef,
     read: MapValue,
@@ -339,7 +401,7 @@ fn map_family(
         .maps
         .iter()
         .map(|map| ([("map", map.name.as_str())], read(map)));
-    family(encoder, def, series)
+    sink.family(def, series)
 }
 
 fn path_family(
@@ -430,83 +492,72 @@ fn fc_rport_statistics(snapshot: &Snapshot) -> impl Iterator<Item = (Labels<'_, 
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
-        let s = &*self.snapshot;
-        let e = &mut encoder;
-        // In catalog order, which the exposition tests check.
-        family(
-            e,
-            c::BUILD,
-            iter::once(([("version", VERSION)], Value::Int(1))),
-        )?;
-        family(
-            e,
-            c::UPTIME,
-            iter::once(([], Value::Float(s.uptime_seconds))),
-        )?;
-        let signals = s.signals.iter();
-        let live = |sig: &'_ crate::status::SignalStatus| Value::flag(sig.live);
-        family(
-            e,
-            c::SIGNAL_LIVE,
-            signals.map(|sig| ([("signal", sig.name.as_str())], live(sig))),
-        )?;
-        let actuator = (!s.actuator.is_empty()).then_some([("actuator", s.actuator.as_str())]);
-        family(
-            e,
-            c::ACTUATOR,
-            actuator.into_iter().map(|l| (l, Value::Int(1))),
-        )?;
-        family(
-            e,
-            c::ACTUATOR_ERRORS,
-            iter::once(([], Value::Int(s.actuator_errors_total))),
-        )?;
-        family(
-            e,
-            c::KERNEL_EVENTS_LOST,
-            iter::once(([], Value::Int(s.kernel_events_lost_total))),
-        )?;
-        family(
-            e,
-            c::STATE_FILE_PROBLEM,
-            iter::once(([], Value::flag(!s.state_file_problem.is_empty()))),
-        )?;
-        for (def, read) in MAP_FAMILIES {
-            map_family(e, s, *def, *read)?;
-        }
-        let left = s.maps.iter().map(|m| {
-            let reason = m.left_to_multipathd.as_str();
-            let labels = [
-                ("map", m.name.as_str()),
-                ("reason", if reason.is_empty() { "none" } else { reason }),
-            ];
-            (labels, Value::flag(!reason.is_empty()))
-        });
-        family(e, c::MAP_LEFT_TO_MULTIPATHD, left)?;
-        family(e, c::MAP_PATHS_IN_STATE, paths_in_state(s))?;
-        family(e, c::PATH_INFO, path_info(s))?;
-        for (def, read) in PATH_FAMILIES {
-            path_family(e, s, *def, read)?;
-        }
-        path_latency(e, s)?;
-        path_family(
-            e,
-            s,
-            c::PATH_LATENCY_RATIO,
-            &Optional(|p| p.latency_ratio.map(Value::Float)),
-        )?;
-        let programs = || {
-            s.programs
-                .iter()
-                .map(|p| ([("program", p.name.as_str())], p))
-        };
-        let runs = programs().map(|(l, p)| (l, Value::Int(p.run_count)));
-        family(e, c::EBPF_PROGRAM_RUNS, runs)?;
-        let time = programs().map(|(l, p)| (l, Value::Float(p.run_time_ns as f64 / 1e9)));
-        family(e, c::EBPF_PROGRAM_RUN_TIME, time)?;
-        family(e, c::FC_HOST_STATISTIC, fc_host_statistics(s))?;
-        family(e, c::FC_RPORT_STATISTIC, fc_rport_statistics(s))
+        write_families(&mut Reference(&mut encoder), &self.snapshot)
     }
+}
+
+/// Every family of snapshot `s` into `e`, in catalog order (which the exposition tests check).
+pub(super) fn write_families(e: &mut impl Sink, s: &Snapshot) -> fmt::Result {
+    e.family(
+        c::BUILD,
+        iter::once(([("version", VERSION)], Value::Int(1))),
+    )?;
+    e.family(c::UPTIME, iter::once(([], Value::Float(s.uptime_seconds))))?;
+    let signals = s.signals.iter();
+    let live = |sig: &'_ crate::status::SignalStatus| Value::flag(sig.live);
+    e.family(
+        c::SIGNAL_LIVE,
+        signals.map(|sig| ([("signal", sig.name.as_str())], live(sig))),
+    )?;
+    let actuator = (!s.actuator.is_empty()).then_some([("actuator", s.actuator.as_str())]);
+    e.family(
+        c::ACTUATOR,
+        actuator.into_iter().map(|l| (l, Value::Int(1))),
+    )?;
+    e.family(
+        c::ACTUATOR_ERRORS,
+        iter::once(([], Value::Int(s.actuator_errors_total))),
+    )?;
+    e.family(
+        c::KERNEL_EVENTS_LOST,
+        iter::once(([], Value::Int(s.kernel_events_lost_total))),
+    )?;
+    e.family(
+        c::STATE_FILE_PROBLEM,
+        iter::once(([], Value::flag(!s.state_file_problem.is_empty()))),
+    )?;
+    for (def, read) in MAP_FAMILIES {
+        map_family(e, s, *def, *read)?;
+    }
+    let left = s.maps.iter().map(|m| {
+        let reason = m.left_to_multipathd.as_str();
+        let labels = [
+            ("map", m.name.as_str()),
+            ("reason", if reason.is_empty() { "none" } else { reason }),
+        ];
+        (labels, Value::flag(!reason.is_empty()))
+    });
+    e.family(c::MAP_LEFT_TO_MULTIPATHD, left)?;
+    e.family(c::MAP_PATHS_IN_STATE, paths_in_state(s))?;
+    e.family(c::PATH_INFO, path_info(s))?;
+    e.path_families(s, PATH_FAMILIES)?;
+    e.path_latency(s)?;
+    e.path_family(
+        s,
+        c::PATH_LATENCY_RATIO,
+        &Optional(|p| p.latency_ratio.map(Value::Float)),
+    )?;
+    let programs = || {
+        s.programs
+            .iter()
+            .map(|p| ([("program", p.name.as_str())], p))
+    };
+    let runs = programs().map(|(l, p)| (l, Value::Int(p.run_count)));
+    e.family(c::EBPF_PROGRAM_RUNS, runs)?;
+    let time = programs().map(|(l, p)| (l, Value::Float(p.run_time_ns as f64 / 1e9)));
+    e.family(c::EBPF_PROGRAM_RUN_TIME, time)?;
+    e.family(c::FC_HOST_STATISTIC, fc_host_statistics(s))?;
+    e.family(c::FC_RPORT_STATISTIC, fc_rport_statistics(s))
 }
 
 #[cfg(test)]

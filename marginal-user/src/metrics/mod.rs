@@ -4,8 +4,12 @@
 //!
 //! * [`catalog`]: every family's name, type, unit, labels and help, defined once; the
 //!   dashboards' and rules' tests check their queries against it.
-//! * [`collector`]: a prometheus-client `Collector` that writes one snapshot's series.
-//! * [`classic`]: the OpenMetrics text converted to the classic format.
+//! * [`collector`]: which families and series one snapshot has, in catalog order, written
+//!   through prometheus-client's encoder (`SnapshotCollector`, the reference) or
+//! * [`direct`]: straight into one buffer in either format, what `/metrics` serves (byte for
+//!   byte the reference's output; the per-sample encoder was most of a large scrape's CPU).
+//! * [`classic`]: the OpenMetrics text converted to the classic format (the metadata lines
+//!   the direct writer uses, and the reference).
 //! * [`format`]: which format a scrape gets, from its `Accept` header.
 //!
 //! Labels are `map`, `path` (kernel name), `device` (major:minor), and small fixed sets
@@ -17,6 +21,7 @@
 pub mod catalog;
 pub mod classic;
 pub mod collector;
+pub mod direct;
 pub mod format;
 
 use std::sync::Arc;
@@ -33,9 +38,16 @@ use crate::status::Snapshot;
 /// Content type of [`render`]'s output (OpenMetrics 1.0; Prometheus asks for it first).
 pub const CONTENT_TYPE: &str = OPENMETRICS_CONTENT_TYPE;
 
-/// The complete exposition of one snapshot, `# EOF` included. The snapshot is moved (or
+/// The complete OpenMetrics exposition of one snapshot, `# EOF` included, as served
+/// ([`direct`]).
+pub fn render(snapshot: &Snapshot) -> String {
+    direct::render(snapshot, Format::OpenMetrics)
+}
+
+/// The same exposition written by prometheus-client's encoder through [`SnapshotCollector`]:
+/// the reference [`render`] is tested against, byte for byte. The snapshot is moved (or
 /// shared) into the collector, not copied.
-pub fn render(snapshot: impl Into<Arc<Snapshot>>) -> String {
+pub fn render_reference(snapshot: impl Into<Arc<Snapshot>>) -> String {
     let mut out = String::new();
     // A registry per scrape is cheap and keeps the collector free of shared mutable state.
     let mut registry = Registry::default();
@@ -44,11 +56,18 @@ pub fn render(snapshot: impl Into<Arc<Snapshot>>) -> String {
     out
 }
 
-/// One snapshot in `format`. The conversion to the classic format refuses what it cannot
-/// convert faithfully; the collector writes none of it (its tests render every family), so an
-/// error here is a bug, reported to the scraper rather than served as a wrong exposition.
-pub fn render_as(snapshot: impl Into<Arc<Snapshot>>, format: Format) -> anyhow::Result<String> {
-    let openmetrics = render(snapshot);
+/// One snapshot in `format`, written directly in that format ([`direct`]).
+pub fn render_as(snapshot: &Snapshot, format: Format) -> String {
+    direct::render(snapshot, format)
+}
+
+/// The classic format as the reference writes it: [`render_reference`] converted line by line
+/// ([`classic`]), which refuses what it cannot convert faithfully.
+pub fn render_reference_as(
+    snapshot: impl Into<Arc<Snapshot>>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let openmetrics = render_reference(snapshot);
     match format {
         Format::OpenMetrics => Ok(openmetrics),
         Format::Text => classic::from_openmetrics(&openmetrics),

@@ -41,7 +41,7 @@ fn snapshot() -> Snapshot {
 
 #[test]
 fn counters_gauges_infos_and_units_are_encoded() {
-    let out = render(snapshot());
+    let out = render(&snapshot());
     for line in [
         "# TYPE marginal_build info",
         &format!("marginal_build_info{{version=\"{VERSION}\"}} 1"),
@@ -69,7 +69,7 @@ fn counters_gauges_infos_and_units_are_encoded() {
 #[test]
 fn a_path_has_one_state_and_one_verdict_series_and_run_gauges_only_while_sampling() {
     let mut snapshot = snapshot();
-    let out = render(snapshot.clone());
+    let out = render(&snapshot.clone());
     for family in ["marginal_path_state{", "marginal_path_last_verdict{"] {
         let series = out.lines().filter(|l| l.starts_with(family)).count();
         assert_eq!(series, 1, "{family} in\n{out}");
@@ -80,7 +80,7 @@ fn a_path_has_one_state_and_one_verdict_series_and_run_gauges_only_while_samplin
     path.state = "sampling".into();
     path.current_run_reads = 40;
     path.current_run_errors = 3;
-    let out = render(snapshot);
+    let out = render(&snapshot);
     for line in [
         r#"marginal_path_sampling_run_reads{map="mpath\"a",path="sdb",device="8:16"} 40"#,
         r#"marginal_path_sampling_run_errors{map="mpath\"a",path="sdb",device="8:16"} 3"#,
@@ -93,7 +93,7 @@ fn a_path_has_one_state_and_one_verdict_series_and_run_gauges_only_while_samplin
 
 #[test]
 fn families_without_series_are_left_out() {
-    let out = render(Snapshot::default());
+    let out = render(&Snapshot::default());
     assert!(out.contains("marginal_build_info"));
     assert!(!out.contains("marginal_path_"), "{out}");
     assert!(!out.contains("marginal_actuator_info"), "{out}");
@@ -119,13 +119,13 @@ fn every_family_name_follows_the_conventions() {
 #[test]
 fn a_map_left_to_multipathd_says_why_in_one_series() {
     let mut snapshot = snapshot();
-    let out = render(snapshot.clone());
+    let out = render(&snapshot.clone());
     let line = r#"marginal_map_left_to_multipathd{map="mpath\"a",reason="none"} 0"#;
     assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
 
     snapshot.maps[0].checking = false;
     snapshot.maps[0].left_to_multipathd = "san_path_err".into();
-    let out = render(snapshot);
+    let out = render(&snapshot);
     let series: Vec<_> = out
         .lines()
         .filter(|l| l.starts_with("marginal_map_left_to_multipathd{"))
@@ -141,10 +141,10 @@ fn a_map_left_to_multipathd_says_why_in_one_series() {
 fn a_setmarginal_map_falling_back_to_fail_is_flagged() {
     let mut snapshot = snapshot();
     let line = r#"marginal_map_setmarginal_fallback{map="mpath\"a"} 0"#;
-    let out = render(snapshot.clone());
+    let out = render(&snapshot.clone());
     assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
     snapshot.maps[0].action_fallback = "multipathd runs with marginal_pathgroups off".into();
-    let out = render(snapshot);
+    let out = render(&snapshot);
     let line = r#"marginal_map_setmarginal_fallback{map="mpath\"a"} 1"#;
     assert!(out.lines().any(|l| l == line), "missing {line:?} in\n{out}");
 }
@@ -164,7 +164,7 @@ fn a_path_has_one_info_series_and_fc_ports_one_series_per_counter() {
         port_name: "0x500a0981891b8dc5".into(),
         statistics: [("fpin_li".to_string(), 7)].into_iter().collect(),
     }];
-    let out = render(snapshot);
+    let out = render(&snapshot);
     for line in [
         "# TYPE marginal_path info",
         r#"marginal_path_info{map="mpath\"a",path="sdb",device="8:16",wwid="36001405a1b2",vendor="",product="",transport="iscsi",host="host2",target_port="192.168.122.1:3260",target_node="iqn.2003-01.org.linux-iscsi.t:sn.1",host_port=""} 1"#,
@@ -179,10 +179,84 @@ fn a_path_has_one_info_series_and_fc_ports_one_series_per_counter() {
 
 #[test]
 fn a_path_without_a_transport_is_other() {
-    let out = render(snapshot());
+    let out = render(&snapshot());
     assert!(
         out.contains(r#"transport="other",host="",target_port="""#),
         "{out}"
     );
     assert!(catalog::TRANSPORTS.contains(&"other"));
+}
+
+/// A snapshot in which every family has series, paths differ in what they have (a run in
+/// progress, a rate, a histogram, a ratio) and labels need escaping.
+fn every_family() -> Snapshot {
+    use crate::status::{FcPortStatus, HistogramStatus, LatencyStatus};
+    let mut snapshot = snapshot();
+    snapshot.maps[0].left_to_multipathd = "san_path_err".into();
+    snapshot.maps[0].action_fallback = "off".into();
+    let histogram = |seed: u64| HistogramStatus {
+        buckets: (0..marginal_common::LATENCY_BUCKETS as u64)
+            .map(|i| i * seed % 7)
+            .collect(),
+        sum_seconds: 0.125 * seed as f64,
+    };
+    let mut second = snapshot.maps[0].paths[0].clone();
+    second.name = "sd\\c\nx".into();
+    second.device = "8:32".into();
+    second.state = "sampling".into();
+    second.current_run_reads = 4;
+    second.last_verdict = String::new();
+    second.failure_signal = "dm_kprobe".into();
+    second.latency = Some(LatencyStatus {
+        read: histogram(3),
+        write: histogram(5),
+    });
+    second.latency_ratio = Some(2.5);
+    second.wwid = "3600\"q".into();
+    snapshot.maps[0].paths.push(second);
+    snapshot.maps.push(MapStatus {
+        name: "mpathb".into(),
+        paths: vec![PathStatus {
+            name: "sdd".into(),
+            device: "8:48".into(),
+            state: "healthy".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let port = |name: &str| FcPortStatus {
+        host: "host3".into(),
+        name: name.into(),
+        port_name: "0x500a0981891b8dc5".into(),
+        statistics: [("fpin_li".to_string(), 7), ("link_failure_count".into(), 1)]
+            .into_iter()
+            .collect(),
+    };
+    snapshot.fc_host_ports = vec![port("host3")];
+    snapshot.fc_remote_ports = vec![port("rport-3:0-2")];
+    snapshot.kernel_events_lost_total = 2;
+    snapshot.state_file_problem = "unreadable".into();
+    snapshot
+}
+
+#[test]
+fn the_direct_writer_writes_what_prometheus_client_writes_byte_for_byte() {
+    for snapshot in [every_family(), snapshot(), Snapshot::default()] {
+        let openmetrics = render(&snapshot);
+        assert_eq!(openmetrics, render_reference(snapshot.clone()));
+        assert_eq!(
+            render_as(&snapshot, Format::Text),
+            render_reference_as(snapshot.clone(), Format::Text).unwrap()
+        );
+        assert_eq!(render_as(&snapshot, Format::OpenMetrics), openmetrics);
+    }
+    // Every family of the catalog has series in the first snapshot.
+    let out = render(&every_family());
+    for def in METRICS {
+        assert!(
+            out.contains(&format!("# TYPE {} ", def.family)),
+            "{} has no series",
+            def.family
+        );
+    }
 }

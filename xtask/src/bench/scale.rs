@@ -159,8 +159,20 @@ pub fn part(results: &Value, vm: &Value) -> Part {
     ]);
     costs.row(vec![
         "one status snapshot".into(),
-        duration_ns(f(&l["snapshot_wall_ns"])),
-        format!("library, {} maps (wall time)", u(&l["maps"])),
+        duration_ns(f(&l["snapshot_cpu_ns_median"])),
+        format!(
+            "library, {} maps (CPU of the thread, median)",
+            u(&l["maps"])
+        ),
+    ]);
+    costs.row(vec![
+        "its exposition, classic text".into(),
+        format!(
+            "{} CPU, {:.1} MB of text",
+            duration_ns(f(&l["render_text_cpu_ns_median"])),
+            u(&l["render_text_bytes"]) as f64 / 1e6
+        ),
+        "library, CPU of the thread, median; no HTTP".into(),
     ]);
     costs.row(vec![
         "first apply of the topology".into(),

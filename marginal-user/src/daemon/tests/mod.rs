@@ -4,6 +4,7 @@ mod fakes;
 mod held_paths;
 mod in_flight;
 mod outage;
+mod resolved;
 mod setmarginal;
 mod signal;
 mod slow;

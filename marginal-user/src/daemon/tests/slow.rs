@@ -16,7 +16,8 @@ const SLOW_CONFIG: &str = "defaults {
 
 fn slow_bed() -> Bed {
     let mut bed = bed(Options::default());
-    bed.daemon.config = Config::parse_str("test.conf", SLOW_CONFIG).unwrap();
+    bed.daemon
+        .set_config(Config::parse_str("test.conf", SLOW_CONFIG).unwrap());
     let now = bed.at();
     bed.daemon.reapply_all(now).unwrap();
     bed
