@@ -171,7 +171,18 @@ impl Btf {
         if required("gendisk", "first_minor")? != disk_major + 4 {
             bail!("the kernel's struct gendisk has first_minor apart from major");
         }
+        // `request.part` is a `struct block_device *` since 5.11, when `struct hd_struct` went.
+        let (part, part_dev) = match (
+            self.structs_by_name.contains_key("hd_struct"),
+            self.member_offset("request", "part")?,
+            self.member_offset("block_device", "bd_dev")?,
+        ) {
+            (false, Some(part), Some(bd_dev)) => (part, bd_dev),
+            _ => (NO_OFFSET, NO_OFFSET),
+        };
         Ok(RequestLayout {
+            part,
+            part_dev,
             rq_disk: rq_disk.unwrap_or(NO_OFFSET),
             queue: required("request", "q")?,
             queue_disk: queue_disk.unwrap_or(NO_OFFSET),
@@ -198,6 +209,8 @@ mod tests {
         assert_eq!(layout.queue, 0);
         assert!(layout.start_time_ns > layout.cmd_flags, "{layout:?}");
         assert!(layout.rq_disk != NO_OFFSET || layout.queue_disk != NO_OFFSET);
+        // Every kernel the VM tests use since 5.11 reaches the device through `part`.
+        assert_ne!(layout.part, NO_OFFSET, "{layout:?}");
     }
 
     #[test]

@@ -116,6 +116,7 @@ pub fn bed_with(dm: FakeDm, options: Options) -> Bed {
             },
             kernel_btf: true,
             latency: None,
+            latency_program: None,
         },
         sampler: Box::new(sampler.clone()),
         actuators: Box::new(FakeActuators {
