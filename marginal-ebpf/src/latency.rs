@@ -228,5 +228,9 @@ fn completed_per_request(key: u64, error: u64) -> Option<()> {
     if error != 0 {
         return None;
     }
-    add(PATH_LATENCY.get_ptr_mut(&start.dev)?, start.operation, start.started_ns)
+    add(
+        PATH_LATENCY.get_ptr_mut(&start.dev)?,
+        start.operation,
+        start.started_ns,
+    )
 }

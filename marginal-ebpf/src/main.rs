@@ -72,7 +72,6 @@ static LAYOUT: Array<TracepointLayout> = Array::with_max_entries(1, 0);
 static DM_TRANSITIONS: LruHashMap<u32, DmTransitions> =
     LruHashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
 
-
 /// Atomic add: the same path can fail on several CPUs at once. `fetch_add` does not exist on
 /// bpfel (no compare-and-swap); this intrinsic lowers to BPF's atomic add.
 #[inline(always)]

@@ -15,11 +15,7 @@
 //! Throughput, on and off: the daemon's program attached and detached for many short rounds
 //! in alternating order (on, off; off, on; ...); the median of the per-pair ratios of reads
 //! per second, and of the reader thread's CPU time per read, with a 95% interval.
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::Instant,
-};
+use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
 use marginal::kernel::{KernelProbes, LatencyProgram, stats::RunStatsGuard};
