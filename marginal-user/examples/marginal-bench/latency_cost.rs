@@ -14,7 +14,9 @@
 //!
 //! Throughput, on and off: the daemon's program attached and detached for many short rounds
 //! in alternating order (on, off; off, on; ...); the median of the per-pair ratios of reads
-//! per second, and of the reader thread's CPU time per read, with a 95% interval.
+//! per second, and of the reader thread's CPU time per read, with a 95% interval; without the
+//! kernel's accounting and the empty program, as on a host. The loop worker completes the
+//! reads, so the program runs there: the reader's CPU time does not include it.
 use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::{Context, Result, bail};
@@ -32,10 +34,10 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Pairs of rounds (on and off) of the throughput measurement.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 400)]
     pairs: usize,
     /// Reads per round of the throughput measurement.
-    #[arg(long, default_value_t = 4_000)]
+    #[arg(long, default_value_t = 2_500)]
     pair_reads: usize,
     /// Size of the tmpfs file behind the loop device, MiB.
     #[arg(long, default_value_t = 256)]
@@ -162,17 +164,30 @@ fn timed_reads(reader: &mut DirectReader, n: usize) -> Result<(f64, u64)> {
 }
 
 pub fn run(args: Args) -> Result<Value> {
-    let _stats = RunStatsGuard::enable()?;
     let device = TmpfsLoop::create(args.size_mib)?;
     let dev = device.kernel_dev()?;
+    let mut reader = DirectReader::open(&device.node)?;
+    // Warm the page cache and the device once.
+    timed_reads(&mut reader, args.reads.min(10_000))?;
+    let variants = cost(&args, dev, &mut reader)?;
+    // Without the accounting and the empty program: what the daemon's program costs a host.
+    let throughput = throughput(&args, dev, &mut reader)?;
+    Ok(json!({
+        "device": "loop over a tmpfs file, O_DIRECT 4 KiB reads, one thread",
+        "rounds": args.rounds.max(1),
+        "reads": args.reads,
+        "variants": variants,
+        "throughput": throughput,
+    }))
+}
+
+/// Each way of measuring, measured and not, from the kernel's accounting.
+fn cost(args: &Args, dev: u32, reader: &mut DirectReader) -> Result<Value> {
+    let _stats = RunStatsGuard::enable()?;
     let empty = EmptyProgram::attach_raw("block_rq_complete")
         .map_err(|e| eprintln!("marginal-bench: no empty raw tracepoint program: {e:#}"))
         .ok();
     let empty_stats = || empty.as_ref().and_then(|p| p.stats().ok());
-    let mut reader = DirectReader::open(&device.node)?;
-    // Warm the page cache and the device once.
-    timed_reads(&mut reader, args.reads.min(10_000))?;
-
     let mut variants = [
         Variant {
             program: LatencyProgram::KernelStartTime,
@@ -206,7 +221,7 @@ pub fn run(args: Args) -> Result<Value> {
                 probes.measure_latency(dev, measured)?;
                 let (runs0, ns0) = program_stats(&probes, variant.program);
                 let empty0 = empty_stats();
-                timed_reads(&mut reader, args.reads)?;
+                timed_reads(reader, args.reads)?;
                 let (runs1, ns1) = program_stats(&probes, variant.program);
                 if let (Some(a), Some(b)) = (empty0, empty_stats()) {
                     cost.empty_runs += b.0 - a.0;
@@ -232,29 +247,68 @@ pub fn run(args: Args) -> Result<Value> {
         }
     }
 
-    let throughput = throughput(&args, dev, &mut reader)?;
-    Ok(json!({
-        "device": "loop over a tmpfs file, O_DIRECT 4 KiB reads, one thread",
-        "rounds": args.rounds.max(1),
-        "reads": args.reads,
-        "variants": variants.iter().map(|v| json!({
-            "name": v.name,
-            "what": v.what,
-            "program": v.program.describe(),
-            "situations": [
-                v.on.json("on", "the device measured", v.program.stats_names().len()),
-                v.unmeasured.json("on_unmeasured", "attached, the device not measured (every other device)", v.program.stats_names().len()),
-            ],
-        })).collect::<Vec<_>>(),
-        "throughput": throughput,
-    }))
+    Ok(Value::Array(
+        variants
+            .iter()
+            .map(|v| {
+                let programs = v.program.stats_names().len();
+                json!({
+                    "name": v.name,
+                    "what": v.what,
+                    "program": v.program.describe(),
+                    "situations": [
+                        v.on.json("on", "the device measured", programs),
+                        v.unmeasured.json(
+                            "on_unmeasured",
+                            "attached, the device not measured (every other device)",
+                            programs,
+                        ),
+                    ],
+                })
+            })
+            .collect(),
+    ))
 }
 
-/// The daemon's program on and off in many short alternating rounds.
+/// The daemon's program on and off in many short alternating rounds; then the same with
+/// the empty program, which tells what attaching anything to `block_rq_complete` costs.
 fn throughput(args: &Args, dev: u32, reader: &mut DirectReader) -> Result<Value> {
     let mut probes = KernelProbes::load()?;
     probes.measure_latency(dev, true)?;
     let program = probes.signals().latency_program;
+    let mut daemon = paired_rounds(args, reader, |on| {
+        if on {
+            probes.measure_latency(dev, true)
+        } else {
+            probes.detach_latency()
+        }
+    })?;
+    probes.detach_latency()?;
+    daemon["program"] = json!(program.map(|p| p.describe()));
+    daemon["reads_counted_in_histogram"] = json!(probes.latency(dev).map_or(0, |l| l.read.count()));
+    drop(probes);
+
+    let mut empty = None;
+    let mut floor = paired_rounds(args, reader, |on| {
+        empty = if on {
+            Some(EmptyProgram::attach_raw("block_rq_complete")?)
+        } else {
+            None
+        };
+        Ok(())
+    })?;
+    floor["program"] = json!("an empty raw tracepoint program on block_rq_complete");
+    daemon["empty_program"] = floor;
+    Ok(daemon)
+}
+
+/// Pairs of rounds, `switch(true)` before each `on` round and `switch(false)` before each
+/// `off` one, in alternating order.
+fn paired_rounds(
+    args: &Args,
+    reader: &mut DirectReader,
+    mut switch: impl FnMut(bool) -> Result<()>,
+) -> Result<Value> {
     let mut iops_pairs = Vec::new();
     let mut cpu_pairs = Vec::new();
     // (reads, seconds, thread CPU ns, machine busy ns) of the on and off rounds.
@@ -267,11 +321,7 @@ fn throughput(args: &Args, dev: u32, reader: &mut DirectReader) -> Result<Value>
         };
         let mut figures = [(0f64, 0f64); 2];
         for on in order {
-            if on {
-                probes.measure_latency(dev, true)?;
-            } else {
-                probes.detach_latency()?;
-            }
+            switch(on)?;
             let busy = measure::system_busy_ns()?;
             let (seconds, cpu) = timed_reads(reader, args.pair_reads)?;
             let busy = measure::system_busy_ns()? - busy;
@@ -287,8 +337,7 @@ fn throughput(args: &Args, dev: u32, reader: &mut DirectReader) -> Result<Value>
         iops_pairs.push((figures[0].0, figures[1].0));
         cpu_pairs.push((figures[0].1, figures[1].1));
     }
-    probes.detach_latency()?;
-    let counted = probes.latency(dev).map_or(0, |l| l.read.count());
+    switch(false)?;
     let rounds = |(reads, seconds, cpu, busy): (u64, f64, u64, u64)| {
         json!({
             "reads": reads,
@@ -298,10 +347,8 @@ fn throughput(args: &Args, dev: u32, reader: &mut DirectReader) -> Result<Value>
         })
     };
     Ok(json!({
-        "program": program.map(|p| p.describe()),
         "pairs": args.pairs.max(1),
         "reads_per_round": args.pair_reads,
-        "reads_counted_in_histogram": counted,
         "on": rounds(totals[0]),
         "off": rounds(totals[1]),
         "reads_per_second_change": PairedChange::of(&iops_pairs).map(|c| c.json()),

@@ -165,12 +165,14 @@ impl KernelProbes {
         if let Err(why) = &self.request_layout {
             bail!("no request layout from kernel BTF: {why}");
         }
-        let btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
+        // Parsed by aya only to load a tp_btf program, not to attach one again.
+        let mut btf = None;
+        let btf = &mut btf;
         let ebpf = &mut self.ebpf;
         let links = &mut self.latency_links;
         match self.latency_choice {
             Some(LatencyProgram::KernelStartTime) | None => {
-                match attach_btf(ebpf, &btf, LATENCY_PROGRAM, "block_rq_complete") {
+                match attach_btf(ebpf, btf, LATENCY_PROGRAM, "block_rq_complete") {
                     Ok(link) => {
                         links.push(link);
                         return Ok(LatencyProgram::KernelStartTime);
@@ -190,13 +192,13 @@ impl KernelProbes {
             Some(LatencyProgram::PerRequestMap) => {
                 links.push(attach_btf(
                     ebpf,
-                    &btf,
+                    btf,
                     LATENCY_PER_REQUEST_PROGRAM,
                     "block_rq_complete",
                 )?);
                 links.push(attach_btf(
                     ebpf,
-                    &btf,
+                    btf,
                     LATENCY_ISSUE_PROGRAM,
                     "block_rq_issue",
                 )?);
@@ -218,12 +220,16 @@ where
 
 fn attach_btf(
     ebpf: &mut Ebpf,
-    btf: &aya::Btf,
+    btf: &mut Option<aya::Btf>,
     name: &'static str,
     tracepoint: &str,
 ) -> Result<LatencyLink> {
     let program: &mut BtfTracePoint = program(ebpf, name)?;
     if program.fd().is_err() {
+        let btf = match btf {
+            Some(btf) => btf,
+            None => btf.insert(aya::Btf::from_sys_fs().context("reading kernel BTF")?),
+        };
         program
             .load(tracepoint, btf)
             .with_context(|| format!("the kernel's verifier rejected {name} (tp_btf)"))?;
