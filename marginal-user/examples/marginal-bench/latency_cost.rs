@@ -199,14 +199,14 @@ fn cost(args: &Args, dev: u32, reader: &mut DirectReader) -> Result<Value> {
         Variant {
             program: LatencyProgram::KernelStartTimeProbeRead,
             name: "kernel_start_time_probe_read",
-            what: "request's own start time, raw tracepoint, bpf_probe_read_kernel (fallback)",
+            what: "request's own start time, raw tracepoint, probe reads (fallback)",
             on: Cost::default(),
             unmeasured: Cost::default(),
         },
         Variant {
             program: LatencyProgram::PerRequestMap,
             name: "per_request_map",
-            what: "per-request map: start time stored at issue, looked up and deleted at completion",
+            what: "per-request map: stored at issue, taken at completion",
             on: Cost::default(),
             unmeasured: Cost::default(),
         },
@@ -257,10 +257,10 @@ fn cost(args: &Args, dev: u32, reader: &mut DirectReader) -> Result<Value> {
                     "what": v.what,
                     "program": v.program.describe(),
                     "situations": [
-                        v.on.json("on", "the device measured", programs),
+                        v.on.json("on", "device measured", programs),
                         v.unmeasured.json(
                             "on_unmeasured",
-                            "attached, the device not measured (every other device)",
+                            "attached, device not measured (any other)",
                             programs,
                         ),
                     ],

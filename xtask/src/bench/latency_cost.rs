@@ -232,7 +232,9 @@ fn findings(latency: &Value) -> Vec<String> {
             u(&t["reads_per_round"]),
             f(&change["median_change_percent"]),
             f(&t["empty_program"]["reads_per_second_change"]["median_change_percent"]),
-            if resolved {
+            if high < -TARGET_PERCENT {
+                "The whole interval lies beyond a 1% loss: the target is missed in this run."
+            } else if resolved {
                 "The interval is narrower than the 1% the target asks about."
             } else {
                 "The interval is wider than the 1% the target asks about: other jobs on this \
