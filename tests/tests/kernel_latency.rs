@@ -123,6 +123,8 @@ fn unmeasured_devices_are_not_counted() {
 
     probes.measure_latency(other.kernel_dev(), false).unwrap();
     assert_eq!(probes.latency(other.kernel_dev()), None);
+    // The last measured path gone, nothing stays attached.
+    assert_eq!(probes.signals().latency, None);
     assert!(
         probes
             .latencies()

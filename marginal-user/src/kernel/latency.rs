@@ -77,8 +77,9 @@ impl KernelProbes {
     }
 
     /// Measure the latency of the path `dev` (or stop). The first path turned on attaches the
-    /// latency program; until then no completion pays anything for it. Turning on a path that
-    /// is measured keeps its histograms.
+    /// latency program, the last one turned off detaches it: while no path is measured, no
+    /// completion pays anything for it. Turning on a path that is measured keeps its
+    /// histograms.
     pub fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()> {
         if !on {
             if self.latency_devs.remove(&dev) {
@@ -88,6 +89,10 @@ impl KernelProbes {
                 self.latency.remove(&dev).with_context(|| {
                     format!("removing device {} from the latency map", dev_name(dev))
                 })?;
+            }
+            // The last path off: completions stop paying for the program at all.
+            if self.latency_devs.is_empty() && !self.latency_links.is_empty() {
+                self.detach_latency()?;
             }
             return Ok(());
         }
