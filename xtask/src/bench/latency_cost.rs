@@ -79,11 +79,7 @@ pub fn tables(latency: &Value) -> (Vec<Table>, Vec<String>) {
             let daemon_measured = v["name"] == DAEMON_VARIANT && s["name"] == "on";
             let above = s["ns_per_io_above_empty"].as_f64();
             cost.row(vec![
-                format!(
-                    "{} ({})",
-                    v["what"].as_str().unwrap_or("?"),
-                    v["program"].as_str().unwrap_or("?")
-                ),
+                v["what"].as_str().unwrap_or("?").into(),
                 s["what"].as_str().unwrap_or("?").into(),
                 u(&s["reads"]).to_string(),
                 u(&s["runs"]).to_string(),
