@@ -23,13 +23,39 @@ pub const CONTROL_MAP: &str = "CONTROL";
 
 /// Name of the per-CPU map of latency histograms (key: kernel `dev_t`, value: [`PathLatency`]).
 /// User space adds an entry for each watched path with latency measuring on: the entry is
-/// the switch, and paths without one (every unwatched device) cost one lookup that misses.
+/// the switch. [`LATENCY_FILTER_MAP`] in front of it spares the other devices the lookup.
 pub const LATENCY_MAP: &str = "PATH_LATENCY";
-/// Name of the one-entry array holding the [`RequestLayout`] read from kernel BTF at load time.
-pub const REQUEST_LAYOUT_MAP: &str = "REQUEST_LAYOUT";
-/// The latency program: a raw tracepoint on `block_rq_complete`, which reads the completing
-/// request's own start time (`struct request`'s `start_time_ns`), so no per-request map.
+/// Name of the array of [`LATENCY_FILTER_WORDS`] 64-bit words with a bit set for every device
+/// in [`LATENCY_MAP`] (see [`latency_filter_slot`]): an array lookup, which the verifier
+/// inlines, tells almost every device that is not measured to stop before the hash lookup.
+pub const LATENCY_FILTER_MAP: &str = "LATENCY_FILTER";
+/// Name of the read-only global holding the [`RequestLayout`] read from kernel BTF, set
+/// before the object is loaded: the verifier sees its fields as constants, which the
+/// `tp_btf` program needs for its direct loads from `struct request`.
+pub const REQUEST_OFFSETS_GLOBAL: &str = "REQUEST_OFFSETS";
+/// The latency program: a BTF tracepoint (`tp_btf`) on `block_rq_complete`, which reads the
+/// completing request's own start time (`struct request`'s `start_time_ns`) with direct loads,
+/// so no per-request map and nothing on issue.
 pub const LATENCY_PROGRAM: &str = "block_rq_latency";
+/// The same as a raw tracepoint reading the request through `bpf_probe_read_kernel`: loaded
+/// only where the kernel refuses [`LATENCY_PROGRAM`].
+pub const LATENCY_PROBE_READ_PROGRAM: &str = "block_rq_latency_probe_read";
+/// The alternative the comparison in `marginal-bench latency-cost` measures, not used by the
+/// daemon: the start time taken on `block_rq_issue` (program [`LATENCY_ISSUE_PROGRAM`]) into a
+/// hash map keyed by the request's address, looked up and deleted at completion.
+pub const LATENCY_PER_REQUEST_PROGRAM: &str = "block_rq_latency_per_request";
+pub const LATENCY_ISSUE_PROGRAM: &str = "block_rq_issue_stamp";
+
+/// Words of [`LATENCY_FILTER_MAP`] (64 Ki bits).
+pub const LATENCY_FILTER_WORDS: u32 = 1024;
+
+/// Where device `dev`'s bit lives in [`LATENCY_FILTER_MAP`]: (word, mask). A multiplicative
+/// hash, so that the minors of one SCSI major (16 apart) spread over different words.
+#[inline(always)]
+pub const fn latency_filter_slot(dev: u32) -> (u32, u64) {
+    let bit = dev.wrapping_mul(0x9e37_79b1) >> 16;
+    ((bit >> 6) % LATENCY_FILTER_WORDS, 1 << (bit & 63))
+}
 
 /// Program names inside the eBPF object. The block error program comes in two variants, of
 /// which user space loads one: [`BLOCK_ERROR_PROGRAM`] when the tracepoint's record matches
@@ -127,9 +153,10 @@ pub const fn latency_bucket_upper_ns(i: usize) -> Option<u64> {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LatencyHistogram {
-    pub buckets: [u64; LATENCY_BUCKETS],
-    /// Sum of the latencies counted, in nanoseconds.
+    /// Sum of the latencies counted, in nanoseconds. First, so that it shares a cache line
+    /// with the low buckets, where a healthy path's requests land: one line per I/O.
     pub sum_ns: u64,
+    pub buckets: [u64; LATENCY_BUCKETS],
 }
 
 impl Default for LatencyHistogram {
@@ -174,10 +201,16 @@ impl PathLatency {
 
 /// Where the latency program finds what it needs from a completing `struct request`, read
 /// from the kernel's BTF at load time (the layouts differ between kernels and configurations).
-/// The device is the request's disk: `request.q->disk` since 5.16, `request.rq_disk` before.
+/// The device is `request.part->bd_dev` where the request points to its `block_device`
+/// (5.11 and later), else the request's disk: `request.rq_disk` before 5.16 (with `part` an
+/// `hd_struct`), `request.q->disk` after.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestLayout {
+    /// Offset of `request.part`, or [`NO_OFFSET`] if it is no `struct block_device *`.
+    pub part: u32,
+    /// Offset of `block_device.bd_dev` (with `part`).
+    pub part_dev: u32,
     /// Offset of `request.rq_disk` (kernels before 5.16), or [`NO_OFFSET`].
     pub rq_disk: u32,
     /// Offset of `request.q`.
@@ -190,6 +223,26 @@ pub struct RequestLayout {
     pub cmd_flags: u32,
     /// Offset of `request.start_time_ns` (0 in the request when the kernel took no time).
     pub start_time_ns: u32,
+}
+
+impl RequestLayout {
+    /// What the object holds until user space sets the kernel's layout: nothing known.
+    pub const UNKNOWN: Self = Self {
+        part: NO_OFFSET,
+        part_dev: NO_OFFSET,
+        rq_disk: NO_OFFSET,
+        queue: NO_OFFSET,
+        queue_disk: NO_OFFSET,
+        disk_major: NO_OFFSET,
+        cmd_flags: NO_OFFSET,
+        start_time_ns: NO_OFFSET,
+    };
+}
+
+impl Default for RequestLayout {
+    fn default() -> Self {
+        Self::UNKNOWN
+    }
 }
 
 /// A [`RequestLayout`] field this kernel does not have.
@@ -457,7 +510,30 @@ mod tests {
             core::mem::size_of::<PathLatency>(),
             2 * 8 * (LATENCY_BUCKETS + 1)
         );
-        assert_eq!(core::mem::size_of::<RequestLayout>(), 24);
+        assert_eq!(core::mem::size_of::<RequestLayout>(), 32);
+    }
+
+    #[test]
+    fn latency_filter_slots_spread_scsi_disks() {
+        // sda..sdp and the first disks of the next SCSI majors: no two share a bit, and
+        // the words stay in the map.
+        let mut seen = [(0u32, 0u64); 48];
+        let mut n = 0;
+        for major in [8, 65, 66] {
+            for disk in 0..16 {
+                let slot = latency_filter_slot(kernel_dev(major, disk * 16));
+                assert!(slot.0 < LATENCY_FILTER_WORDS);
+                assert_eq!(slot.1.count_ones(), 1);
+                assert!(
+                    !seen[..n].contains(&slot),
+                    "{major}:{} shares a bit",
+                    disk * 16
+                );
+                seen[n] = slot;
+                n += 1;
+            }
+        }
+        assert_eq!(latency_filter_slot(7), latency_filter_slot(7));
     }
 
     #[test]

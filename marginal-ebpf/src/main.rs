@@ -11,11 +11,12 @@
 //!   PATH_REINSTATED transition, counted per path and sent to user space; on watched paths a
 //!   PATH_FAILED is the failure (unless marginal announced it as its own `fail path`).
 //!
-//! * `block_rq_latency` is a raw tracepoint on `block_rq_complete`, attached only once some
-//!   path has latency measuring on: for paths in `PATH_LATENCY` it adds each successful read's
-//!   and write's latency to the path's per-CPU histogram. The latency is the completion time
-//!   less the request's own `start_time_ns`, read from the request (offsets from kernel BTF in
-//!   `REQUEST_LAYOUT`), so no per-request map and nothing on issue.
+//! * `block_rq_latency` (module [`latency`]) is a BTF tracepoint on `block_rq_complete`,
+//!   attached only once some path has latency measuring on: for paths in `PATH_LATENCY` it adds
+//!   each successful read's and write's latency to the path's per-CPU histogram. The latency
+//!   is the completion time less the request's own `start_time_ns`, read from the request
+//!   (offsets from kernel BTF, set as constants before loading), so no per-request map and
+//!   nothing on issue.
 //!
 //! Both feed one double-failure window per path: when a path fails twice within its window
 //! (and the first failure is not older than its last return to service), a `DoubleFailure`
@@ -36,19 +37,19 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod latency;
+
 use aya_ebpf::{
     EbpfContext,
-    helpers::bpf_probe_read_kernel,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_str_bytes},
-    macros::{kprobe, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuHashMap, RingBuf},
-    programs::{ProbeContext, RawTracePointContext, TracePointContext},
+    macros::{kprobe, map, tracepoint},
+    maps::{Array, HashMap, LruHashMap, RingBuf},
+    programs::{ProbeContext, TracePointContext},
 };
 use marginal_common::{
     COMPILED_IN_LAYOUT, DmTransitions, EVENTS_RING_BYTES, EventKind, FailureSource,
-    LATENCY_BUCKETS, MAX_LATENCY_PATHS, MAX_WATCHED_PATHS, NO_OFFSET, PathControl, PathEvent,
-    PathLatency, PathRecord, RequestLayout, TracepointLayout, WATCH_DM_REPORTED, is_path_error,
-    kernel_dev, latency_bucket,
+    MAX_WATCHED_PATHS, PathControl, PathEvent, PathRecord, TracepointLayout, WATCH_DM_REPORTED,
+    is_path_error, kernel_dev,
 };
 
 #[map(name = "WATCHED")]
@@ -70,17 +71,6 @@ static LAYOUT: Array<TracepointLayout> = Array::with_max_entries(1, 0);
 #[map(name = "DM_TRANSITIONS")]
 static DM_TRANSITIONS: LruHashMap<u32, DmTransitions> =
     LruHashMap::with_max_entries(MAX_WATCHED_PATHS, 0);
-
-/// Entries only for paths with latency measuring on; allocated when user space adds them
-/// (BPF_F_NO_PREALLOC), so the capacity costs nothing until used.
-#[map(name = "PATH_LATENCY")]
-static PATH_LATENCY: PerCpuHashMap<u32, PathLatency> =
-    PerCpuHashMap::with_max_entries(MAX_LATENCY_PATHS, BPF_F_NO_PREALLOC);
-
-#[map(name = "REQUEST_LAYOUT")]
-static REQUEST_LAYOUT: Array<RequestLayout> = Array::with_max_entries(1, 0);
-
-const BPF_F_NO_PREALLOC: u32 = 1;
 
 /// Atomic add: the same path can fail on several CPUs at once. `fetch_add` does not exist on
 /// bpfel (no compare-and-swap); this intrinsic lowers to BPF's atomic add.
@@ -261,68 +251,6 @@ fn send(event: PathEvent) {
     } else if let Some(lost) = EVENTS_LOST.get_ptr_mut(0) {
         count(unsafe { &mut *lost });
     }
-}
-
-/// `block_rq_complete(struct request *rq, blk_status_t error, unsigned int nr_bytes)` (`int
-/// error` before 5.14; either way 0 is success).
-#[raw_tracepoint(tracepoint = "block_rq_complete")]
-pub fn block_rq_latency(ctx: RawTracePointContext) -> i32 {
-    let request: *const u8 = ctx.arg(0);
-    let error: u64 = ctx.arg(1);
-    let _ = request_latency(request, error);
-    0
-}
-
-/// `Option` only to end early with `?`.
-#[inline(always)]
-fn request_latency(request: *const u8, error: u64) -> Option<()> {
-    let layout = REQUEST_LAYOUT.get(0)?;
-    let disk: *const u8 = if layout.rq_disk != NO_OFFSET {
-        kernel_read(request, layout.rq_disk)?
-    } else {
-        let queue: *const u8 = kernel_read(request, layout.queue)?;
-        kernel_read(queue, layout.queue_disk)?
-    };
-    // gendisk's `int major; int first_minor;`, one read.
-    let [major, first_minor]: [u32; 2] = kernel_read(disk, layout.disk_major)?;
-    let dev = kernel_dev(major, first_minor);
-    // The one lookup every completion pays while latency measuring is attached.
-    let latency = PATH_LATENCY.get_ptr_mut(&dev)?;
-    if error != 0 {
-        return None;
-    }
-    let operation = kernel_read::<u32>(request, layout.cmd_flags)? & 0xff;
-    let started: u64 = kernel_read(request, layout.start_time_ns)?;
-    if started == 0 || operation > 1 {
-        return None; // no time taken for it (iostats off), or neither a read nor a write
-    }
-    let now = unsafe { bpf_ktime_get_ns() };
-    if now <= started {
-        return None;
-    }
-    let elapsed = now - started;
-    let latency = unsafe { &mut *latency };
-    let histogram = if operation == 0 {
-        &mut latency.read
-    } else {
-        &mut latency.write
-    };
-    // Per-CPU: plain adds. The bounds check is for the verifier.
-    let bucket = latency_bucket(elapsed);
-    if bucket < LATENCY_BUCKETS {
-        histogram.buckets[bucket] += 1;
-    }
-    histogram.sum_ns += elapsed;
-    Some(())
-}
-
-/// A `T` at `offset` bytes into the kernel object at `base`.
-#[inline(always)]
-fn kernel_read<T>(base: *const u8, offset: u32) -> Option<T> {
-    if base.is_null() {
-        return None;
-    }
-    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) }.ok()
 }
 
 /// `dm_path_uevent(enum dm_uevent_type type, struct dm_target *ti, const char *path,

@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use marginal::kernel::KernelProbes;
+use marginal::kernel::{KernelProbes, LatencyProgram};
 use marginal_common::{LatencyHistogram, PathLatency, latency_bucket, latency_bucket_upper_ns};
 use marginal_tests::{
     FlakyDevice, FlakyOptions, Schedule, read_direct, read_direct_at, require_root, sample_offset,
@@ -57,6 +57,11 @@ fn reads_and_writes_are_counted_apart() {
     );
     probes.measure_latency(device.kernel_dev(), true).unwrap();
     assert_eq!(probes.signals().latency, Some(Ok(())));
+    // Every kernel marginal is tested on takes the tp_btf program; the fallback is for others.
+    assert_eq!(
+        probes.signals().latency_program,
+        Some(LatencyProgram::KernelStartTime)
+    );
     let before = latency(&probes, &device);
     assert_eq!(before, PathLatency::default(), "a new path starts empty");
 
@@ -118,10 +123,39 @@ fn unmeasured_devices_are_not_counted() {
 
     probes.measure_latency(other.kernel_dev(), false).unwrap();
     assert_eq!(probes.latency(other.kernel_dev()), None);
+    // The last measured path gone, nothing stays attached.
+    assert_eq!(probes.signals().latency, None);
     assert!(
         probes
             .latencies()
             .iter()
             .all(|(dev, _)| *dev != other.kernel_dev())
     );
+}
+
+/// The fallback (raw tracepoint, `bpf_probe_read_kernel`) and the bench's per-request map
+/// count the same reads and writes as the daemon's program, and detaching stops counting.
+#[test]
+fn the_other_programs_count_alike() {
+    for program in [
+        LatencyProgram::KernelStartTimeProbeRead,
+        LatencyProgram::PerRequestMap,
+    ] {
+        let (mut probes, device) = setup();
+        probes.choose_latency_program(program).unwrap();
+        probes.measure_latency(device.kernel_dev(), true).unwrap();
+        assert_eq!(probes.signals().latency_program, Some(program));
+        read_direct(&device, 20);
+        write_direct(&device, 5);
+        let counted = latency(&probes, &device);
+        assert_eq!(
+            (counted.read.count(), counted.write.count()),
+            (20, 5),
+            "{program:?}"
+        );
+
+        probes.detach_latency().unwrap();
+        read_direct(&device, 5);
+        assert_eq!(latency(&probes, &device), counted, "{program:?} detached");
+    }
 }

@@ -15,6 +15,7 @@ mod flaky;
 mod latency_cost;
 mod loops;
 mod measure;
+mod paired;
 mod reaction;
 mod sampler_cost;
 mod scale;

@@ -6,6 +6,7 @@
 //! * [`tracefs`] finds the block error tracepoint and reads its record layout at load time.
 //! * [`events`] reads the ring buffer with tokio and decodes [`KernelEvent`]s.
 //! * [`btf`] reads struct offsets from kernel BTF for the latency program.
+//! * [`latency`] attaches the latency program and keeps its maps.
 //! * [`stats`] turns on the kernel's accounting of program cost.
 //! * [`uevent`] listens for dm-mpath's PATH_FAILED / PATH_REINSTATED and block device
 //!   add/remove uevents (netlink), the signal that works without eBPF.
@@ -13,11 +14,13 @@
 pub mod batch;
 pub mod btf;
 pub mod events;
+pub mod latency;
 pub mod probes;
 pub mod stats;
 pub mod tracefs;
 pub mod uevent;
 
 pub use events::{EventStream, KernelEvent};
+pub use latency::LatencyProgram;
 pub use probes::{BlockErrorProgram, KernelProbes, LiveSignals, ProgramStats};
 pub use tracefs::BlockErrorTracepoint;

@@ -3,19 +3,22 @@ use std::{fmt, io::BufRead, path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use aya::{
-    Ebpf,
-    maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues, RingBuf},
-    programs::{KProbe, RawTracePoint, TracePoint},
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuHashMap, RingBuf},
+    programs::{KProbe, TracePoint},
 };
 use marginal_common::{
     BLOCK_ERROR_LEGACY_PROGRAM, BLOCK_ERROR_PROGRAM, BLOCK_ERROR_TRACEFS_LAYOUT_PROGRAM,
     COMPILED_IN_LAYOUT, CONTROL_MAP, DM_PATH_UEVENT_PROGRAM, DM_TRANSITIONS_MAP, DmTransitions,
-    EVENTS_LOST_MAP, EVENTS_MAP, LATENCY_MAP, LATENCY_PROGRAM, LAYOUT_MAP, PathControl,
-    PathLatency, PathRecord, REQUEST_LAYOUT_MAP, RequestLayout, TracepointLayout, WATCHED_MAP,
-    WatchSettings,
+    EVENTS_LOST_MAP, EVENTS_MAP, LATENCY_FILTER_MAP, LATENCY_MAP, LATENCY_PROBE_READ_PROGRAM,
+    LATENCY_PROGRAM, LAYOUT_MAP, PathControl, PathLatency, PathRecord, REQUEST_OFFSETS_GLOBAL,
+    RequestLayout, TracepointLayout, WATCHED_MAP, WatchSettings,
 };
 
-use super::tracefs::{self, BlockErrorTracepoint};
+use super::{
+    latency::{LatencyLink, LatencyProgram},
+    tracefs::{self, BlockErrorTracepoint},
+};
 
 /// The eBPF object built from `marginal-ebpf` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/marginal"));
@@ -37,6 +40,8 @@ pub struct LiveSignals {
     /// The latency program: `None` until some path has latency measuring on, then whether
     /// it is attached or why not.
     pub latency: Option<Result<(), String>>,
+    /// Which latency program is (or was last) attached.
+    pub latency_program: Option<LatencyProgram>,
 }
 
 impl fmt::Display for LiveSignals {
@@ -58,7 +63,9 @@ impl fmt::Display for LiveSignals {
             None => Ok(()),
             Some(Ok(())) => write!(
                 f,
-                "; path latency via raw_tracepoint:block_rq_complete (live)"
+                "; path latency via {} (live)",
+                self.latency_program
+                    .map_or("?", |program| program.describe())
             ),
             Some(Err(why)) => write!(f, "; path latency not measured: {why}"),
         }
@@ -67,17 +74,21 @@ impl fmt::Display for LiveSignals {
 
 /// The loaded programs and their maps. Dropping it detaches everything.
 pub struct KernelProbes {
-    ebpf: Ebpf,
+    pub(super) ebpf: Ebpf,
     watched: HashMap<MapData, u32, PathRecord>,
     control: HashMap<MapData, u32, PathControl>,
     /// What was last written to `control`, so an unchanged entry costs no syscall.
     control_written: std::collections::HashMap<u32, PathControl>,
-    latency: PerCpuHashMap<MapData, u32, PathLatency>,
-    /// The devices in `latency` (only user space adds or removes entries there): a snapshot
-    /// asks every path for its latency, and a lookup of a path not measured would be a
-    /// failed syscall (16,384 of them per scrape with as many paths).
-    measured: std::collections::HashSet<u32>,
-    signals: LiveSignals,
+    pub(super) latency: PerCpuHashMap<MapData, u32, PathLatency>,
+    pub(super) latency_filter: Array<MapData, u64>,
+    /// The devices in `latency`, from which the filter words are made.
+    pub(super) latency_devs: std::collections::BTreeSet<u32>,
+    /// This kernel's `struct request` offsets, set in the object before loading, or why not.
+    pub(super) request_layout: Result<RequestLayout, String>,
+    /// The latency program the caller chose (benches), or `None`: the best this kernel takes.
+    pub(super) latency_choice: Option<LatencyProgram>,
+    pub(super) latency_links: Vec<LatencyLink>,
+    pub(super) signals: LiveSignals,
 }
 
 impl KernelProbes {
@@ -111,7 +122,16 @@ impl KernelProbes {
         }
 
         raise_memlock_limit();
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).context(
+        // Read now, although only the latency program needs it: the offsets are constants of
+        // the object, set before it is loaded.
+        let request_layout = super::btf::Btf::from_kernel()
+            .and_then(|btf| btf.request_layout())
+            .map_err(|e| format!("{e:#}"));
+        let mut loader = EbpfLoader::new();
+        if let Ok(layout) = &request_layout {
+            loader.override_global(REQUEST_OFFSETS_GLOBAL, layout, true);
+        }
+        let mut ebpf = loader.load(EBPF_OBJECT).context(
             "loading marginal's eBPF programs failed (is BPF enabled in this kernel, \
              and is marginal running as root?)",
         )?;
@@ -161,12 +181,17 @@ impl KernelProbes {
             ebpf.take_map(LATENCY_MAP)
                 .context("eBPF object has no PATH_LATENCY map")?,
         )?;
+        let latency_filter = Array::try_from(
+            ebpf.take_map(LATENCY_FILTER_MAP)
+                .context("eBPF object has no LATENCY_FILTER map")?,
+        )?;
         let signals = LiveSignals {
             block_tracepoint: tracepoint,
             block_program,
             dm_path_kprobe,
             kernel_btf: Path::new(super::btf::KERNEL_BTF).exists(),
             latency: None,
+            latency_program: None,
         };
         Ok(Self {
             ebpf,
@@ -174,7 +199,11 @@ impl KernelProbes {
             control,
             control_written: Default::default(),
             latency,
-            measured: Default::default(),
+            latency_filter,
+            latency_devs: Default::default(),
+            request_layout,
+            latency_choice: None,
+            latency_links: Vec::new(),
             signals,
         })
     }
@@ -229,62 +258,6 @@ impl KernelProbes {
     /// The control last written for `dev`.
     pub fn current_control(&self, dev: u32) -> PathControl {
         self.control_written.get(&dev).copied().unwrap_or_default()
-    }
-
-    /// Measure the latency of the path `dev` (or stop). The first path turned on attaches the
-    /// latency program; until then no completion pays anything for it. Turning on a path that
-    /// is measured keeps its histograms.
-    pub fn measure_latency(&mut self, dev: u32, on: bool) -> Result<()> {
-        if !on {
-            if self.latency.get(&dev, 0).is_ok() {
-                self.latency.remove(&dev).with_context(|| {
-                    format!("removing device {} from the latency map", dev_name(dev))
-                })?;
-            }
-            self.measured.remove(&dev);
-            return Ok(());
-        }
-        match &self.signals.latency {
-            Some(Ok(())) => {}
-            Some(Err(why)) => bail!("{why}"),
-            None => {
-                let attached = attach_latency_program(&mut self.ebpf);
-                self.signals.latency =
-                    Some(attached.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
-                attached?;
-            }
-        }
-        if self.latency.get(&dev, 0).is_ok() {
-            self.measured.insert(dev);
-            return Ok(());
-        }
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(_, e)| e)
-            .context("counting possible CPUs")?;
-        let zero = PerCpuValues::try_from(vec![PathLatency::default(); cpus])?;
-        self.latency
-            .insert(dev, zero, 0)
-            .with_context(|| format!("adding device {} to the latency map", dev_name(dev)))?;
-        self.measured.insert(dev);
-        Ok(())
-    }
-
-    /// The latency histograms of a measured path, all CPUs added up.
-    pub fn latency(&self, dev: u32) -> Option<PathLatency> {
-        if !self.measured.contains(&dev) {
-            return None;
-        }
-        let per_cpu = self.latency.get(&dev, 0).ok()?;
-        Some(sum_cpus(&per_cpu))
-    }
-
-    /// Every measured path and its histograms.
-    pub fn latencies(&self) -> Vec<(u32, PathLatency)> {
-        self.latency
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(dev, per_cpu)| (dev, sum_cpus(&per_cpu)))
-            .collect()
     }
 
     /// Stop counting for `dev`; its counters (and latency histograms) are dropped.
@@ -362,6 +335,8 @@ impl KernelProbes {
                     || name == BLOCK_ERROR_LEGACY_PROGRAM
                 {
                     BLOCK_ERROR_PROGRAM
+                } else if name == LATENCY_PROBE_READ_PROGRAM {
+                    LATENCY_PROGRAM
                 } else {
                     name
                 };
@@ -428,7 +403,7 @@ impl BlockErrorProgram {
     }
 }
 
-fn dev_name(dev: u32) -> String {
+pub(super) fn dev_name(dev: u32) -> String {
     let (major, minor) = marginal_common::kernel_dev_split(dev);
     format!("{major}:{minor}")
 }
@@ -463,37 +438,6 @@ fn load_block_program(ebpf: &mut Ebpf, variant: BlockErrorProgram) -> Result<()>
             variant.name()
         )
     })
-}
-
-fn sum_cpus(per_cpu: &PerCpuValues<PathLatency>) -> PathLatency {
-    let mut total = PathLatency::default();
-    for cpu in per_cpu.iter() {
-        total.add(cpu);
-    }
-    total
-}
-
-/// Give the latency program this kernel's request layout, load and attach it.
-fn attach_latency_program(ebpf: &mut Ebpf) -> Result<()> {
-    let layout: RequestLayout = super::btf::Btf::from_kernel()?.request_layout()?;
-    let mut layout_map: Array<_, RequestLayout> = Array::try_from(
-        ebpf.map_mut(REQUEST_LAYOUT_MAP)
-            .context("eBPF object has no REQUEST_LAYOUT map")?,
-    )?;
-    layout_map
-        .set(0, layout, 0)
-        .context("writing the request layout")?;
-    let program: &mut RawTracePoint = ebpf
-        .program_mut(LATENCY_PROGRAM)
-        .context("eBPF object has no latency program")?
-        .try_into()?;
-    program
-        .load()
-        .context("the kernel's verifier rejected the latency program")?;
-    program
-        .attach("block_rq_complete")
-        .context("attaching to raw tracepoint block_rq_complete")?;
-    Ok(())
 }
 
 fn attach_dm_kprobe(ebpf: &mut Ebpf) -> Result<()> {

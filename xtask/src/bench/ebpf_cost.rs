@@ -10,11 +10,6 @@ use super::{
 /// Target for a run of the error program on a watched device.
 const TARGET_NS: f64 = 100.0;
 
-/// Targets of latency measuring (slow paths): ns per measured I/O above the empty program,
-/// and the throughput lost on a fast device.
-const LATENCY_TARGET_NS: f64 = 50.0;
-const LATENCY_TARGET_PERCENT: f64 = 1.0;
-
 pub fn run(harness: &Harness, args: &BenchArgs) -> Result<Value> {
     let mut results = harness.run(&[
         "ebpf-cost".into(),
@@ -25,66 +20,6 @@ pub fn run(harness: &Harness, args: &BenchArgs) -> Result<Value> {
     ])?;
     results["latency"] = harness.run(&["latency-cost".into()])?;
     Ok(results)
-}
-
-/// The latency program's rows (`marginal-bench latency-cost`).
-fn latency_table(latency: &Value) -> (Table, Vec<String>) {
-    let mut table = Table::new(&[
-        "situation",
-        "reads per second",
-        "per round",
-        "ns per run",
-        "empty program",
-        "above empty",
-        "target",
-        "verdict",
-    ]);
-    let phase = |name: &str| {
-        latency["phases"]
-            .as_array()
-            .and_then(|phases| phases.iter().find(|p| p["name"] == name))
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
-    let change = f(&latency["throughput_change_percent"]);
-    for name in ["off", "on", "on_unmeasured"] {
-        let p = phase(name);
-        let per_run = p["ns_per_run"].as_f64();
-        let floor = p["empty_program_ns_per_run"].as_f64();
-        let above = per_run.zip(floor).map(|(r, e)| r - e);
-        let rounds: Vec<String> = p["round_reads_per_second"]
-            .as_array()
-            .map(|r| r.iter().map(|v| format!("{:.0}", f(v))).collect())
-            .unwrap_or_default();
-        let (target, pass) = match name {
-            "on" => (
-                format!("< {LATENCY_TARGET_NS:.0} ns; < {LATENCY_TARGET_PERCENT:.0}% throughput"),
-                above.map(|a| a < LATENCY_TARGET_NS && change.abs() < LATENCY_TARGET_PERCENT),
-            ),
-            _ => ("-".to_string(), None),
-        };
-        table.row(vec![
-            p["what"].as_str().unwrap_or(name).into(),
-            format!("{:.0}", f(&p["reads_per_second"])),
-            rounds.join(", "),
-            per_run.map_or("-".into(), duration_ns),
-            floor.map_or("-".into(), duration_ns),
-            above.map_or("-".into(), duration_ns),
-            target,
-            pass.map_or("-".into(), verdict),
-        ]);
-    }
-    let findings = vec![format!(
-        "Latency measuring (slow paths, `marginal_path_slow_factor`) attaches one more program, \
-         on the raw tracepoint `block_rq_complete`, only once some map has slow-path checking \
-         on; until then no I/O pays anything for it. Attached, every completion runs it: it \
-         reads the request's disk (two pointer loads) and device number and looks the device up \
-         in the latency map; a measured device also reads the request's own start time and \
-         operation and adds one per-CPU histogram bucket. Throughput of one thread of 4 KiB \
-         O_DIRECT reads of a loop device over tmpfs changed by {change:.1}% with it on (rounds \
-         alternate; the spread between rounds on this shared machine is larger than that)."
-    )];
-    (table, findings)
 }
 
 fn phase<'a>(results: &'a Value, name: &str) -> &'a Value {
@@ -134,18 +69,8 @@ pub fn summary(results: &Value) -> Vec<(String, String, &'static str, Option<boo
         "not measurable",
         passes(healthy),
     ));
-    if let Some(on) = results["latency"]["phases"]
-        .as_array()
-        .and_then(|phases| phases.iter().find(|p| p["name"] == "on"))
-    {
-        let above = f(&on["ns_per_run"]) - f(&on["empty_program_ns_per_run"]);
-        let change = f(&results["latency"]["throughput_change_percent"]);
-        rows.push((
-            "latency measuring: ns per I/O above the empty program; fast-device throughput".into(),
-            format!("{}; {change:+.1}%", duration_ns(above)),
-            "< 50 ns; < 1%",
-            Some(above < LATENCY_TARGET_NS && change.abs() < LATENCY_TARGET_PERCENT),
-        ));
+    if let Some(row) = super::latency_cost::summary(&results["latency"]) {
+        rows.push(row);
     }
     rows
 }
@@ -296,8 +221,8 @@ pub fn part(results: &Value) -> Part {
     ));
 
     if !results["latency"].is_null() {
-        let (latency, latency_findings) = latency_table(&results["latency"]);
-        tables.push(latency);
+        let (latency, latency_findings) = super::latency_cost::tables(&results["latency"]);
+        tables.extend(latency);
         findings.extend(latency_findings);
     }
 

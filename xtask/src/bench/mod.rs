@@ -17,6 +17,7 @@
 //!
 //! Raw results go to `<target>/bench/results.json`; `--write` rewrites BENCHMARKS.md.
 mod ebpf_cost;
+mod latency_cost;
 mod reaction;
 mod report;
 mod sampler_cost;

@@ -125,6 +125,7 @@ pub fn bed_with(dm: FakeDm, mut options: Options) -> Bed {
             },
             kernel_btf: true,
             latency: None,
+            latency_program: None,
         },
         sampler: Box::new(sampler.clone()),
         actuators: Box::new(FakeActuators {
