@@ -79,10 +79,25 @@ pub struct Retry {
 }
 
 impl Daemon {
-    /// Carry out the engine's decisions, in order.
+    /// Carry out the engine's decisions, in order, except that a path's sampling starts
+    /// before its fail: a path judged suspect is read at once, while dm's view is read and
+    /// multipathd asked to fail it (a round trip that takes longer than the first reads).
     pub fn apply(&mut self, decisions: Vec<Decision>, now: Timestamp) {
-        for decision in decisions {
-            self.apply_one(decision, now);
+        let mut decisions: Vec<Option<Decision>> = decisions.into_iter().map(Some).collect();
+        for i in 0..decisions.len() {
+            if let Some(Decision::FailPath { path, .. }) = &decisions[i] {
+                let sampling = decisions[i + 1..].iter().position(
+                    |d| matches!(d, Some(Decision::StartSampling { path: p, .. }) if p == path),
+                );
+                if let Some(at) = sampling
+                    && let Some(start) = decisions[i + 1 + at].take()
+                {
+                    self.apply_one(start, now);
+                }
+            }
+            if let Some(decision) = decisions[i].take() {
+                self.apply_one(decision, now);
+            }
         }
     }
 
