@@ -118,6 +118,10 @@ pub struct PathStatus {
     /// dm transitions to failed that were marginal's own `fail path`.
     #[serde(default)]
     pub own_fails: u64,
+    /// dm transitions to failed taken for the same outage: no command had succeeded on the
+    /// path since its previous failure (it was put back on a stale check).
+    #[serde(default)]
+    pub same_outage_refails: u64,
     /// Observe mode: a previous run holds this path out (the state file says so).
     #[serde(default)]
     pub held_by_previous_run: bool,

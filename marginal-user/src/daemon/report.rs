@@ -120,6 +120,7 @@ impl Daemon {
                         },
                         failure_signal: failure_signal.as_str().into(),
                         own_fails: record.map_or(0, |r| r.own_fails) + totals.own_fails_seen,
+                        same_outage_refails: totals.same_outage_refails,
                         kernel_non_path_errors: record.map_or(0, |r| r.non_path_errors),
                         held_by_previous_run: self.observe
                             && self.held_out.get(path.key.as_str()).is_some(),

@@ -370,6 +370,14 @@ pub const PATH_OWN_FAILS: MetricDef = def(
     Labels::Path,
     "dm-mpath transitions of the path to failed that were marginal's own fail (not failures).",
 );
+pub const PATH_SAME_OUTAGE_REFAILS: MetricDef = def(
+    "marginal_path_same_outage_refails",
+    Kind::Counter,
+    None,
+    Labels::Path,
+    "dm-mpath transitions of the path to failed taken for the same outage, not a failure: no \
+     command had succeeded on it since its previous failure (put back on a stale check).",
+);
 pub const PATH_SAMPLING_RUNS: MetricDef = def(
     "marginal_path_sampling_runs",
     Kind::Counter,
@@ -536,6 +544,7 @@ pub const METRICS: &[MetricDef] = &[
     PATH_NON_PATH_ERRORS,
     PATH_DOUBLE_FAILURES,
     PATH_OWN_FAILS,
+    PATH_SAME_OUTAGE_REFAILS,
     PATH_SAMPLING_RUNS,
     PATH_SAMPLING_READS,
     PATH_SAMPLING_ERRORS,

@@ -276,6 +276,10 @@ const PATH_FAMILIES: &[(MetricDef, PathSeries)] = &[
     ),
     (c::PATH_OWN_FAILS, Always(|p| Value::Int(p.own_fails))),
     (
+        c::PATH_SAME_OUTAGE_REFAILS,
+        Always(|p| Value::Int(p.same_outage_refails)),
+    ),
+    (
         c::PATH_SAMPLING_RUNS,
         Always(|p| Value::Int(p.sampling_runs)),
     ),

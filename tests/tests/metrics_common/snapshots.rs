@@ -54,6 +54,7 @@ pub fn path(name: &str, device: &str, state: &str, seed: u64) -> PathStatus {
         failure_signal: "dm_kprobe".into(),
         kernel_non_path_errors: seed + 14,
         own_fails: seed + 15,
+        same_outage_refails: seed + 16,
         held_by_previous_run: false,
         pending_action: String::new(),
         last_action_error: String::new(),

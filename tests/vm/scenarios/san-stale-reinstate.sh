@@ -31,6 +31,7 @@ check "dm fails $nb again" vm_io_until 30 "$map" vm_dm_path_is "$map" "$b" F
 check "the kernel paired the two failures" vm_wait_for 15 vm_path_is "$nb" kernel_double_failures 1
 check "the daemon takes them for one outage" \
 	vm_wait_for 15 vm_marginal_logged "$nb: failed again with no command succeeding on it"
+check "status counts one re-fail of the same outage" vm_path_is "$nb" same_outage_refails 1
 check "no sampling run" vm_path_is "$nb" sampling_runs 0
 check "the daemon failed nothing" [ "$(vm_marginal_logged_count "failing $nb")" = 0 ]
 check "$nb not held" vm_path_is "$nb" failed_by_marginal false
