@@ -390,14 +390,15 @@ pub fn part(vm: &Value) -> Part {
             "On the kernel's clock, from dm-mpath's PATH_FAILED of the second failure to the \
              tool's first sampling read queued on the path: marginal {}, multipathd {}: \
              marginal was {} (target: 100x; {}). marginal acts on the kernel's event (the \
-             dm_path_uevent probe): it sends `fail path` to multipathd, waits for the answer, \
-             then opens the path and starts its run; its own account of the first part \
-             (kernel timestamp to `fail path` answered) was {}, so under emulation the \
-             round trip through multipathd's socket is most of its time. multipathd's \
-             io_err_stat learns of the failure from dm's event and starts sampling from its own \
-             thread's next pass (enqueue, open, first batch of reads). By the 0.05 s log poll \
-             of the earlier runs the figures were {} and {} ({}): the poll's period, not the \
-             tools, capped that ratio.",
+             dm_path_uevent probe): it starts the path's run (the device opened on a helper \
+             thread, then the first reads) and, meanwhile, its actuator thread sends `fail \
+             path` to multipathd; that call was answered {} after the second failure. The log \
+             poll below sees the decision (the `sampling` line); from it to the first read is \
+             the open and the run's start, on two emulated CPUs that multipathd's handling of \
+             the fail shares. multipathd's io_err_stat learns of the failure from dm's event \
+             and starts sampling from its own thread's next pass (enqueue, open, first batch \
+             of reads). By the 0.05 s log poll the figures were {} and {} ({}): the poll's \
+             period caps that ratio.",
             seconds(sam_g),
             seconds(sam_m),
             faster(sam_g, sam_m),
