@@ -236,18 +236,22 @@ pub fn part(results: &Value, vm: &Value) -> Part {
     if f(&d["scrape_cpu_ns"]) >= TARGET_SCRAPE_CPU_NS {
         findings.push(format!(
             "One /metrics scrape at {} paths costs {} of CPU (target: < 100 ms, missed), for \
-             {:.1} MB of exposition: {:.0} bytes and {} of CPU per path. The cost is linear in \
-             the paths (on this machine, right after this run: 57 ms at 4,096 paths, 101 ms at \
-             8,192, `marginal-bench scale-daemon --paths N --seconds 5`); what limits it is \
-             the volume of per-path series. Meeting the target at 16,384 paths needs about \
-             {:.1}x less text or work per path (fewer per-path series, or per-path series only \
-             for paths that are not healthy). Scraped every 15 s that is {} of a core on top \
-             of the idle figure, over the 0.5% target.",
+             {:.1} MB of exposition: {:.0} bytes and {} of CPU per path. Its two halves, timed \
+             in the library run on the thread's CPU clock: the status snapshot {} (the kernel's \
+             records in one batched read, then a string or two per path) and writing the text \
+             {} (straight into one buffer, each path's labels escaped once); the rest is the \
+             HTTP answer and the kernel zeroing the fresh pages of a body this size. What \
+             limits it is the volume of per-path series: meeting the target at 16,384 paths \
+             needs about {:.1}x less text or work per path (a body streamed from a reused \
+             buffer, or per-path series only for paths that are not healthy). Scraped every \
+             15 s that is {} of a core on top of the idle figure, over the 0.5% target.",
             u(&d["paths"]),
             duration_ns(f(&d["scrape_cpu_ns"])),
             u(&d["metrics_bytes"]) as f64 / 1e6,
             u(&d["metrics_bytes"]) as f64 / paths,
             duration_ns(f(&d["scrape_cpu_ns"]) / paths),
+            duration_ns(f(&results["library"]["snapshot_cpu_ns_median"])),
+            duration_ns(f(&results["library"]["render_text_cpu_ns_median"])),
             f(&d["scrape_cpu_ns"]) / TARGET_SCRAPE_CPU_NS,
             percent(scraped_share(d)),
         ));
