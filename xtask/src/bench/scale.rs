@@ -260,8 +260,7 @@ pub fn part(results: &Value, vm: &Value) -> Part {
         findings.push(format!(
             "Start-up grows faster than the paths: the library's first apply of the topology \
              took {:.1} s for {} paths, and the real daemon answered /status {:.1} s after it \
-             started with {} --watch devices (on this machine right after the run: 3.5 s at \
-             4,096 and 7.6 s at 8,192). A performance bug, not noise: applying a topology \
+             started with {} --watch devices. A performance bug, not noise: applying a topology \
              makes one engine call per map and per path, and each call ends by checking every \
              map for a last active path (`Engine::finish`), so the work grows with the square \
              of the paths; checking only the maps a call touched would make it linear. (The \
