@@ -77,10 +77,14 @@ log "ok: $nb stayed failed, and multipathd reinstated nothing, at each of $looks
 multipathd show paths
 check "multipathd says its checker is disabled for $nb" grep -q "$nb - directio checker is disabled" "$MPD_LOG"
 
-check "the recheck passes and the daemon returns $nb" vm_wait_for 20 vm_path_is "$nb" state healthy
-check "daemon logged the return" vm_marginal_logged "returning $nb to mpvm: passed"
+check "the recheck passes and the daemon returns $nb" \
+	vm_wait_for 20 vm_marginal_logged "returning $nb to mpvm: passed"
+# multipathd's checker, turned back on by the reinstatement, may fail the path once more on a
+# result from while it was disabled and put it back on the next check (seen in CI): a failure
+# after the return makes the path suspect at most; it is not held again.
+check "$nb is no longer held" vm_wait_for 5 vm_path_is "$nb" failed_by_marginal false
 check "through multipathd's socket" vm_wait_for 5 grep -q "mpvm: reinstate path $b (operator)" "$MPD_LOG"
-check "$nb active in dm" vm_wait_for 5 sh -c "dmsetup status mpvm | grep -q ' $b A '"
+check "$nb active in dm" vm_wait_for 15 sh -c "dmsetup status mpvm | grep -q ' $b A '"
 check "state file no longer lists $nb" sh -c "! grep -q '\"$nb\"' $SCRATCH/held.json"
 check "reads through the map work" vm_read "$mp" 16
 check "data intact" [ "$(vm_md5 "$mp" 262144)" = "$want" ]
