@@ -45,6 +45,8 @@ check "dm-mpath failed $nb" vm_wait_for 10 vm_path_is "$nb" kernel_failures 1
 check "the checker reinstates it" vm_wait_for 15 sh -c "dmsetup status mpvm | grep -q ' $b A '"
 log "the checker reinstated $nb $(awk -v t0="$t0" '{ printf "%.1f", $1 - t0 }' /proc/uptime) s after a dm fail_path"
 check "daemon counted that failure" vm_wait_for 10 vm_path_is "$nb" state suspect
+# Past the episode gap (1 s) since that failure, whatever the checker's speed.
+sleep 1.2
 
 log "pdev_b breaks (error target): I/O through the map fails $nb again"
 vm_break_path pdev_b
