@@ -13,8 +13,6 @@
 //! path's previous one is the same outage: neither a failure for the engine nor, with the
 //! kernel's, a double failure. A path whose device does not count (NVMe, loop, dm) is judged
 //! as before, by the timing rules alone.
-use std::collections::VecDeque;
-
 use super::core::Daemon;
 use crate::{dm::DevNum, engine::PathKey};
 
@@ -53,7 +51,7 @@ impl Daemon {
     /// The kernel paired failures of `key` at `first_ns` and `second_ns`: whether the path
     /// completed a command between them (true when that cannot be known).
     pub(crate) fn worked_between(
-        &mut self,
+        &self,
         key: &PathKey,
         dev: DevNum,
         first_ns: u64,
@@ -62,11 +60,9 @@ impl Daemon {
         let Some(now) = self.commands_succeeded(dev) else {
             return true;
         };
-        let marks = self
-            .failure_marks
-            .get(key)
-            .map_or(&VecDeque::new(), |m| m)
-            .clone();
+        let Some(marks) = self.failure_marks.get(key) else {
+            return true; // its first failure came before marginal watched it
+        };
         let Some(first) = marks.iter().rev().find(|m| m.at_ns <= first_ns) else {
             return true; // its first failure came before marginal watched it
         };
